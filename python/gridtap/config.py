@@ -1,0 +1,213 @@
+"""Configuration: one typed schema per plugin, filled from YAML < environment < flags.
+
+A plugin describes its settings as a dataclass; each field's ``metadata["help"]`` documents
+it. This module turns that one description into YAML validation, ``GRIDTAP_<PLUGIN>_<KEY>``
+environment variables and ``--key`` flags, so every plugin is configured the same way and
+every mistake is reported as one line naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .errors import ConfigError
+
+
+class Secret(str):
+    """A string that never shows itself in logs, errors or reprs."""
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def reveal(self) -> str:
+        return str.__str__(self)
+
+    def __str__(self) -> str:
+        return "***"
+
+
+class Duration(float):
+    """Seconds, written as ``10``, ``2.5``, ``500ms``, ``10s``, ``5m`` or ``1h``."""
+
+    _UNITS: typing.ClassVar[dict[str, float]] = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    _RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h)?\s*$")
+
+    @classmethod
+    def parse(cls, text: str | float | int) -> Duration:
+        if isinstance(text, bool):
+            raise ValueError("expected a duration like 10s")
+        if isinstance(text, int | float):
+            return cls(float(text))
+        m = cls._RE.match(str(text))
+        if not m:
+            raise ValueError(f"expected a duration like 10s or 500ms, got {text!r}")
+        return cls(float(m.group(1)) * cls._UNITS[m.group(2) or "s"])
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = "", **kw: Any) -> Any:  # noqa: A002
+    """A schema field with its help text; without a default the key is required."""
+    if isinstance(default, list | dict):
+        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata={"help": help}, **kw)
+    return dataclasses.field(default=default, metadata={"help": help}, **kw)
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    if origin is list:
+        return "a list of " + _type_name(typing.get_args(tp)[0]) + "s"
+    return {
+        str: "a string", int: "an integer", float: "a number", bool: "true or false",
+        Duration: "a duration like 10s", Secret: "a string",
+    }.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def coerce(key: str, tp: Any, value: Any, *, from_text: bool = False) -> Any:
+    """Convert ``value`` to ``tp`` or raise ConfigError naming ``key``.
+
+    ``from_text`` is set for values from the environment and flags, which are always strings.
+    """
+    origin = typing.get_origin(tp)
+    bad = ConfigError(key, f"expected {_type_name(tp)}, got {value!r}")
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None or (from_text and value == ""):
+            return None
+        for a in args:
+            try:
+                return coerce(key, a, value, from_text=from_text)
+            except ConfigError:
+                continue
+        raise bad
+    if origin is Literal:
+        for choice in typing.get_args(tp):
+            if value == choice or (from_text and str(choice) == value):
+                return choice
+        raise bad
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if from_text and isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise bad
+        return [coerce(f"{key}[{i}]", item, v, from_text=from_text) for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if from_text and str(value).lower() in ("1", "true", "yes", "on"):
+            return True
+        if from_text and str(value).lower() in ("0", "false", "no", "off"):
+            return False
+        raise bad
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if from_text:
+            try:
+                return int(str(value), 0)
+            except ValueError:
+                raise bad from None
+        raise bad
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if from_text:
+            try:
+                return float(value)
+            except ValueError:
+                raise bad from None
+        raise bad
+    if tp is Duration:
+        try:
+            return Duration.parse(value)
+        except ValueError:
+            raise bad from None
+    if tp is Secret:
+        if isinstance(value, str):
+            return Secret(value)
+        raise ConfigError(key, "expected a string")  # never echo a secret
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        raise bad
+    raise ConfigError(key, f"unsupported setting type {tp!r}")
+
+
+def schema_fields(schema: type) -> list[dataclasses.Field]:
+    return list(dataclasses.fields(schema))
+
+
+def _hints(schema: type) -> dict[str, Any]:
+    return typing.get_type_hints(schema)
+
+
+def build(schema: type, prefix: str, *layers: tuple[Mapping[str, Any], bool]) -> Any:
+    """Fill ``schema`` from layers of (mapping, values_are_text), later layers winning.
+
+    Unknown keys, wrong types and missing required values raise ConfigError naming
+    ``prefix.key``.
+    """
+    hints = _hints(schema)
+    names = {f.name for f in dataclasses.fields(schema)}
+    values: dict[str, Any] = {}
+    for mapping, from_text in layers:
+        for key, raw in mapping.items():
+            name = key.replace("-", "_")
+            if name not in names:
+                close = [n for n in names if n.startswith(name[:3])]
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"{prefix}.{key}", f"unknown key{hint}")
+            values[name] = coerce(f"{prefix}.{key}", hints[name], raw, from_text=from_text)
+    for f in dataclasses.fields(schema):
+        if (
+            f.name not in values
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        ):
+            raise ConfigError(f"{prefix}.{f.name}", "missing required value")
+    return schema(**values)
+
+
+def env_layer(plugin: str, schema: type, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``GRIDTAP_<PLUGIN>_<KEY>`` variables that name a key of ``schema``."""
+    environ = os.environ if environ is None else environ
+    out = {}
+    for f in dataclasses.fields(schema):
+        var = f"GRIDTAP_{plugin.upper()}_{f.name.upper()}"
+        if var in environ:
+            out[f.name] = environ[var]
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file; a missing or malformed file is a ConfigError."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(str(path), f"cannot read: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(str(path), f"not valid YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), "the top level must be a mapping of keys")
+    return data

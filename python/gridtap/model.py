@@ -1,0 +1,120 @@
+"""The one metric model every plugin writes and every output reads.
+
+A metric is Prometheus-shaped: ``intergas_temperature_celsius{device="boiler",sensor="flow"}``.
+Line protocol, collectd and MQTT are encodings of the same value (see ``outputs/``).
+
+A plugin declares each metric once as a :class:`MetricDef` (name, kind, unit, help) and
+produces :class:`Metric` samples from it, so help text and type never drift between samples.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+#: Units a name may carry: Prometheus base units (and their SI compounds). Device units map
+#: onto these (bar -> pascals, rpm -> hertz, kWh -> joules, l/min -> cubic_meters_per_second).
+UNITS = (
+    "watts", "joules", "volts", "amperes", "hertz", "celsius", "seconds", "ratio",
+    "pascals", "bytes", "cubic_meters", "cubic_meters_per_second", "volt_amperes", "",
+)
+
+
+class Kind(str, Enum):
+    GAUGE = "gauge"
+    COUNTER = "counter"
+    INFO = "info"
+    STATESET = "stateset"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricDef:
+    """What a metric is, shared by all its samples.
+
+    ``name`` is the full Prometheus name including the plugin prefix and, for counters, the
+    ``_total`` suffix; info metrics end in ``_info``. ``integer`` makes line protocol write an
+    integer field (counts, codes), so InfluxDB never sees one field change type.
+    """
+
+    name: str
+    help: str
+    kind: Kind = Kind.GAUGE
+    unit: str = ""
+    integer: bool = False
+    states: tuple[str, ...] = ()
+    label_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not NAME_RE.match(self.name):
+            raise ValueError(f"invalid metric name {self.name!r}")
+        if self.unit not in UNITS:
+            raise ValueError(f"{self.name}: unit {self.unit!r} is not a base unit we know")
+        if self.unit and self.unit not in self.name:
+            raise ValueError(f"{self.name}: the name must carry its unit {self.unit!r}")
+        if (self.kind is Kind.COUNTER) != self.name.endswith("_total"):
+            raise ValueError(f"{self.name}: counters and only counters end in _total")
+        if self.kind is Kind.INFO and not self.name.endswith("_info"):
+            raise ValueError(f"{self.name}: info metrics end in _info")
+        if self.kind is Kind.STATESET and not self.states:
+            raise ValueError(f"{self.name}: a state set needs its states")
+
+    def __call__(self, value: float | int | str | bool, **labels: str) -> Metric:
+        """A sample of this metric: ``TEMPERATURE(47.59, sensor="flow")``."""
+        return Metric(self, value, tuple(sorted(labels.items())))
+
+    @property
+    def family(self) -> str:
+        """The OpenMetrics family name: the name without ``_total`` / ``_info``."""
+        for suffix in ("_total", "_info"):
+            if self.name.endswith(suffix):
+                return self.name[: -len(suffix)]
+        return self.name
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """One sample: a definition, a value and a sorted tuple of (label, value) pairs.
+
+    Values: float or int for gauges and counters, 1 for info metrics, the current state's
+    name for a state set.
+    """
+
+    definition: MetricDef
+    value: float | int | str | bool
+    labels: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    def with_labels(self, extra: Sequence[tuple[str, str]]) -> Metric:
+        """This sample with labels added where it does not already have them."""
+        have = {k for k, _ in self.labels}
+        added = [(k, v) for k, v in extra if k not in have]
+        if not added:
+            return self
+        return Metric(self.definition, self.value, tuple(sorted((*self.labels, *added))))
+
+
+@dataclass(slots=True)
+class Batch:
+    """All samples one device produced in one collection, with the collection time."""
+
+    plugin: str
+    device: str
+    timestamp_ns: int
+    metrics: list[Metric] = field(default_factory=list)
+    ok: bool = True
+
+    def extend(self, metrics: Iterable[Metric]) -> None:
+        self.metrics.extend(metrics)
+
+    def labelled(self) -> list[Metric]:
+        """Samples with the ``device`` label filled in from the device name."""
+        extra = (("device", self.device),)
+        return [m.with_labels(extra) for m in self.metrics]

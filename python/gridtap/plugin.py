@@ -1,0 +1,99 @@
+"""The contract between the framework and a device plugin, and plugin discovery.
+
+A plugin is a class registered in the ``gridtap.plugins`` entry-point group. The framework
+creates one instance per configured device and calls :meth:`Plugin.collect` on that
+device's own thread; it never looks inside the metrics it gets back.
+"""
+
+from __future__ import annotations
+
+import argparse
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+from .errors import ConfigError
+from .model import Metric, MetricDef
+
+ENTRY_POINT_GROUP = "gridtap.plugins"
+
+
+class Plugin(ABC):
+    """One device family.
+
+    Class attributes describe the family; an instance talks to one device.
+
+    * ``name``: the metric prefix and line-protocol measurement (``intergas``).
+    * ``config_schema``: a dataclass of the device's settings (see :mod:`gridtap.config`).
+    * ``metrics``: every :class:`MetricDef` the plugin can emit (docs, HA discovery, lints).
+    * ``default_interval``: seconds between collections unless the user says otherwise.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    config_schema: ClassVar[type]
+    metrics: ClassVar[Sequence[MetricDef]] = ()
+    default_interval: ClassVar[float] = 10.0
+
+    def __init__(self, config: Any, device: str) -> None:
+        self.config = config
+        self.device = device
+
+    def start(self) -> None:  # noqa: B027 - optional hook
+        """Begin background work (a listening proxy, say). Polled devices need nothing."""
+
+    @abstractmethod
+    def collect(self) -> list[Metric]:
+        """Read the device once and return its samples.
+
+        Blocking is fine: each device has its own thread. Raise
+        :class:`gridtap.errors.DeviceError` when the device cannot be read; the framework
+        then reports it down and drops its series, so nothing stale is served.
+        """
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release ports, sockets and threads."""
+
+    # --- `gridtap decode PLUGIN FILE` -------------------------------------------------
+    @classmethod
+    def add_decode_arguments(cls, parser: argparse.ArgumentParser) -> None:  # noqa: B027
+        """Add plugin-specific options of ``gridtap decode``."""
+
+    @classmethod
+    def decode(cls, data: bytes, args: argparse.Namespace) -> list[Metric]:
+        """Decode a capture given on the command line into samples."""
+        raise NotImplementedError(f"{cls.name} has no capture decoder")
+
+    # --- `gridtap simulate DEVICE` ----------------------------------------------------
+    @classmethod
+    def add_simulate_arguments(cls, parser: argparse.ArgumentParser) -> None:  # noqa: B027
+        """Add plugin-specific options of ``gridtap simulate``."""
+
+    @classmethod
+    def simulate(cls, args: argparse.Namespace) -> int:
+        """Run the device simulator in the foreground until interrupted; return exit code."""
+        raise NotImplementedError(f"{cls.name} has no simulator")
+
+
+def available() -> dict[str, type[Plugin]]:
+    """Every installed plugin, by name."""
+    found: dict[str, type[Plugin]] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found[ep.name] = ep  # loaded lazily by load()
+    return found  # type: ignore[return-value]
+
+
+def names() -> list[str]:
+    return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+
+
+def load(name: str) -> type[Plugin]:
+    """The plugin class called ``name``; ConfigError listing the known ones otherwise."""
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            cls = ep.load()
+            if not (isinstance(cls, type) and issubclass(cls, Plugin)):
+                raise ConfigError("plugin", f"{ep.value} is not a gridtap Plugin")
+            return cls
+    raise ConfigError("plugin", f"unknown plugin {name!r} (installed: {', '.join(names()) or 'none'})")

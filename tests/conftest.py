@@ -1,0 +1,34 @@
+"""Shared test helpers.
+
+Real captured data lives outside the project, in ``../shared/fixtures`` (override with
+GRIDTAP_FIXTURES). Tests read it in place and skip, saying why, where it is absent; the
+project never copies it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(os.environ.get("GRIDTAP_FIXTURES", ROOT.parent / "shared" / "fixtures"))
+
+
+def fixture_path(*parts: str) -> Path:
+    """Path of a shared fixture, or skip the test with the reason."""
+    p = FIXTURES.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"shared fixture {p} is absent (set GRIDTAP_FIXTURES to the shared/fixtures folder)")
+    return p
+
+
+def read_hex(path: Path) -> bytes:
+    """Bytes of a fixture ``.hex`` file: ``#`` comments, space-separated hex pairs."""
+    out = bytearray()
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            out += bytes.fromhex(line.replace(" ", ""))
+    return bytes(out)
