@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
@@ -76,12 +77,15 @@ class Plugin(ABC):
         raise NotImplementedError(f"{cls.name} has no simulator")
 
 
-def available() -> dict[str, type[Plugin]]:
-    """Every installed plugin, by name."""
-    found: dict[str, type[Plugin]] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        found[ep.name] = ep  # loaded lazily by load()
-    return found  # type: ignore[return-value]
+    # --- `gridtap demo` ----------------------------------------------------------------
+    @classmethod
+    def demo(cls) -> AbstractContextManager[dict[str, Any]] | None:
+        """A running simulator and the settings that read it, for ``gridtap demo``.
+
+        Return a context manager that starts the simulator on loopback and yields the
+        device settings (as a config mapping); None when the plugin has no demo.
+        """
+        return None
 
 
 def names() -> list[str]:

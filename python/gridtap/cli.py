@@ -1,0 +1,318 @@
+"""``gridtap``: the command Telegraf's execd, collectd's exec and people run.
+
+Every user mistake ends as one line on stderr and exit code 2; a device that cannot be
+read ends ``--once`` with one line and exit code 1. Tracebacks only with ``--log-level debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import re
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__, config, devices, logs, plugin, runtime
+from .errors import ConfigError, DeviceError, GridtapError, InputError
+from .model import Batch
+from .outputs import lineproto, prometheus
+from .schedule import Collector
+
+log = logging.getLogger("gridtap")
+
+OUTPUTS = ("influx", "collectd", "prometheus")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits 2 with one line (no usage dump) on a bad flag."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"gridtap: {message} (see --help)\n")
+
+
+def _common_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log-format", choices=["auto", "text", "logfmt", "json", "telegraf"], default=None,
+                   help="log style on stderr (auto: telegraf prefixes for --output influx, else text)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None,
+                   help="log level (default info)")
+
+
+def _plugin_flags(p: argparse.ArgumentParser, cls: type[plugin.Plugin]) -> None:
+    group = p.add_argument_group(f"{cls.name} settings (also GRIDTAP_{cls.name.upper()}_<KEY> or the config file)")
+    for f in dataclasses.fields(cls.config_schema):
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = f.default_factory()  # type: ignore[misc]
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
+        shown = "required" if required else f"default: {default}"
+        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", metavar="VALUE",
+                           help=f"{f.metadata.get('help', '')} ({shown})")
+
+
+def _plugin_classes() -> list[type[plugin.Plugin]]:
+    out = []
+    for name in plugin.names():
+        try:
+            out.append(plugin.load(name))
+        except Exception as e:  # a broken third-party plugin must not break the others
+            print(f"gridtap: plugin {name} failed to load: {e}", file=sys.stderr)
+    return out
+
+
+def build_parser(classes: Sequence[type[plugin.Plugin]]) -> argparse.ArgumentParser:
+    top = _Parser(prog="gridtap", description="Read home-energy devices; feed Telegraf, collectd, Prometheus.")
+    top.add_argument("--version", action="version", version=f"gridtap {__version__}")
+    sub = top.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="collect one device and write one output (execd, exec, /metrics)",
+                         description="Collect one device and write its metrics to one output.")
+    run_sub = run.add_subparsers(dest="plugin", metavar="PLUGIN", required=True, parser_class=_Parser)
+    for cls in classes:
+        p = run_sub.add_parser(cls.name, help=cls.description, description=cls.description)
+        p.add_argument("--output", choices=OUTPUTS, default="influx",
+                       help="influx: line protocol on stdout (Telegraf execd); collectd: PUTVAL on stdout "
+                            "(collectd exec); prometheus: serve /metrics (default influx)")
+        p.add_argument("--once", action="store_true",
+                       help="collect one batch, print it and exit (0 ok, 1 device unreadable)")
+        p.add_argument("--signal", choices=["STDIN", "none"], default="none",
+                       help="influx only: STDIN = collect on each newline (Telegraf signal = \"STDIN\"); "
+                            "none = collect every --interval (default none)")
+        p.add_argument("--interval", metavar="DURATION", help="time between collections, e.g. 10s")
+        p.add_argument("--listen", metavar="HOST:PORT", help="prometheus only: address of /metrics")
+        p.add_argument("--config", metavar="FILE", help="YAML config file")
+        p.add_argument("--name", metavar="DEVICE", help="device name (label device=); picks the device in --config")
+        p.add_argument("--uint", action="store_true", help="influx only: write unsigned integers with the u suffix")
+        _common_options(p)
+        _plugin_flags(p, cls)
+
+    serve = sub.add_parser("serve", help="collect many devices in one process and serve /metrics",
+                           description="Collect every device of a config file; serve Prometheus /metrics.")
+    serve.add_argument("--config", metavar="FILE", required=True, help="YAML config file with a devices list")
+    serve.add_argument("--listen", metavar="HOST:PORT", help="address of /metrics (default 127.0.0.1:9870)")
+    _common_options(serve)
+
+    dec = sub.add_parser("decode", help="decode a captured frame, block or page",
+                         description="Decode a capture (hex text or binary) into metrics.")
+    dec_sub = dec.add_subparsers(dest="plugin", metavar="PLUGIN", required=True, parser_class=_Parser)
+    for cls in classes:
+        p = dec_sub.add_parser(cls.name, help=cls.description)
+        p.add_argument("file", nargs="?", default="-", help="capture file, or - for stdin (default -)")
+        p.add_argument("--format", choices=["influx", "prometheus", "json"], default="json",
+                       help="output format (default json)")
+        p.add_argument("--input", choices=["auto", "hex", "binary"], default="auto",
+                       help="how to read the file: hex text (# comments allowed), raw bytes, or guess (default)")
+        _common_options(p)
+        cls.add_decode_arguments(p)
+
+    sim = sub.add_parser("simulate", help="run a device simulator on loopback",
+                         description="Serve a device's real protocol on loopback, from generated data or captures.")
+    sim_sub = sim.add_subparsers(dest="plugin", metavar="DEVICE", required=True, parser_class=_Parser)
+    for cls in classes:
+        p = sim_sub.add_parser(cls.name, help=cls.description)
+        _common_options(p)
+        cls.add_simulate_arguments(p)
+
+    demo = sub.add_parser("demo", help="simulators feeding /metrics and line protocol; no hardware needed",
+                          description="Start every plugin's simulator, collect from them, serve /metrics "
+                                      "and print line protocol.")
+    demo.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:9870", help="address of /metrics")
+    demo.add_argument("--interval", metavar="DURATION", default="5s", help="time between collections")
+    demo.add_argument("--duration", metavar="DURATION", help="stop after this long (default: until Ctrl-C)")
+    _common_options(demo)
+
+    sg = sub.add_parser("sgready", help="set or read the heat pump's SGReady state (needs the isg plugin)")
+    sg.add_argument("action", choices=["set", "get"], help="set or get")
+    sg.add_argument("state", nargs="?", help="1-4, with set")
+
+    sub.add_parser("plugins", help="list installed plugins")
+    return top
+
+
+# --- helpers --------------------------------------------------------------------------
+def _setup_logs(args: argparse.Namespace, common: devices.Common | None = None) -> None:
+    style = args.log_format or (common.log_format if common else "auto")
+    level = args.log_level or (common.log_level if common else "info")
+    if style == "auto":
+        style = "telegraf" if getattr(args, "output", None) == "influx" else "text"
+    logs.setup(style, level)
+
+
+def _flags(args: argparse.Namespace) -> dict[str, str]:
+    return {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
+
+
+def _read_capture(path: str, mode: str) -> bytes:
+    try:
+        data = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()  # noqa: SIM115
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror}") from None
+    if mode == "binary":
+        return data
+    text = None
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        if mode == "hex":
+            raise InputError(f"{path}: not hex text") from None
+    if text is not None:
+        lines = [ln.split("#", 1)[0] for ln in text.splitlines()]
+        compact = re.sub(r"0x|[\s:,-]", "", "".join(lines), flags=re.IGNORECASE)
+        if compact and re.fullmatch(r"[0-9a-fA-F]*", compact) and len(compact) % 2 == 0:
+            return bytes.fromhex(compact)
+        if mode == "hex":
+            raise InputError(f"{path}: not hex text (odd length or a non-hex character)")
+    return data
+
+
+# --- commands -------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    cls = plugin.load(args.plugin)
+    common = devices.Common()
+    raw: dict[str, Any] = {}
+    where = args.plugin
+    if args.config:
+        common = devices.load_common(config.load_yaml(args.config))
+        found = devices.devices_from_file(common, only_plugin=args.plugin, only_name=args.name)
+        if not found:
+            raise ConfigError("devices", f"no {args.plugin} device{' named ' + args.name if args.name else ''} "
+                                         f"in {args.config}")
+        if len(found) > 1:
+            raise ConfigError("devices", f"{len(found)} {args.plugin} devices in {args.config}; pick one with --name")
+        where, _, raw = found[0]
+    if args.name:
+        raw["name"] = args.name
+    _setup_logs(args, common)
+    flags = _flags(args)
+    if args.interval:
+        flags["interval"] = args.interval
+    spec = devices.device_spec(cls, raw, where=where, default_interval=float(common.interval) if args.config else None,
+                               flags=flags)
+    device = spec.create()
+    collector = Collector(device, spec.interval)
+    stopper = runtime.Stopper().install()
+    try:
+        device.start()
+        if args.once:
+            return _once(collector, args)
+        if args.output == "influx":
+            return runtime.run_influx([collector], args.signal, stopper, args.uint)
+        if args.output == "collectd":
+            return runtime.run_collectd([collector], spec.interval, stopper)
+        return runtime.serve_prometheus([collector], args.listen or common.listen, stopper)
+    finally:
+        device.close()
+
+
+def _once(collector: Collector, args: argparse.Namespace) -> int:
+    batch = collector.collect_once()
+    if not batch.ok:
+        print(f"gridtap: {collector.name}: {collector.state.error}", file=sys.stderr)
+        return 1
+    out = sys.stdout.buffer
+    if args.output == "influx":
+        out.write(lineproto.encode([batch], args.uint))
+    elif args.output == "collectd":
+        from .outputs import collectd
+
+        host, interval = runtime.collectd_settings(collector.interval)
+        out.write(collectd.encode([batch], host, interval).encode())
+    else:
+        out.write(prometheus.encode([batch]))
+    out.flush()
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    common = devices.load_common(config.load_yaml(args.config))
+    _setup_logs(args, common)
+    entries = devices.devices_from_file(common)
+    if not entries:
+        raise ConfigError("devices", f"no devices in {args.config}")
+    specs = [devices.device_spec(cls, raw, where=where, default_interval=float(common.interval))
+             for where, cls, raw in entries]
+    collectors = [Collector(s.create(), s.interval) for s in specs]
+    stopper = runtime.Stopper().install()
+    try:
+        for c in collectors:
+            c.plugin.start()
+        return runtime.serve_prometheus(collectors, args.listen or common.listen, stopper)
+    finally:
+        for c in collectors:
+            c.plugin.close()
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    _setup_logs(args)
+    cls = plugin.load(args.plugin)
+    data = _read_capture(args.file, args.input)
+    from ._native import DecodeError
+
+    try:
+        metrics = cls.decode(data, args)
+    except DecodeError as e:
+        raise InputError(f"{args.file}: {e}") from None
+    batch = Batch(cls.name, "capture", time.time_ns(), metrics)
+    out = sys.stdout.buffer
+    if args.format == "influx":
+        out.write(lineproto.encode([batch]))
+    elif args.format == "prometheus":
+        out.write(prometheus.encode([batch]))
+    else:
+        rows = [{"name": m.name, "labels": dict(m.labels), "value": m.value} for m in metrics]
+        out.write((json.dumps(rows, indent=1) + "\n").encode())
+    out.flush()
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    _setup_logs(args)
+    return plugin.load(args.plugin).simulate(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    _setup_logs(args)
+    duration = config.Duration.parse(args.duration) if args.duration else None
+    return run_demo(args.listen, config.Duration.parse(args.interval), duration)
+
+
+def cmd_plugins(_args: argparse.Namespace) -> int:
+    for cls in _plugin_classes():
+        print(f"{cls.name:<12} {cls.description}")
+    return 0
+
+
+def cmd_sgready(_args: argparse.Namespace) -> int:
+    raise ConfigError("sgready", "needs the isg plugin, which this gridtap release does not include yet")
+
+
+COMMANDS = {"run": cmd_run, "serve": cmd_serve, "decode": cmd_decode, "simulate": cmd_simulate,
+            "demo": cmd_demo, "plugins": cmd_plugins, "sgready": cmd_sgready}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser(_plugin_classes())
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except GridtapError as e:
+        print(f"gridtap: {logs.redact(str(e))}", file=sys.stderr)
+        if getattr(args, "log_level", None) == "debug":
+            log.debug("details", exc_info=True)
+        return e.exit_code
+    except DeviceError as e:  # pragma: no cover - DeviceError is a GridtapError; kept for clarity
+        print(f"gridtap: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

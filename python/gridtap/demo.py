@@ -1,0 +1,59 @@
+"""``gridtap demo``: every plugin's simulator feeding the real outputs, no hardware needed.
+
+Each plugin that offers a demo starts its simulator on loopback and says which settings
+read it; from there on it is the same code path as ``gridtap serve``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+
+from . import devices, plugin, runtime
+from .outputs import lineproto
+from .schedule import Collector
+
+log = logging.getLogger("gridtap.demo")
+
+
+def run_demo(listen: str, interval: float, duration: float | None) -> int:
+    stopper = runtime.Stopper().install()
+    with contextlib.ExitStack() as stack:
+        collectors = []
+        for name in plugin.names():
+            cls = plugin.load(name)
+            demo = cls.demo()
+            if demo is None:
+                continue
+            settings = stack.enter_context(demo)
+            spec = devices.device_spec(cls, {"name": f"demo-{name}", **settings}, where=f"demo.{name}",
+                                       default_interval=interval)
+            device = spec.create()
+            device.start()
+            stack.callback(device.close)
+            collectors.append(Collector(device, spec.interval))
+            log.info("demo: %s simulator started", name)
+        if not collectors:
+            print("gridtap: no installed plugin offers a demo", file=sys.stderr)
+            return 1
+        deadline = None if duration is None else time.monotonic() + duration
+
+        printed: dict[int, int] = {}
+
+        def print_latest() -> None:
+            fresh = []
+            for i, c in enumerate(collectors):
+                batch = c.snapshot()
+                if batch is not None and printed.get(i) != batch.timestamp_ns:
+                    printed[i] = batch.timestamp_ns
+                    fresh.append(batch)
+            sys.stdout.buffer.write(lineproto.encode(fresh))
+            sys.stdout.flush()
+            if deadline is not None and time.monotonic() >= deadline:
+                stopper.event.set()
+
+        print(f"gridtap demo: Prometheus metrics on http://{listen}/metrics; line protocol below. Ctrl-C stops.",
+              flush=True)
+        return runtime.serve_prometheus(collectors, listen, stopper, on_cycle=print_latest)

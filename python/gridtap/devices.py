@@ -1,0 +1,110 @@
+"""Turning configuration (YAML < environment < flags) into configured plugin instances."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from . import config, logs, plugin
+from .config import Duration, Secret
+from .errors import ConfigError
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class Common:
+    """Settings outside any device; the top level of a config file."""
+
+    interval: Duration = config.setting(Duration(10.0), help="default seconds between collections")
+    log_format: Literal["auto", "text", "logfmt", "json", "telegraf"] = config.setting(
+        "auto", help="log style on stderr"
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = config.setting("info", help="log level")
+    listen: str = config.setting("127.0.0.1:9870", help="HOST:PORT of the Prometheus /metrics server")
+    devices: list[Any] = config.setting([], help="the devices, each a mapping with plugin, name and settings")
+
+
+@dataclass
+class DeviceSpec:
+    plugin_cls: type[plugin.Plugin]
+    name: str
+    interval: float
+    settings: Any
+
+    def create(self) -> plugin.Plugin:
+        return self.plugin_cls(self.settings, self.name)
+
+
+def _register_secrets(settings: Any) -> None:
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if isinstance(value, Secret):
+            logs.register_secret(value.reveal())
+
+
+def load_common(raw: Mapping[str, Any]) -> Common:
+    return config.build(Common, "config", (raw, False))
+
+
+def device_spec(
+    plugin_cls: type[plugin.Plugin],
+    raw: Mapping[str, Any],
+    *,
+    where: str,
+    default_interval: float | None,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, str] | None = None,
+) -> DeviceSpec:
+    """One device from its YAML mapping, the environment and flags (later ones win)."""
+    raw = dict(raw)
+    raw.pop("plugin", None)
+    name = raw.pop("name", None) or plugin_cls.name
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ConfigError(f"{where}.name", f"expected a short name of letters, digits, _.:-, got {name!r}")
+    interval = raw.pop("interval", None)
+    if flags and flags.get("interval") is not None:
+        interval = flags["interval"]
+    if interval is None:
+        interval = default_interval if default_interval is not None else plugin_cls.default_interval
+    try:
+        interval = Duration.parse(interval)
+    except ValueError:
+        raise ConfigError(f"{where}.interval", f"expected a duration like 10s, got {interval!r}") from None
+    if interval <= 0:
+        raise ConfigError(f"{where}.interval", "must be greater than zero")
+    layers: list[tuple[Mapping[str, Any], bool]] = [(raw, False)]
+    layers.append((config.env_layer(plugin_cls.name, plugin_cls.config_schema, env), True))
+    if flags:
+        layers.append(({k: v for k, v in flags.items() if k != "interval" and v is not None}, True))
+    settings = config.build(plugin_cls.config_schema, where, *layers)
+    _register_secrets(settings)
+    return DeviceSpec(plugin_cls, name, float(interval), settings)
+
+
+def devices_from_file(
+    common: Common, *, only_plugin: str | None = None, only_name: str | None = None
+) -> list[tuple[str, type[plugin.Plugin], dict[str, Any]]]:
+    """(where, plugin class, raw mapping) for each device entry in a config file."""
+    out = []
+    names: set[tuple[str, str]] = set()
+    for i, entry in enumerate(common.devices):
+        where = f"devices[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(where, "expected a mapping with plugin, name and settings")
+        pname = entry.get("plugin")
+        if not isinstance(pname, str):
+            raise ConfigError(f"{where}.plugin", "missing required value")
+        if only_plugin and pname != only_plugin:
+            continue
+        if only_name and entry.get("name", pname) != only_name:
+            continue
+        key = (pname, str(entry.get("name", pname)))
+        if key in names:
+            raise ConfigError(f"{where}.name", f"device name {key[1]!r} is used twice for {pname}")
+        names.add(key)
+        out.append((where, plugin.load(pname), entry))
+    return out

@@ -1,0 +1,1 @@
+"""Encodings of the metric model. None of these modules knows any device."""

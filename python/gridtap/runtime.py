@@ -1,0 +1,167 @@
+"""The long-running modes behind ``gridtap run`` and ``gridtap serve``.
+
+* influx (Telegraf ``inputs.execd``): ``signal = "STDIN"`` collects once per newline read
+  on stdin; ``signal = "none"`` collects on our own interval. Each batch is written whole
+  and flushed. Stdin EOF (how Telegraf stops a child) or SIGTERM ends the process cleanly.
+* collectd (``exec`` plugin): PUTVAL lines every COLLECTD_INTERVAL seconds.
+* prometheus: collection in the background, a scrape serves the latest batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import socket
+import stat
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import BinaryIO
+
+from prometheus_client import start_http_server
+
+from .errors import ConfigError
+from .model import Batch
+from .outputs import collectd, lineproto, prometheus
+from .schedule import Collector
+
+log = logging.getLogger("gridtap.runtime")
+
+
+class Stopper:
+    """Set by SIGTERM/SIGINT; everything that waits, waits on it."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def install(self) -> Stopper:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.event.set())
+        return self
+
+    def wait(self, seconds: float) -> bool:
+        return self.event.wait(seconds)
+
+    @property
+    def stopped(self) -> bool:
+        return self.event.is_set()
+
+
+def _write(out: BinaryIO, data: bytes) -> None:
+    if data:
+        out.write(data)
+        out.flush()
+
+
+def _stdin_is_pipe() -> bool:
+    try:
+        return stat.S_ISFIFO(os.fstat(sys.stdin.fileno()).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def _watch_stdin_eof(stopper: Stopper) -> None:
+    """Telegraf stops a ``signal = "none"`` child by closing its stdin: treat EOF as stop."""
+
+    def watch() -> None:
+        fd = sys.stdin.fileno()
+        while not stopper.stopped:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready and not os.read(fd, 4096):
+                stopper.event.set()
+
+    threading.Thread(target=watch, name="stdin-eof", daemon=True).start()
+
+
+def run_influx(collectors: Sequence[Collector], signal_mode: str, stopper: Stopper, uint: bool = False) -> int:
+    out = sys.stdout.buffer
+
+    def cycle() -> None:
+        batches = [c.collect_once() for c in collectors]
+        _write(out, lineproto.encode(batches, uint))
+
+    if signal_mode == "STDIN":
+        fd = sys.stdin.fileno()
+        pending = b""
+        while not stopper.stopped:
+            try:
+                ready, _, _ = select.select([fd], [], [], 0.5)
+            except InterruptedError:
+                continue
+            if not ready:
+                continue
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                return 0  # stdin closed: Telegraf is stopping us
+            pending += chunk
+            if b"\n" in pending:
+                pending = b""  # several newlines queued while busy still mean one collection
+                cycle()
+        return 0
+    if _stdin_is_pipe():
+        _watch_stdin_eof(stopper)
+    interval = min(c.interval for c in collectors)
+    while not stopper.stopped:
+        t0 = time.monotonic()
+        cycle()
+        stopper.wait(max(0.0, interval - (time.monotonic() - t0)))
+    return 0
+
+
+def collectd_settings(interval_flag: float | None) -> tuple[str, float]:
+    host = os.environ.get("COLLECTD_HOSTNAME") or socket.gethostname()
+    raw = os.environ.get("COLLECTD_INTERVAL")
+    if raw:
+        try:
+            return host, float(raw)
+        except ValueError:
+            raise ConfigError("COLLECTD_INTERVAL", f"expected seconds, got {raw!r}") from None
+    return host, interval_flag or 10.0
+
+
+def run_collectd(collectors: Sequence[Collector], interval: float, stopper: Stopper) -> int:
+    host, interval = collectd_settings(interval)
+    out = sys.stdout.buffer
+    while not stopper.stopped:
+        t0 = time.monotonic()
+        batches = [c.collect_once() for c in collectors]
+        _write(out, collectd.encode(batches, host, interval).encode())
+        stopper.wait(max(0.0, interval - (time.monotonic() - t0)))
+    return 0
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError("listen", f"expected HOST:PORT, got {listen!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def serve_prometheus(
+    collectors: Sequence[Collector], listen: str, stopper: Stopper, on_cycle: Callable[[], None] | None = None
+) -> int:
+    host, port = parse_listen(listen)
+
+    def snapshot() -> list[Batch]:
+        return [b for b in (c.snapshot() for c in collectors) if b is not None]
+
+    try:
+        server, thread = start_http_server(port, host, registry=prometheus.registry_for(snapshot))
+    except OSError as e:
+        raise ConfigError("listen", f"cannot listen on {listen}: {e.strerror}") from None
+    bound = server.server_address
+    log.info("serving /metrics on http://%s:%d/metrics", bound[0], bound[1])
+    for c in collectors:
+        c.start()
+    try:
+        while not stopper.wait(1.0):
+            if on_cycle:
+                on_cycle()
+    finally:
+        server.shutdown()
+        for c in collectors:
+            c.stop()
+    return 0
