@@ -15,6 +15,27 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyFloat, PyInt, PyList, PyString, PyTuple};
 use pyo3::intern;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// FxHash (rustc's hasher): the keys here are short, trusted and per call, so SipHash's
+/// flood resistance buys nothing and costs a measurable share of the encode time.
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 /// A field value after type resolution.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,14 +93,28 @@ fn escape_string_field(out: &mut Vec<u8>, s: &str) {
 /// Python's `repr(float)` for finite values: shortest round-trip digits, fixed notation
 /// for decimal exponents in [-4, 16), otherwise `d.ddde+XX` with at least two exponent digits.
 pub fn format_float(out: &mut Vec<u8>, x: f64) {
-    let sci = format!("{:e}", x); // shortest round-trip digits, e.g. "-1.2345e3"
-    let (mantissa, exp) = sci.split_once('e').expect("{:e} always has an exponent");
+    format_float_with(out, x, &mut String::new());
+}
+
+fn format_float_with(out: &mut Vec<u8>, x: f64, scratch: &mut String) {
+    use std::fmt::Write;
+    scratch.clear();
+    write!(scratch, "{:e}", x).expect("writing to a String cannot fail"); // shortest digits, e.g. "-1.2345e3"
+    let (mantissa, exp) = scratch.split_once('e').expect("{:e} always has an exponent");
     let exp: i32 = exp.parse().expect("exponent is an integer");
     let (neg, mantissa) = match mantissa.strip_prefix('-') {
         Some(m) => (true, m),
         None => (false, mantissa),
     };
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let mut digit_buf = [0u8; 24];
+    let mut n = 0;
+    for &b in mantissa.as_bytes() {
+        if b != b'.' {
+            digit_buf[n] = b;
+            n += 1;
+        }
+    }
+    let digits = std::str::from_utf8(&digit_buf[..n]).expect("ascii digits");
     if neg {
         out.push(b'-');
     }
@@ -118,12 +153,16 @@ pub fn format_float(out: &mut Vec<u8>, x: f64) {
 
 /// Append `value` as a field value; false when the value cannot be written (NaN, ±Inf).
 pub fn format_value(out: &mut Vec<u8>, value: &FieldValue) -> bool {
+    format_value_with(out, value, &mut String::new())
+}
+
+fn format_value_with(out: &mut Vec<u8>, value: &FieldValue, scratch: &mut String) -> bool {
     match value {
         FieldValue::Float(x) => {
             if !x.is_finite() {
                 return false;
             }
-            format_float(out, *x);
+            format_float_with(out, *x, scratch);
         }
         FieldValue::Int(i) => {
             out.extend_from_slice(i.to_string().as_bytes());
@@ -150,26 +189,47 @@ pub struct BatchEncoder {
     measurement: Vec<u8>,
     prefix: String,
     lines: Vec<Line>,
-    index: HashMap<Vec<u8>, usize>,
+    index: FxMap<Vec<u8>, usize>,
+    /// Line index by the raw (unescaped) label set, so a label set seen before costs one
+    /// hash lookup instead of escaping and joining its tags again.
+    raw_index: FxMap<Vec<u8>, usize>,
+    scratch: String,
 }
 
 impl BatchEncoder {
     pub fn new(plugin: &str) -> Self {
         let mut measurement = Vec::with_capacity(plugin.len());
         escape_measurement(&mut measurement, plugin);
-        BatchEncoder { measurement, prefix: format!("{plugin}_"), lines: Vec::new(), index: HashMap::new() }
+        BatchEncoder {
+            measurement,
+            prefix: format!("{plugin}_"),
+            lines: Vec::new(),
+            index: FxMap::default(),
+            raw_index: FxMap::default(),
+            scratch: String::with_capacity(32),
+        }
     }
 
     /// Add one sample. `tags` must be sorted by key.
     pub fn add(&mut self, name: &str, tags: &[(&str, &str)], value: &FieldValue) {
+        self.add_with_raw_key(name, tags, value, None);
+    }
+
+    /// As [`add`], with `raw_key` identifying the label set (any bytes that are equal
+    /// exactly when the label sets are equal) to skip rebuilding a known series.
+    pub fn add_with_raw_key(&mut self, name: &str, tags: &[(&str, &str)], value: &FieldValue, raw_key: Option<&[u8]>) {
         let mut val = Vec::with_capacity(24);
-        if !format_value(&mut val, value) {
+        if !format_value_with(&mut val, value, &mut self.scratch) {
             return;
         }
         let field = name.strip_prefix(&self.prefix).unwrap_or(name);
         let mut key = Vec::with_capacity(field.len());
         escape_key(&mut key, field);
         if key.is_empty() {
+            return;
+        }
+        if let Some(&idx) = raw_key.and_then(|k| self.raw_index.get(k)) {
+            Self::put_field(&mut self.lines[idx].fields, key, val);
             return;
         }
         let mut series = self.measurement.clone();
@@ -193,7 +253,13 @@ impl BatchEncoder {
                 self.lines.len() - 1
             }
         };
-        let fields = &mut self.lines[idx].fields;
+        if let Some(k) = raw_key {
+            self.raw_index.insert(k.to_vec(), idx);
+        }
+        Self::put_field(&mut self.lines[idx].fields, key, val);
+    }
+
+    fn put_field(fields: &mut Vec<(Vec<u8>, Vec<u8>)>, key: Vec<u8>, val: Vec<u8>) {
         // A repeated field key replaces the earlier value in place (influxd keeps the last).
         if let Some(slot) = fields.iter_mut().find(|(k, _)| *k == key) {
             slot.1 = val;
@@ -271,7 +337,7 @@ fn encode(py: Python<'_>, batches: &Bound<'_, PyAny>, uint: bool) -> PyResult<Ve
         let metrics = batch.getattr(intern!(py, "metrics"))?;
         let metrics = metrics.cast::<PyList>()?;
         let mut enc = BatchEncoder::new(&plugin);
-        let mut tags: Vec<(String, String)> = Vec::with_capacity(8);
+        let mut raw_key: Vec<u8> = Vec::with_capacity(64);
         for m in metrics.iter() {
             let def = m.getattr(intern!(py, "definition"))?;
             let name_obj = def.getattr(intern!(py, "name"))?;
@@ -281,21 +347,30 @@ fn encode(py: Python<'_>, batches: &Bound<'_, PyAny>, uint: bool) -> PyResult<Ve
             let Some(fv) = field_value(&value, integer, uint)? else { continue };
             let labels = m.getattr(intern!(py, "labels"))?;
             let labels = labels.cast::<PyTuple>()?;
-            tags.clear();
-            let mut has_device = false;
+            // The items stay alive in `labels`, so borrowed &str views are valid here.
+            let mut items: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = Vec::with_capacity(labels.len());
             for pair in labels.iter() {
                 let pair = pair.cast::<PyTuple>()?;
-                let k: String = pair.get_item(0)?.extract()?;
-                let v: String = pair.get_item(1)?.extract()?;
+                items.push((pair.get_item(0)?, pair.get_item(1)?));
+            }
+            let mut tags: Vec<(&str, &str)> = Vec::with_capacity(items.len() + 1);
+            raw_key.clear();
+            let mut has_device = false;
+            for (k, v) in &items {
+                let k = k.cast::<PyString>()?.to_str()?;
+                let v = v.cast::<PyString>()?.to_str()?;
                 has_device |= k == "device";
+                raw_key.extend_from_slice(k.as_bytes());
+                raw_key.push(0xff); // 0xff never occurs in UTF-8, so the key is unambiguous
+                raw_key.extend_from_slice(v.as_bytes());
+                raw_key.push(0xff);
                 tags.push((k, v));
             }
             if !has_device {
-                tags.push(("device".to_string(), device.clone()));
+                tags.push(("device", device.as_str()));
             }
             tags.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            let borrowed: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            enc.add(name, &borrowed, &fv);
+            enc.add_with_raw_key(name, &tags, &fv, Some(&raw_key));
         }
         enc.finish(&mut out, ts);
     }
