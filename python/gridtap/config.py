@@ -74,13 +74,18 @@ def _type_name(tp: Any) -> str:
     }.get(tp, getattr(tp, "__name__", str(tp)))
 
 
+def _holds_secret(tp: Any) -> bool:
+    return tp is Secret or any(_holds_secret(a) for a in typing.get_args(tp))
+
+
 def coerce(key: str, tp: Any, value: Any, *, from_text: bool = False) -> Any:
     """Convert ``value`` to ``tp`` or raise ConfigError naming ``key``.
 
     ``from_text`` is set for values from the environment and flags, which are always strings.
     """
     origin = typing.get_origin(tp)
-    bad = ConfigError(key, f"expected {_type_name(tp)}, got {value!r}")
+    shown = "a value that is not shown" if _holds_secret(tp) else repr(value)
+    bad = ConfigError(key, f"expected {_type_name(tp)}, got {shown}")
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None or (from_text and value == ""):

@@ -49,8 +49,8 @@ def type_instance(plugin: str, metric: Metric, ctype: str) -> str:
     stem = d.name[len(plugin) + 1:] if d.name.startswith(plugin + "_") else d.name
     if d.kind is Kind.COUNTER and ctype != "gauge":
         stem = stem.removesuffix("_total")
-    if d.unit:
-        stem = stem.replace("_" + d.unit, "")
+    if d.unit and ctype not in ("gauge", "derive"):
+        stem = stem.replace("_" + d.unit, "")  # the collectd type already names the quantity
     parts = [] if stem == ctype else [stem]
     parts += [v for k, v in metric.labels if k != "device"]
     return _clean("-".join(parts))
