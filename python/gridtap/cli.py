@@ -35,6 +35,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _common_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--version", action="version", version=f"gridtap {__version__}")
     p.add_argument("--log-format", choices=["auto", "text", "logfmt", "json", "telegraf"], default=None,
                    help="log style on stderr (auto: telegraf prefixes for --output influx, else text)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None,
@@ -70,6 +71,7 @@ def build_parser(classes: Sequence[type[plugin.Plugin]]) -> argparse.ArgumentPar
 
     run = sub.add_parser("run", help="collect one device and write one output (execd, exec, /metrics)",
                          description="Collect one device and write its metrics to one output.")
+    run.add_argument("--version", action="version", version=f"gridtap {__version__}")
     run_sub = run.add_subparsers(dest="plugin", metavar="PLUGIN", required=True, parser_class=_Parser)
     for cls in classes:
         p = run_sub.add_parser(cls.name, help=cls.description, description=cls.description)
@@ -97,6 +99,7 @@ def build_parser(classes: Sequence[type[plugin.Plugin]]) -> argparse.ArgumentPar
 
     dec = sub.add_parser("decode", help="decode a captured frame, block or page",
                          description="Decode a capture (hex text or binary) into metrics.")
+    dec.add_argument("--version", action="version", version=f"gridtap {__version__}")
     dec_sub = dec.add_subparsers(dest="plugin", metavar="PLUGIN", required=True, parser_class=_Parser)
     for cls in classes:
         p = dec_sub.add_parser(cls.name, help=cls.description)
@@ -110,6 +113,7 @@ def build_parser(classes: Sequence[type[plugin.Plugin]]) -> argparse.ArgumentPar
 
     sim = sub.add_parser("simulate", help="run a device simulator on loopback",
                          description="Serve a device's real protocol on loopback, from generated data or captures.")
+    sim.add_argument("--version", action="version", version=f"gridtap {__version__}")
     sim_sub = sim.add_subparsers(dest="plugin", metavar="DEVICE", required=True, parser_class=_Parser)
     for cls in classes:
         p = sim_sub.add_parser(cls.name, help=cls.description)
@@ -125,10 +129,12 @@ def build_parser(classes: Sequence[type[plugin.Plugin]]) -> argparse.ArgumentPar
     _common_options(demo)
 
     sg = sub.add_parser("sgready", help="set or read the heat pump's SGReady state (needs the isg plugin)")
+    sg.add_argument("--version", action="version", version=f"gridtap {__version__}")
     sg.add_argument("action", choices=["set", "get"], help="set or get")
     sg.add_argument("state", nargs="?", help="1-4, with set")
 
-    sub.add_parser("plugins", help="list installed plugins")
+    plugins_cmd = sub.add_parser("plugins", help="list installed plugins")
+    plugins_cmd.add_argument("--version", action="version", version=f"gridtap {__version__}")
     return top
 
 
