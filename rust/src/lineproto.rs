@@ -96,25 +96,41 @@ pub fn format_float(out: &mut Vec<u8>, x: f64) {
     format_float_with(out, x, &mut String::new());
 }
 
-fn format_float_with(out: &mut Vec<u8>, x: f64, scratch: &mut String) {
-    use std::fmt::Write;
-    scratch.clear();
-    write!(scratch, "{:e}", x).expect("writing to a String cannot fail"); // shortest digits, e.g. "-1.2345e3"
-    let (mantissa, exp) = scratch.split_once('e').expect("{:e} always has an exponent");
-    let exp: i32 = exp.parse().expect("exponent is an integer");
-    let (neg, mantissa) = match mantissa.strip_prefix('-') {
-        Some(m) => (true, m),
-        None => (false, mantissa),
+fn format_float_with(out: &mut Vec<u8>, x: f64, _scratch: &mut String) {
+    // ryu gives the shortest round-trip digits and, like Python's dtoa, breaks ties to
+    // even (std's `{:e}` rounds ties up: 70368744177664.125 -> ...13, Python says ...12).
+    let mut buf = ryu::Buffer::new();
+    let text = buf.format_finite(x);
+    let (neg, text) = match text.strip_prefix('-') {
+        Some(t) => (true, t),
+        None => (false, text),
     };
-    let mut digit_buf = [0u8; 24];
+    let (mantissa, exp_part) = match text.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i32>().expect("ryu writes an integer exponent")),
+        None => (text, 0),
+    };
+    // Significant digits and the decimal exponent of the first one.
+    let mut digit_buf = [0u8; 40];
     let mut n = 0;
-    for &b in mantissa.as_bytes() {
-        if b != b'.' {
+    let mut point = None;
+    for (i, &b) in mantissa.as_bytes().iter().enumerate() {
+        if b == b'.' {
+            point = Some(i);
+        } else {
             digit_buf[n] = b;
             n += 1;
         }
     }
-    let digits = std::str::from_utf8(&digit_buf[..n]).expect("ascii digits");
+    let int_digits = point.unwrap_or(mantissa.len()) as i32;
+    let lead = digit_buf[..n].iter().take_while(|&&d| d == b'0').count();
+    let mut digits = &digit_buf[lead..n];
+    while digits.len() > 1 && digits[digits.len() - 1] == b'0' {
+        digits = &digits[..digits.len() - 1];
+    }
+    if digits.is_empty() {
+        digits = b"0";
+    }
+    let exp = if digits == b"0" { 0 } else { int_digits - 1 - lead as i32 + exp_part };
     if neg {
         out.push(b'-');
     }
@@ -122,24 +138,24 @@ fn format_float_with(out: &mut Vec<u8>, x: f64, scratch: &mut String) {
         if exp < 0 {
             out.extend_from_slice(b"0.");
             out.extend(std::iter::repeat_n(b'0', (-exp - 1) as usize));
-            out.extend_from_slice(digits.as_bytes());
+            out.extend_from_slice(digits);
         } else {
             let int_len = exp as usize + 1;
             if digits.len() <= int_len {
-                out.extend_from_slice(digits.as_bytes());
+                out.extend_from_slice(digits);
                 out.extend(std::iter::repeat_n(b'0', int_len - digits.len()));
                 out.extend_from_slice(b".0");
             } else {
-                out.extend_from_slice(&digits.as_bytes()[..int_len]);
+                out.extend_from_slice(&digits[..int_len]);
                 out.push(b'.');
-                out.extend_from_slice(&digits.as_bytes()[int_len..]);
+                out.extend_from_slice(&digits[int_len..]);
             }
         }
     } else {
-        out.push(digits.as_bytes()[0]);
+        out.push(digits[0]);
         if digits.len() > 1 {
             out.push(b'.');
-            out.extend_from_slice(&digits.as_bytes()[1..]);
+            out.extend_from_slice(&digits[1..]);
         }
         out.push(b'e');
         out.push(if exp < 0 { b'-' } else { b'+' });
@@ -399,6 +415,7 @@ mod tests {
             (1e16, "1e+16"), (1.5e-5, "1.5e-05"), (0.0001, "0.0001"), (123456.789, "123456.789"),
             (1e300, "1e+300"), (-2.5e-300, "-2.5e-300"), (9999999999999998.0, "9999999999999998.0"),
             (1.7976931348623157e308, "1.7976931348623157e+308"), (5e-324, "5e-324"),
+            (70368744177664.125, "70368744177664.12"), (1e-5, "1e-05"), (123e20, "1.23e+22"),
         ] {
             assert_eq!(float(x), want, "{x}");
         }
