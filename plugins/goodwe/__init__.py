@@ -1,0 +1,1 @@
+"""Goodwe SEMS-portal proxy plugin for gridtap (see README.md)."""

@@ -1,0 +1,177 @@
+"""gridtap plugin "goodwe": Goodwe devices read by sitting between them and the SEMS cloud.
+
+Why a proxy and not polling: Goodwe dongles push to ``tcp.goodwe-power.com:20001`` on their
+own, and many no longer answer (or encrypt) the local protocol. Pointing the device's DNS
+at gridtap gives every upload for free: :mod:`proxy` forwards it, decodes a copy, and
+``collect()`` serves the latest decoded values. See README.md for the metric table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from gridtap import _native
+from gridtap.config import Duration, setting
+from gridtap.errors import DeviceError, InputError
+from gridtap.model import Metric
+from gridtap.plugin import Plugin
+
+from . import batsignal, simulator
+from .metrics import INBOUND_KNOWN, METRICS, PACKETS, GoodweState, frame_metrics
+from .proxy import GoodweProxy, ProxyOptions
+
+log = logging.getLogger("gridtap.goodwe")
+
+
+@dataclass
+class GoodweConfig:
+    listen_host: str = setting("0.0.0.0", help="address the proxy listens on for devices")
+    listen_port: int = setting(20001, help="port the proxy listens on (devices dial 20001)")
+    upstream_host: str = setting("tcp.goodwe-power.com",
+                                 help="SEMS server to forward to; resolved again at every dial")
+    upstream_port: int = setting(20001, help="SEMS server port")
+    forward: bool = setting(True, help="forward to SEMS; false = answer the devices ourselves (no cloud)")
+    batsignal: bool = setting(False, help="draw the bat signal on the SEMS chart (rewrites forwarded meter power)")
+    stale_after: Duration = setting(Duration(300.0),
+                                    help="collect() fails when no device frame arrived for this long")
+    inbound_allow: list[str] = setting(
+        [f"0x{t:04x}" for t in sorted(INBOUND_KNOWN)],
+        help="SEMS-to-device packet types forwarded to the device; all others are dropped")
+    dial_timeout: Duration = setting(Duration(8.0), help="upstream connect timeout")
+
+
+def _parse_types(values: list[str]) -> frozenset[int]:
+    from gridtap.errors import ConfigError
+
+    out = set()
+    for v in values:
+        try:
+            out.add(int(v, 0))
+        except ValueError:
+            raise ConfigError("goodwe.inbound_allow", f"not a packet type: {v!r}") from None
+    return frozenset(out)
+
+
+class GoodwePlugin(Plugin):
+    name = "goodwe"
+    description = "Goodwe inverters, ET hybrids and HomeKit meters via a SEMS-portal proxy"
+    config_schema = GoodweConfig
+    metrics = METRICS
+    default_interval = 10.0
+
+    def __init__(self, config: GoodweConfig, device: str) -> None:
+        super().__init__(config, device)
+        self.state = GoodweState()
+        self.options = ProxyOptions(
+            listen_host=config.listen_host, listen_port=config.listen_port,
+            upstream_host=config.upstream_host, upstream_port=config.upstream_port,
+            forward=config.forward, batsignal=config.batsignal,
+            inbound_allow=_parse_types(config.inbound_allow), dial_timeout=float(config.dial_timeout),
+        )
+        self.proxy: GoodweProxy | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        """Run the proxy on a background thread; raises if the listen address is unusable."""
+        if self._thread is not None:
+            return
+
+        def main() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            self.proxy = GoodweProxy(self.options, self.state)
+            try:
+                loop.run_until_complete(self.proxy.start())
+            except BaseException as e:  # noqa: BLE001 - handed to start()
+                self._error = e
+                self._started.set()
+                loop.close()
+                return
+            self._started.set()
+            try:
+                loop.run_forever()
+                loop.run_until_complete(self.proxy.stop())
+            finally:
+                loop.close()
+
+        self._thread = threading.Thread(target=main, name=f"goodwe-proxy-{self.device}", daemon=True)
+        self._thread.start()
+        self._started.wait(10.0)
+        if self._error is not None:
+            self._thread = None
+            raise DeviceError(f"goodwe: cannot listen on {self.options.listen_host}:"
+                              f"{self.options.listen_port}: {self._error}")
+        log.info("goodwe proxy listening on %s:%s", *self.address)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """Where the proxy actually listens (useful with listen_port 0)."""
+        assert self.proxy is not None
+        return self.proxy.address
+
+    def close(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            if not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5.0)
+        self._thread = None
+
+    def collect(self) -> list[Metric]:
+        last = self.state.last_data
+        if last is None:
+            raise DeviceError("goodwe: no device has sent data yet")
+        age = time.time() - last
+        if age > float(self.config.stale_after):
+            raise DeviceError(f"goodwe: no device data for {age:.0f}s (stale_after {self.config.stale_after:g}s)")
+        if self.config.batsignal:
+            self.state.batsignal = batsignal.curves(dt.datetime.now(dt.UTC))
+        return self.state.metrics()
+
+    # --- gridtap decode goodwe FILE -----------------------------------------------------
+    @classmethod
+    def add_decode_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--direction", choices=("outbound", "inbound"), default="outbound",
+                            help="outbound = device to SEMS (POSTGW), inbound = SEMS to device (GW)")
+
+    @classmethod
+    def decode(cls, data: bytes, args: argparse.Namespace) -> list[Metric]:
+        """Decode every frame in a capture (one or more frames, junk between is skipped)."""
+        direction = getattr(args, "direction", None) or "outbound"
+        splitter = _native.GoodweSplitter(direction)
+        units = splitter.feed(data) + splitter.flush()
+        frames = [raw for kind, raw in units if kind == "frame"]
+        if not frames:
+            want = "POSTGW" if direction == "outbound" else "GW"
+            raise InputError(f"goodwe: no complete {direction} frame ({want}...) in {len(data)} bytes")
+        out: list[Metric] = []
+        models: dict[str, str] = {}
+        for raw in frames:
+            try:
+                d = _native.goodwe_decode_frame(raw, direction)
+            except _native.DecodeError as e:
+                raise InputError(f"goodwe: {e}") from None
+            out.append(PACKETS(1, direction=direction, type=f"0x{d['type']:04x}"))
+            if d["blocks"] is not None:
+                samples = frame_metrics(d, models.get(d["device_id"] + d["device_serial"]))
+                models[d["device_id"] + d["device_serial"]] = dict(samples[0].labels)["model"]
+                out.extend(samples)
+        return out
+
+    # --- gridtap simulate goodwe ---------------------------------------------------------
+    @classmethod
+    def add_simulate_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        simulator.add_arguments(parser)
+
+    @classmethod
+    def simulate(cls, args: argparse.Namespace) -> int:
+        return simulator.main(args)

@@ -1,0 +1,343 @@
+"""Simulated Goodwe devices and a simulated SEMS server, for tests, benches and demos.
+
+Why: the proxy sits between two parties we do not control. The device simulator uploads
+frames built by our own encoder (fresh IV and CRC, values that change over time) or replays
+captures; the SEMS simulator ACKs uploads, sends keepalives, a set-clock command and a bogus
+frame the proxy must drop. Both record every byte so tests can compare checksums.
+
+Both run in-process (``start()``/``stop()`` on a background thread, or ``await run()`` in an
+existing loop) or from ``gridtap simulate goodwe``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from gridtap import _native
+
+from . import encoder, reference
+
+DEFAULT_SERIALS = {"meter": "91000HKU00000001", "inverter": "53000DSC00000001", "et": "9010KETU00000001"}
+FAMILY = {"meter": 0x03, "inverter": 0x01, "et": 0x02}
+#: A well-formed frame of a type no real server sends: the proxy must drop it.
+BOGUS_TYPE = 0x01F0
+
+
+def _fast_encrypt(iv: bytes, cleartext: bytes) -> bytes:
+    """The server side replies a lot: use the Rust AES there (framing is still ours)."""
+    return _native.goodwe_encrypt(iv, cleartext)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).astimezone(encoder.BEIJING).replace(microsecond=0)
+
+
+def info_frame(kind: str, serial: str, when: dt.datetime) -> bytes:
+    """The upload a device sends first (0x?303 info / time sync)."""
+    if kind == "meter":
+        blocks = encoder.meter_info_blocks()
+    elif kind == "inverter":
+        blocks = encoder.dt_info_blocks("GW3000-DNS-30", e_total=21335, h_total=1721)
+    else:
+        blocks = [(35000, [0] * 3 + encoder.ascii_registers(serial, 8) + encoder.ascii_registers("GW10KN-ET ", 5))]
+    return encoder.outbound_frame((FAMILY[kind] << 8) | 0x03, serial, encoder.register_dump(blocks), when,
+                                  envelope_pad=1 if kind == "et" else 0)
+
+
+def data_frame(kind: str, serial: str, when: dt.datetime, step: int) -> bytes:
+    """A live-data upload whose values move with ``step``."""
+    wave = (step * 37) % 200
+    if kind == "meter":
+        blocks = encoder.meter_blocks(energy_export=27078 + step, energy_generation=57941 + 2 * step,
+                                      energy_import=80155 + step // 2, power_export=1557 - 10 * wave,
+                                      power_generation=2601 + wave)
+        return encoder.outbound_frame(0x0304, serial, encoder.register_dump(blocks), when)
+    if kind == "inverter":
+        blocks = encoder.dt_blocks(when, vpv=3347 + wave, ipv=31 + wave % 20, vgrid=2425, igrid=50, fgrid=5004,
+                                   power=1051 + wave, temperature=471, e_day=209 + step, e_total=20642 + step,
+                                   h_total=1667 + step // 60, rssi=59)
+        return encoder.outbound_frame(0x0104, serial, encoder.register_dump(blocks), when)
+    blocks = encoder.et_blocks(when, serial, "GW10KN-ET", vpv1=5620 + wave, ipv1=10, vpv2=3000, ipv2=13,
+                               vgrid=2322, igrid=16, fgrid=4996, active_power=736 + wave, load_power=180,
+                               vbattery=4068, ibattery=-1, pbattery=-53 - wave, e_total=13534 + step,
+                               e_day=488 + step, battery_temperature=355, soc=max(0, 100 - step % 100), soh=100)
+    return encoder.outbound_frame(0x0204, serial, encoder.register_dump(blocks), when, envelope_pad=1)
+
+
+def replay_frames(directory: str | Path) -> list[bytes]:
+    """Outbound frames from ``*.hex`` captures in ``directory`` (sorted by name)."""
+    frames = []
+    for p in sorted(Path(directory).glob("*.hex")):
+        text = "".join(line.strip() for line in p.read_text().splitlines() if not line.startswith("#"))
+        try:
+            data = bytes.fromhex(text.replace(" ", ""))
+        except ValueError:
+            continue
+        if data.startswith(reference.OUTBOUND_PREFIX):
+            frames.append(data)
+    return frames
+
+
+class _Threaded:
+    """start()/stop() around an ``async run(stop)`` on a private event loop."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def start(self, timeout: float = 5.0) -> None:
+        def main() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._stop = asyncio.Event()
+            try:
+                self._loop.run_until_complete(self.run(self._stop))
+            except BaseException as e:  # noqa: BLE001 - reported to the starter
+                self.error = e
+                self.ready.set()
+            finally:
+                self._loop.close()
+
+        self._thread = threading.Thread(target=main, name=type(self).__name__, daemon=True)
+        self._thread.start()
+        if not self.ready.wait(timeout):
+            raise TimeoutError(f"{type(self).__name__} did not become ready")
+        if self.error is not None:
+            raise self.error
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+class DeviceSimulator(_Threaded):
+    """A Goodwe dongle: connects, uploads info then data every ``interval`` seconds.
+
+    Answers a 0x0116 set-clock with 0x?310, as real devices do. ``count`` bounds the data
+    uploads (None = until stopped). ``sent``/``received`` hold every byte on the wire.
+    """
+
+    def __init__(self, host: str, port: int, kind: str = "meter", serial: str | None = None,
+                 interval: float = 1.0, count: int | None = None, replay: list[bytes] | None = None) -> None:
+        super().__init__()
+        if kind not in FAMILY:
+            raise ValueError(f"kind must be one of {', '.join(FAMILY)}")
+        self.host, self.port, self.kind = host, port, kind
+        self.serial = serial or DEFAULT_SERIALS[kind]
+        self.interval, self.count, self.replay = interval, count, replay
+        self.sent = bytearray()
+        self.received = bytearray()
+        self.received_units: list[tuple[str, bytes]] = []
+        self.frames_sent = 0
+        self.replies = 0
+        self.done = threading.Event()
+        self.reply_event: asyncio.Event | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), 5.0)
+        self.reply_event = asyncio.Event()
+        self.ready.set()
+        reader_task = asyncio.create_task(self._read(reader, writer))
+        try:
+            frames = iter(self.replay) if self.replay is not None else None
+            if frames is None:
+                await self._send(writer, info_frame(self.kind, self.serial, _now()))
+            step = 0
+            while not stop.is_set() and (self.count is None or step < self.count):
+                if frames is not None:
+                    frame = next(frames, None)
+                    if frame is None:
+                        break
+                else:
+                    frame = data_frame(self.kind, self.serial, _now(), step)
+                await self._send(writer, frame)
+                step += 1
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.interval)
+            self.done.set()
+            await stop.wait()
+        finally:
+            reader_task.cancel()
+            with contextlib.suppress(BaseException):
+                await reader_task
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    async def _send(self, writer: asyncio.StreamWriter, frame: bytes) -> None:
+        writer.write(frame)
+        self.sent += frame
+        self.frames_sent += 1
+        await writer.drain()
+
+    async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        split = reference.Splitter("inbound")
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                return
+            self.received += data
+            for kind, raw in split.feed(data):
+                self.received_units.append((kind, raw))
+                self.replies += 1
+                assert self.reply_event is not None
+                self.reply_event.set()
+                if kind != "frame":
+                    continue
+                with contextlib.suppress(reference.DecodeError):
+                    d = reference.decode_frame(raw, "inbound")
+                    if d["type"] == 0x0116:
+                        await self._send(writer, encoder.time_sync_ack(FAMILY[self.kind], self.serial, _now()))
+
+
+class SemsSimulator(_Threaded):
+    """The SEMS server: ACKs uploads, sends a set-clock after the info upload, keepalives,
+    and one bogus frame per connection (``sent_log`` says which replies are which)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, bogus: bool = True) -> None:
+        super().__init__()
+        self.host, self.port, self.bogus = host, port, bogus
+        self.received = bytearray()
+        self.sent_log: list[tuple[str, bytes]] = []
+        self.frames: list[dict] = []
+        self.address: tuple[str, int] | None = None
+        self.connections = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        server = await asyncio.start_server(self._handle, self.host, self.port)
+        self.address = server.sockets[0].getsockname()[:2]
+        self.ready.set()
+        try:
+            await stop.wait()
+        finally:
+            server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        split = reference.Splitter("outbound")
+        bogus_sent = not self.bogus
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    return
+                self.received += data
+                for kind, raw in split.feed(data):
+                    if kind != "frame":
+                        continue
+                    try:
+                        d = _native.goodwe_decode_frame(raw, "outbound")
+                    except _native.DecodeError:
+                        continue
+                    self.frames.append(d)
+                    ptype, serial = d["type"], d["device_id"] + d["device_serial"]
+                    if ptype & 0xFF not in (0x03, 0x04, 0x45):
+                        continue
+                    self._send(writer, "ack", encoder.ack(ptype, serial, _now(), encrypt=_fast_encrypt))
+                    if ptype & 0xFF == 0x03:
+                        self._send(writer, "set_time", encoder.set_time(serial, encrypt=_fast_encrypt))
+                    self._send(writer, "keepalive", reference.KEEPALIVE)
+                    if not bogus_sent:
+                        bogus_sent = True
+                        self._send(writer, "bogus", encoder.inbound_frame(BOGUS_TYPE, serial, b"\x00" * 32, _now()))
+                        self._send(writer, "bogus", b"GW\x00\x00\x00\x31\x03\x04" + b"\x00" * 50)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            return
+        finally:
+            writer.close()
+
+    def _send(self, writer: asyncio.StreamWriter, label: str, data: bytes) -> None:
+        writer.write(data)
+        self.sent_log.append((label, data))
+
+    def expected_at_device(self) -> bytes:
+        """Everything sent except the bogus frames: what a correct proxy delivers."""
+        return b"".join(data for label, data in self.sent_log if label != "bogus")
+
+
+# --- command line ----------------------------------------------------------------------
+
+def _hostport(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--role", choices=("device", "sems"), default="device",
+                        help="play a device uploading to --connect, or the SEMS server on --listen")
+    parser.add_argument("--connect", type=_hostport, metavar="HOST:PORT",
+                        help="device role: where to upload (the proxy)")
+    parser.add_argument("--listen", type=_hostport, metavar="HOST:PORT", default=("127.0.0.1", 20001),
+                        help="sems role: address to listen on (port 0 = any)")
+    parser.add_argument("--kind", choices=tuple(FAMILY), default="meter",
+                        help="device role: meter (HomeKit 1000), inverter (DNS G3) or et (ET hybrid)")
+    parser.add_argument("--serial", help="device role: 16-character serial")
+    parser.add_argument("--interval", type=float, default=5.0, help="device role: seconds between uploads")
+    parser.add_argument("--count", type=int, help="device role: stop uploading after this many frames")
+    parser.add_argument("--replay", metavar="DIR", help="device role: send the POSTGW frames of DIR/*.hex")
+    parser.add_argument("--no-bogus", action="store_true", help="sems role: do not send the bogus frame")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run a simulator in the foreground; exit 0 on SIGTERM/SIGINT."""
+    if args.role == "device":
+        if args.connect is None:
+            print("error: --connect HOST:PORT is required for the device role", file=sys.stderr)
+            return 2
+        replay = replay_frames(args.replay) if args.replay else None
+        if replay is not None and not replay:
+            print(f"error: no POSTGW frames in {args.replay}", file=sys.stderr)
+            return 2
+        sim: _Threaded = DeviceSimulator(*args.connect, kind=args.kind, serial=args.serial,
+                                         interval=args.interval, count=args.count, replay=replay)
+    else:
+        sim = SemsSimulator(*args.listen, bogus=not args.no_bogus)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stopping.set()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        try:
+            sim.start()
+        except (OSError, TimeoutError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        if isinstance(sim, SemsSimulator):
+            assert sim.address is not None
+            address = f"{sim.address[0]}:{sim.address[1]}"
+        else:
+            address = f"{args.connect[0]}:{args.connect[1]}"
+        print(f"ready {address}", flush=True)
+        while not stopping.is_set():
+            if sim._thread is not None and not sim._thread.is_alive():
+                break
+            stopping.wait(0.2)
+        return 0
+    finally:
+        sim.stop()
+        for s, h in old.items():
+            signal.signal(s, h)
+        time.sleep(0)
