@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from gridtap import _native
@@ -64,6 +65,7 @@ class GoodwePlugin(Plugin):
     config_schema = GoodweConfig
     metrics = METRICS
     default_interval = 10.0
+    once_wait = 300.0  # devices upload every 1-5 minutes; `run --once` waits for one
 
     def __init__(self, config: GoodweConfig, device: str) -> None:
         super().__init__(config, device)
@@ -175,3 +177,8 @@ class GoodwePlugin(Plugin):
     @classmethod
     def simulate(cls, args: argparse.Namespace) -> int:
         return simulator.main(args)
+
+    # --- gridtap demo ----------------------------------------------------------------------
+    @classmethod
+    def demo(cls) -> AbstractContextManager[dict[str, object]]:
+        return simulator.demo_setup()

@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from gridtap import _native
@@ -341,3 +342,47 @@ def main(args: argparse.Namespace) -> int:
         for s, h in old.items():
             signal.signal(s, h)
         time.sleep(0)
+
+
+@contextlib.contextmanager
+def demo_setup(interval: float = 5.0) -> Iterator[dict[str, object]]:
+    """For ``gridtap demo``: a SEMS simulator upstream and three simulated devices
+    (meter, DNS inverter, ET hybrid) uploading through the proxy the demo configures."""
+    import socket
+
+    sems = SemsSimulator(bogus=True)
+    sems.start()
+    assert sems.address is not None
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    devices: list[DeviceSimulator] = []
+    stop = threading.Event()
+
+    def start_devices() -> None:
+        # The proxy starts listening only once the demo has started the plugin.
+        while not stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                stop.wait(0.2)
+        for kind in ("meter", "inverter", "et"):
+            if stop.is_set():
+                return
+            device = DeviceSimulator("127.0.0.1", port, kind=kind, interval=interval)
+            with contextlib.suppress(Exception):
+                device.start()
+                devices.append(device)
+
+    starter = threading.Thread(target=start_devices, name="goodwe-demo-devices", daemon=True)
+    starter.start()
+    try:
+        yield {"listen_host": "127.0.0.1", "listen_port": port, "upstream_host": sems.address[0],
+               "upstream_port": sems.address[1]}
+    finally:
+        stop.set()
+        starter.join(5)
+        for device in devices:
+            device.stop()
+        sems.stop()

@@ -80,6 +80,9 @@ def build_parser(classes: Sequence[type[plugin.Plugin]]) -> argparse.ArgumentPar
                             "(collectd exec); prometheus: serve /metrics (default influx)")
         p.add_argument("--once", action="store_true",
                        help="collect one batch, print it and exit (0 ok, 1 device unreadable)")
+        p.add_argument("--wait", metavar="DURATION",
+                       help=f"with --once: keep trying this long for a first good collection "
+                            f"(default {cls.once_wait:g}s)")
         p.add_argument("--signal", choices=["STDIN", "none"], default="none",
                        help="influx only: STDIN = collect on each newline (Telegraf signal = \"STDIN\"); "
                             "none = collect every --interval (default none)")
@@ -139,6 +142,13 @@ def build_parser(classes: Sequence[type[plugin.Plugin]]) -> argparse.ArgumentPar
 
 
 # --- helpers --------------------------------------------------------------------------
+def _duration(flag: str, text: str) -> float:
+    try:
+        return float(config.Duration.parse(text))
+    except ValueError as e:
+        raise ConfigError(flag, str(e)) from None
+
+
 def _setup_logs(args: argparse.Namespace, common: devices.Common | None = None) -> None:
     style = args.log_format or (common.log_format if common else "auto")
     level = args.log_level or (common.log_level if common else "info")
@@ -203,7 +213,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         device.start()
         if args.once:
-            return _once(collector, args)
+            return _once(collector, args, stopper)
         if args.output == "influx":
             return runtime.run_influx([collector], args.signal, stopper, args.uint)
         if args.output == "collectd":
@@ -213,8 +223,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         device.close()
 
 
-def _once(collector: Collector, args: argparse.Namespace) -> int:
+def _once(collector: Collector, args: argparse.Namespace, stopper: runtime.Stopper) -> int:
+    wait = _duration("--wait", args.wait) if args.wait else collector.plugin.once_wait
+    # The outcome is said once, below; the scheduler's per-attempt warnings would repeat it.
+    logging.getLogger("gridtap.schedule").setLevel(logging.ERROR)
+    deadline = time.monotonic() + wait
     batch = collector.collect_once()
+    while not batch.ok and time.monotonic() < deadline and not stopper.wait(0.5):
+        batch = collector.collect_once()
     if not batch.ok:
         print(f"gridtap: {collector.name}: {collector.state.error}", file=sys.stderr)
         return 1
@@ -283,8 +299,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     _setup_logs(args)
-    duration = config.Duration.parse(args.duration) if args.duration else None
-    return run_demo(args.listen, config.Duration.parse(args.interval), duration)
+    duration = _duration("--duration", args.duration) if args.duration else None
+    return run_demo(args.listen, _duration("--interval", args.interval), duration)
 
 
 def cmd_plugins(_args: argparse.Namespace) -> int:

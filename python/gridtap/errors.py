@@ -28,3 +28,7 @@ class InputError(GridtapError):
     """A file or capture given on the command line cannot be used. Exits 2."""
 
     exit_code = 2
+
+
+class OutputError(GridtapError):
+    """An output could not deliver (server unreachable, refused the data, bad credentials)."""

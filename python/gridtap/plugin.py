@@ -29,6 +29,7 @@ class Plugin(ABC):
     * ``config_schema``: a dataclass of the device's settings (see :mod:`gridtap.config`).
     * ``metrics``: every :class:`MetricDef` the plugin can emit (docs, HA discovery, lints).
     * ``default_interval``: seconds between collections unless the user says otherwise.
+    * ``once_wait``: seconds ``run --once`` waits for a first good collection.
     """
 
     name: ClassVar[str]
@@ -36,6 +37,9 @@ class Plugin(ABC):
     config_schema: ClassVar[type]
     metrics: ClassVar[Sequence[MetricDef]] = ()
     default_interval: ClassVar[float] = 10.0
+    #: How long ``run --once`` keeps trying for a first good collection. Polled devices
+    #: answer at once (0); devices that push on their own schedule need to be waited for.
+    once_wait: ClassVar[float] = 0.0
 
     def __init__(self, config: Any, device: str) -> None:
         self.config = config

@@ -75,7 +75,9 @@ def encode(batches: Iterable[Batch], hostname: str, interval: float) -> str:
                 continue
             ctype = collectd_type(metric)
             instance = type_instance(batch.plugin, metric, ctype)
-            ident = f"{_clean(hostname)}/{plugin}-{_clean(batch.device)}/{ctype}"
+            # A plugin that labels its own devices (one proxy, several inverters) names them.
+            device = dict(metric.labels).get("device", batch.device)
+            ident = f"{_clean(hostname)}/{plugin}-{_clean(device)}/{ctype}"
             if instance:
                 ident += f"-{instance}"
             line = f"PUTVAL {ident} interval={interval:.3f} {when}:{_value(metric, ctype)}\n"

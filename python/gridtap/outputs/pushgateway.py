@@ -1,0 +1,204 @@
+"""Prometheus Pushgateway output: one PUT per device (shared/specs/ecosystem.md §3, Pushgateway 1.5.1).
+
+The body is built by :func:`gridtap.outputs.prometheus.families`, so the pushed names, types
+and labels are exactly those of ``/metrics`` (plus the gateway's ``job`` / grouping labels).
+
+Grouping key: ``{"plugin": <plugin>, "device": <device>}`` (under ``job``, default ``gridtap``).
+
+* ``device`` is already a label of every sample (``Batch.labelled``); the gateway lets URL
+  grouping labels override body labels, so using the same name and value changes nothing in
+  the series and a query reads the same on /metrics and on the gateway.
+* ``instance`` is left alone: Prometheus sets it to the gateway's address when scraping (or
+  keeps "" with ``honor_labels``); a made-up ``plugin/device`` instance would also force
+  base64 in every URL because of the ``/``.
+* ``plugin`` separates two plugins that were given the same device name.
+
+PUT (``push_to_gateway``) replaces the whole group, so a series a device stopped reporting
+(a fault code that cleared, a failed collection that only has ``<plugin>_up 0``) disappears
+from the gateway like it does from /metrics. Pushed samples carry no timestamps (the gateway
+rejects them); ``gridtap_build_info`` is not pushed (it describes the exporter, not a device,
+and would be repeated in every group).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import urllib.error
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from prometheus_client import CollectorRegistry, delete_from_gateway, generate_latest, push_to_gateway
+from prometheus_client.exposition import basic_auth_handler, default_handler
+from prometheus_client.metrics_core import Metric as PromFamily
+from prometheus_client.registry import Collector
+
+from ..config import Secret
+from ..errors import OutputError
+from ..model import Batch
+from .prometheus import families
+
+log = logging.getLogger("gridtap.outputs.pushgateway")
+
+MAX_MESSAGE = 300  # characters of the gateway's reply kept in an error
+
+
+def grouping_key(plugin: str, device: str) -> dict[str, str]:
+    """The grouping labels (besides ``job``) of one device's group; see the module docstring."""
+    return {"plugin": plugin, "device": device}
+
+
+class _Families(Collector):
+    def __init__(self, fams: list[PromFamily]) -> None:
+        self._fams = fams
+
+    def collect(self) -> Iterable[PromFamily]:
+        return iter(self._fams)
+
+
+def registry_for_batch(batch: Batch) -> CollectorRegistry:
+    """A registry holding exactly one batch's families (what one PUT sends)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(families([batch])))
+    return registry
+
+
+def encode_group(batch: Batch) -> bytes:
+    """The text-format (0.0.4) body pushed for ``batch``: no timestamps, ends with a newline."""
+    return generate_latest(registry_for_batch(batch))
+
+
+def latest_per_device(batches: Iterable[Batch]) -> list[Batch]:
+    """The newest batch of each (plugin, device), in first-seen order.
+
+    Two batches of one device in one PUT would be duplicate series, which the gateway rejects.
+    """
+    out: dict[tuple[str, str], Batch] = {}
+    for b in batches:
+        key = (b.plugin, b.device)
+        if key not in out or b.timestamp_ns >= out[key].timestamp_ns:
+            out[key] = b
+    return list(out.values())
+
+
+def push(
+    batches: list[Batch],
+    url: str,
+    job: str = "gridtap",
+    *,
+    timeout: float = 10.0,
+    username: str | None = None,
+    password: Secret | None = None,
+) -> None:
+    """PUT each device's latest batch to its group ``job/<job>/plugin/<p>/device/<d>``.
+
+    All groups are tried even when one is refused (a type conflict in one device must not
+    starve the others); an unreachable gateway stops at the first group. Raises
+    :class:`OutputError` (one line, never the password) naming the groups that failed.
+    """
+    handler = _handler(username, password)
+    failures: list[str] = []
+    groups = latest_per_device(batches)
+    for batch in groups:
+        try:
+            push_to_gateway(url, job, registry_for_batch(batch), grouping_key(batch.plugin, batch.device),
+                            timeout=timeout, handler=handler)
+        except urllib.error.HTTPError as exc:
+            failures.append(f"{batch.plugin}/{batch.device}: {_http_problem(exc)}")
+        except OSError as exc:  # refused, DNS, timeout: the gateway itself is unreachable
+            raise OutputError(_message(url, job, f"{batch.plugin}/{batch.device}", _os_problem(exc), password)
+                              ) from None
+    if failures:
+        what = f"{len(failures)} of {len(groups)} groups refused"
+        raise OutputError(_message(url, job, what, "; ".join(failures), password))
+
+
+def delete(
+    devices: Iterable[Batch | tuple[str, str]],
+    url: str,
+    job: str = "gridtap",
+    *,
+    timeout: float = 10.0,
+    username: str | None = None,
+    password: Secret | None = None,
+) -> None:
+    """DELETE the groups of ``devices`` (batches or ``(plugin, device)`` pairs), e.g. on shutdown.
+
+    Without it the gateway keeps serving the last push forever (it never expires a group),
+    so a stopped gridtap would look alive. Deleting a group that does not exist succeeds.
+    """
+    handler = _handler(username, password)
+    seen: set[tuple[str, str]] = set()
+    failures: list[str] = []
+    for d in devices:
+        plugin, device = (d.plugin, d.device) if isinstance(d, Batch) else d
+        if (plugin, device) in seen:
+            continue
+        seen.add((plugin, device))
+        try:
+            delete_from_gateway(url, job, grouping_key(plugin, device), timeout=timeout, handler=handler)
+        except urllib.error.HTTPError as exc:
+            failures.append(f"{plugin}/{device}: {_http_problem(exc)}")
+        except OSError as exc:
+            raise OutputError(_message(url, job, f"delete {plugin}/{device}", _os_problem(exc), password)) from None
+    if failures:
+        raise OutputError(_message(url, job, f"delete: {len(failures)} of {len(seen)} groups refused",
+                                   "; ".join(failures), password))
+
+
+# ------------------------------------------------------------------------------------------
+
+
+def _handler(username: str | None, password: Secret | None) -> Callable[..., Callable[[], None]]:
+    if username is None and password is None:
+        return default_handler
+    secret = password.reveal() if isinstance(password, Secret) else (None if password is None else str(password))
+
+    def handler(url: str, method: str, timeout: float | None, headers: list[tuple[str, str]],
+                data: bytes) -> Callable[[], None]:
+        return basic_auth_handler(url, method, timeout, headers, data, username or "", secret or "")
+
+    return handler
+
+
+def _http_problem(exc: urllib.error.HTTPError) -> str:
+    """``HTTP 400 <the gateway's message>``; the gateway explains refusals in the body."""
+    try:
+        body = exc.read().decode("utf-8", "replace")
+    except Exception:  # noqa: BLE001 - the status alone is still worth reporting
+        body = ""
+    body = re.sub(r"\s+", " ", body).strip() or str(exc.reason or "")
+    if len(body) > MAX_MESSAGE:
+        body = body[:MAX_MESSAGE] + "..."
+    return f"HTTP {exc.code} {body}".rstrip()
+
+
+def _os_problem(exc: OSError) -> str:
+    reason: Any = getattr(exc, "reason", None)  # URLError wraps the socket error
+    inner = reason if isinstance(reason, BaseException) else exc
+    text = getattr(inner, "strerror", None) or str(reason if reason is not None else exc) or type(inner).__name__
+    if isinstance(inner, TimeoutError) or "timed out" in str(text):
+        text = "timed out"
+    return f"cannot reach the gateway: {text}"
+
+
+def safe_url(url: str) -> str:
+    """``url`` without any ``user:password@`` part, for messages."""
+    try:
+        parts = urlsplit(url if "://" in url else "http://" + url)
+    except ValueError:
+        return "<invalid url>"
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _message(url: str, job: str, what: str, problem: str, password: Secret | None) -> str:
+    text = f"pushgateway {safe_url(url)} job={job}: {what}: {problem}"
+    if password is not None:
+        secret = password.reveal() if isinstance(password, Secret) else str(password)
+        if secret:
+            text = text.replace(secret, "***")
+    return text
