@@ -93,10 +93,6 @@ fn escape_string_field(out: &mut Vec<u8>, s: &str) {
 /// Python's `repr(float)` for finite values: shortest round-trip digits, fixed notation
 /// for decimal exponents in [-4, 16), otherwise `d.ddde+XX` with at least two exponent digits.
 pub fn format_float(out: &mut Vec<u8>, x: f64) {
-    format_float_with(out, x, &mut String::new());
-}
-
-fn format_float_with(out: &mut Vec<u8>, x: f64, _scratch: &mut String) {
     // ryu gives the shortest round-trip digits and, like Python's dtoa, breaks ties to
     // even (std's `{:e}` rounds ties up: 70368744177664.125 -> ...13, Python says ...12).
     let mut buf = ryu::Buffer::new();
@@ -169,16 +165,12 @@ fn format_float_with(out: &mut Vec<u8>, x: f64, _scratch: &mut String) {
 
 /// Append `value` as a field value; false when the value cannot be written (NaN, ±Inf).
 pub fn format_value(out: &mut Vec<u8>, value: &FieldValue) -> bool {
-    format_value_with(out, value, &mut String::new())
-}
-
-fn format_value_with(out: &mut Vec<u8>, value: &FieldValue, scratch: &mut String) -> bool {
     match value {
         FieldValue::Float(x) => {
             if !x.is_finite() {
                 return false;
             }
-            format_float_with(out, *x, scratch);
+            format_float(out, *x);
         }
         FieldValue::Int(i) => {
             out.extend_from_slice(i.to_string().as_bytes());
@@ -194,10 +186,13 @@ fn format_value_with(out: &mut Vec<u8>, value: &FieldValue, scratch: &mut String
     true
 }
 
-/// One line being assembled: its escaped series key and its fields (escaped key, value).
+/// One line being assembled: its escaped series key and its fields as (key id, value
+/// range in `values`). Values live in one arena per line; a repeated key appends the new
+/// value and moves its range, so the old bytes are simply left unused.
 struct Line {
     series: Vec<u8>,
-    fields: Vec<(Vec<u8>, Vec<u8>)>,
+    fields: Vec<(u32, u32, u32)>,
+    values: Vec<u8>,
 }
 
 /// Assembles the lines of one batch (one measurement, one timestamp).
@@ -205,11 +200,14 @@ pub struct BatchEncoder {
     measurement: Vec<u8>,
     prefix: String,
     lines: Vec<Line>,
+    /// Line by escaped series text.
     index: FxMap<Vec<u8>, usize>,
     /// Line index by the raw (unescaped) label set, so a label set seen before costs one
     /// hash lookup instead of escaping and joining its tags again.
     raw_index: FxMap<Vec<u8>, usize>,
-    scratch: String,
+    /// Escaped field keys, interned: a field is its key's id.
+    keys: Vec<Vec<u8>>,
+    key_ids: FxMap<Vec<u8>, u32>,
 }
 
 impl BatchEncoder {
@@ -222,31 +220,33 @@ impl BatchEncoder {
             lines: Vec::new(),
             index: FxMap::default(),
             raw_index: FxMap::default(),
-            scratch: String::with_capacity(32),
+            keys: Vec::new(),
+            key_ids: FxMap::default(),
         }
     }
 
-    /// Add one sample. `tags` must be sorted by key.
-    pub fn add(&mut self, name: &str, tags: &[(&str, &str)], value: &FieldValue) {
-        self.add_with_raw_key(name, tags, value, None);
-    }
-
-    /// As [`add`], with `raw_key` identifying the label set (any bytes that are equal
-    /// exactly when the label sets are equal) to skip rebuilding a known series.
-    pub fn add_with_raw_key(&mut self, name: &str, tags: &[(&str, &str)], value: &FieldValue, raw_key: Option<&[u8]>) {
-        let mut val = Vec::with_capacity(24);
-        if !format_value_with(&mut val, value, &mut self.scratch) {
-            return;
-        }
+    /// The id of the field a metric called `name` writes to; None if its key is empty.
+    pub fn field_id(&mut self, name: &str) -> Option<u32> {
         let field = name.strip_prefix(&self.prefix).unwrap_or(name);
         let mut key = Vec::with_capacity(field.len());
         escape_key(&mut key, field);
         if key.is_empty() {
-            return;
+            return None;
         }
+        if let Some(&id) = self.key_ids.get(&key) {
+            return Some(id);
+        }
+        let id = self.keys.len() as u32;
+        self.keys.push(key.clone());
+        self.key_ids.insert(key, id);
+        Some(id)
+    }
+
+    /// The line for a label set (sorted by key), created on first sight. `raw_key`, if
+    /// given, is any byte string equal exactly when the label sets are equal.
+    pub fn line_for(&mut self, tags: &[(&str, &str)], raw_key: Option<&[u8]>) -> usize {
         if let Some(&idx) = raw_key.and_then(|k| self.raw_index.get(k)) {
-            Self::put_field(&mut self.lines[idx].fields, key, val);
-            return;
+            return idx;
         }
         let mut series = self.measurement.clone();
         for (k, v) in tags {
@@ -264,7 +264,7 @@ impl BatchEncoder {
         let idx = match self.index.get(&series) {
             Some(&i) => i,
             None => {
-                self.lines.push(Line { series: series.clone(), fields: Vec::new() });
+                self.lines.push(Line { series: series.clone(), fields: Vec::new(), values: Vec::new() });
                 self.index.insert(series, self.lines.len() - 1);
                 self.lines.len() - 1
             }
@@ -272,36 +272,56 @@ impl BatchEncoder {
         if let Some(k) = raw_key {
             self.raw_index.insert(k.to_vec(), idx);
         }
-        Self::put_field(&mut self.lines[idx].fields, key, val);
+        idx
     }
 
-    fn put_field(fields: &mut Vec<(Vec<u8>, Vec<u8>)>, key: Vec<u8>, val: Vec<u8>) {
+    /// Write `value` to field `key_id` of line `line`; NaN and ±Inf are dropped.
+    pub fn put(&mut self, line: usize, key_id: u32, value: &FieldValue) {
+        let line = &mut self.lines[line];
+        let start = line.values.len();
+        if !format_value(&mut line.values, value) {
+            line.values.truncate(start);
+            return;
+        }
+        let (start, end) = (start as u32, line.values.len() as u32);
         // A repeated field key replaces the earlier value in place (influxd keeps the last).
-        if let Some(slot) = fields.iter_mut().find(|(k, _)| *k == key) {
-            slot.1 = val;
+        if let Some(slot) = line.fields.iter_mut().find(|(k, _, _)| *k == key_id) {
+            *slot = (key_id, start, end);
         } else {
-            fields.push((key, val));
+            line.fields.push((key_id, start, end));
+        }
+    }
+
+    /// Add one sample. `tags` must be sorted by key.
+    pub fn add(&mut self, name: &str, tags: &[(&str, &str)], value: &FieldValue) {
+        if matches!(value, FieldValue::Float(x) if !x.is_finite()) {
+            return;
+        }
+        if let Some(id) = self.field_id(name) {
+            let line = self.line_for(tags, None);
+            self.put(line, id, value);
         }
     }
 
     pub fn finish(self, out: &mut Vec<u8>, timestamp_ns: Option<i64>) {
+        let stamp = timestamp_ns.map(|ts| ts.to_string());
         for line in self.lines {
             if line.fields.is_empty() {
                 continue;
             }
             out.extend_from_slice(&line.series);
             out.push(b' ');
-            for (i, (k, v)) in line.fields.iter().enumerate() {
+            for (i, &(k, a, b)) in line.fields.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                out.extend_from_slice(k);
+                out.extend_from_slice(&self.keys[k as usize]);
                 out.push(b'=');
-                out.extend_from_slice(v);
+                out.extend_from_slice(&line.values[a as usize..b as usize]);
             }
-            if let Some(ts) = timestamp_ns {
+            if let Some(ts) = &stamp {
                 out.push(b' ');
-                out.extend_from_slice(ts.to_string().as_bytes());
+                out.extend_from_slice(ts.as_bytes());
             }
             out.push(b'\n');
         }
@@ -309,29 +329,33 @@ impl BatchEncoder {
 }
 
 /// Resolve a Python sample value to a field value, following the metric definition.
-fn field_value(value: &Bound<'_, PyAny>, integer: bool, uint: bool) -> PyResult<Option<FieldValue>> {
+fn field_value(value: &Bound<'_, PyAny>, integer: bool, uint: bool) -> PyResult<FieldValue> {
+    if let Ok(f) = value.cast_exact::<PyFloat>() {
+        // the common case first: a plain float
+        let x = f.value();
+        if integer && x.is_finite() && x.fract() == 0.0 && x.abs() < 9.2e18 {
+            return Ok(FieldValue::Int(x as i64));
+        }
+        return Ok(FieldValue::Float(x));
+    }
     if value.is_instance_of::<PyBool>() {
-        return Ok(Some(FieldValue::Bool(value.extract::<bool>()?)));
+        return Ok(FieldValue::Bool(value.extract::<bool>()?));
     }
     if value.is_instance_of::<PyInt>() {
         if let Ok(i) = value.extract::<i64>() {
-            return Ok(Some(FieldValue::Int(i)));
+            return Ok(FieldValue::Int(i));
         }
         if let Ok(u) = value.extract::<u64>() {
             // influxd 1.x rejects `u`; like Telegraf, clamp to int64 unless unsigned is asked for.
-            return Ok(Some(if uint { FieldValue::UInt(u) } else { FieldValue::Int(i64::MAX) }));
+            return Ok(if uint { FieldValue::UInt(u) } else { FieldValue::Int(i64::MAX) });
         }
         return Err(crate::errors::EncodeError::new_err("integer field out of the 64-bit range"));
     }
     if value.is_instance_of::<PyFloat>() {
-        let x: f64 = value.extract()?;
-        if integer && x.is_finite() && x.fract() == 0.0 && x.abs() < 9.2e18 {
-            return Ok(Some(FieldValue::Int(x as i64)));
-        }
-        return Ok(Some(FieldValue::Float(x)));
+        return field_value(&PyFloat::new(value.py(), value.extract::<f64>()?).into_any(), integer, uint);
     }
-    if value.is_instance_of::<PyString>() {
-        return Ok(Some(FieldValue::Str(value.extract::<String>()?)));
+    if let Ok(text) = value.cast::<PyString>() {
+        return Ok(FieldValue::Str(text.to_str()?.to_owned()));
     }
     Err(crate::errors::EncodeError::new_err(format!(
         "cannot encode a {} as a field",
@@ -339,12 +363,24 @@ fn field_value(value: &Bound<'_, PyAny>, integer: bool, uint: bool) -> PyResult<
     )))
 }
 
+/// What a metric definition contributes, looked up once per definition object per batch.
+#[derive(Clone, Copy)]
+struct DefInfo {
+    field: Option<u32>,
+    integer: bool,
+}
+
 /// `encode(batches, uint=False) -> bytes`: line protocol for a sequence of
 /// `gridtap.model.Batch`, one call for the whole lot.
+///
+/// Definitions and label tuples are shared between samples, so both are cached by object
+/// identity for the duration of a batch (every object is kept alive by the batch itself,
+/// so an address cannot be reused while the cache holds it).
 #[pyfunction]
 #[pyo3(signature = (batches, uint=false))]
 fn encode(py: Python<'_>, batches: &Bound<'_, PyAny>, uint: bool) -> PyResult<Vec<u8>> {
     let mut out = Vec::with_capacity(4096);
+    let mut raw_key: Vec<u8> = Vec::with_capacity(64);
     for batch in batches.try_iter()? {
         let batch = batch?;
         let plugin: String = batch.getattr(intern!(py, "plugin"))?.extract()?;
@@ -353,40 +389,63 @@ fn encode(py: Python<'_>, batches: &Bound<'_, PyAny>, uint: bool) -> PyResult<Ve
         let metrics = batch.getattr(intern!(py, "metrics"))?;
         let metrics = metrics.cast::<PyList>()?;
         let mut enc = BatchEncoder::new(&plugin);
-        let mut raw_key: Vec<u8> = Vec::with_capacity(64);
+        let mut defs: FxMap<usize, DefInfo> = FxMap::default();
+        let mut label_lines: FxMap<usize, usize> = FxMap::default();
         for m in metrics.iter() {
             let def = m.getattr(intern!(py, "definition"))?;
-            let name_obj = def.getattr(intern!(py, "name"))?;
-            let name = name_obj.cast::<PyString>()?.to_str()?;
-            let integer: bool = def.getattr(intern!(py, "integer"))?.extract()?;
+            let info = match defs.get(&(def.as_ptr() as usize)) {
+                Some(info) => *info,
+                None => {
+                    let name_obj = def.getattr(intern!(py, "name"))?;
+                    let name = name_obj.cast::<PyString>()?.to_str()?;
+                    let info = DefInfo {
+                        field: enc.field_id(name),
+                        integer: def.getattr(intern!(py, "integer"))?.extract()?,
+                    };
+                    defs.insert(def.as_ptr() as usize, info);
+                    info
+                }
+            };
             let value = m.getattr(intern!(py, "value"))?;
-            let Some(fv) = field_value(&value, integer, uint)? else { continue };
+            let fv = field_value(&value, info.integer, uint)?;
+            let Some(field) = info.field else { continue };
+            if matches!(fv, FieldValue::Float(x) if !x.is_finite()) {
+                continue; // dropped before it can open a line, as the reference does
+            }
             let labels = m.getattr(intern!(py, "labels"))?;
-            let labels = labels.cast::<PyTuple>()?;
-            // The items stay alive in `labels`, so borrowed &str views are valid here.
-            let mut items: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = Vec::with_capacity(labels.len());
-            for pair in labels.iter() {
-                let pair = pair.cast::<PyTuple>()?;
-                items.push((pair.get_item(0)?, pair.get_item(1)?));
-            }
-            let mut tags: Vec<(&str, &str)> = Vec::with_capacity(items.len() + 1);
-            raw_key.clear();
-            let mut has_device = false;
-            for (k, v) in &items {
-                let k = k.cast::<PyString>()?.to_str()?;
-                let v = v.cast::<PyString>()?.to_str()?;
-                has_device |= k == "device";
-                raw_key.extend_from_slice(k.as_bytes());
-                raw_key.push(0xff); // 0xff never occurs in UTF-8, so the key is unambiguous
-                raw_key.extend_from_slice(v.as_bytes());
-                raw_key.push(0xff);
-                tags.push((k, v));
-            }
-            if !has_device {
-                tags.push(("device", device.as_str()));
-            }
-            tags.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            enc.add_with_raw_key(name, &tags, &fv, Some(&raw_key));
+            let line = match label_lines.get(&(labels.as_ptr() as usize)) {
+                Some(&line) => line,
+                None => {
+                    let tuple = labels.cast::<PyTuple>()?;
+                    // The items stay alive in `tuple`, so borrowed &str views are valid here.
+                    let mut items: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = Vec::with_capacity(tuple.len());
+                    for pair in tuple.iter() {
+                        let pair = pair.cast::<PyTuple>()?;
+                        items.push((pair.get_item(0)?, pair.get_item(1)?));
+                    }
+                    let mut tags: Vec<(&str, &str)> = Vec::with_capacity(items.len() + 1);
+                    raw_key.clear();
+                    let mut has_device = false;
+                    for (k, v) in &items {
+                        let k = k.cast::<PyString>()?.to_str()?;
+                        let v = v.cast::<PyString>()?.to_str()?;
+                        has_device |= k == "device";
+                        raw_key.extend_from_slice(k.as_bytes());
+                        raw_key.push(0xff); // 0xff never occurs in UTF-8, so the key is unambiguous
+                        raw_key.extend_from_slice(v.as_bytes());
+                        raw_key.push(0xff);
+                        tags.push((k, v));
+                    }
+                    if !has_device {
+                        tags.push(("device", device.as_str()));
+                    }
+                    tags.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                    let line = enc.line_for(&tags, Some(&raw_key));
+                    label_lines.insert(labels.as_ptr() as usize, line);
+                    line
+                }
+            };
+            enc.put(line, field, &fv);
         }
         enc.finish(&mut out, ts);
     }

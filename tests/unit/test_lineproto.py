@@ -68,6 +68,12 @@ def test_values_types_and_drops():
     assert lineproto.encode([batch], uint=True).decode().count("big=9223372036854775808u") == 1
 
 
+def test_a_dropped_value_does_not_decide_line_order():
+    a, b = MetricDef("m_a", "a"), MetricDef("m_b", "b")
+    batch = Batch("m", "d", None, [a(math.nan, s="1"), b(1.0, s="2"), b(2.0, s="1")])
+    assert both([batch]) == b"m,device=d,s=2 b=1.0\nm,device=d,s=1 b=2.0\n"
+
+
 def test_a_line_with_only_dropped_fields_is_not_written():
     assert both([Batch("m", "d", 1, [MetricDef("m_f", "f")(math.nan)])]) == b""
 
