@@ -165,6 +165,12 @@ def _guard(expr: str, key: str) -> str:
     return f"{{{{ {expr} if value_json.{key} is number else None }}}}"
 
 
+def _num(x: float) -> str:
+    """A Jinja number literal: ``3600000`` rather than ``3.6e+06``."""
+    r = round(x)
+    return str(r) if abs(x - r) < 1e-9 * max(1.0, abs(x)) else repr(x)
+
+
 def ha_sensor_fields(plugin: str, definition: MetricDef, key: str) -> dict[str, Any]:
     """device_class / unit_of_measurement / state_class / value_template of one sample key.
 
@@ -200,17 +206,20 @@ def ha_sensor_fields(plugin: str, definition: MetricDef, key: str) -> dict[str, 
     if factor == 1.0:
         out["value_template"] = plain
     elif factor > 1:
-        out["value_template"] = _guard(f"value_json.{key} * {factor:g}", key)
+        out["value_template"] = _guard(f"value_json.{key} * {_num(factor)}", key)
     else:
-        out["value_template"] = _guard(f"value_json.{key} / {1 / factor:g}", key)
+        out["value_template"] = _guard(f"value_json.{key} / {_num(1 / factor)}", key)
     return out
 
 
-def device_block(plugin: str, device: str, metrics: Iterable[Metric]) -> dict[str, Any]:
-    """HA ``device``: identifiers and name, plus manufacturer/model/... found in labels.
+DEVICE_FIELDS = ("manufacturer", "model", "sw_version", "hw_version", "serial_number")
 
-    Metadata comes from label *names* (tables above) on the samples, never from knowledge
-    of a device. Several distinct values (a proxy that sees two inverters) are joined.
+
+def device_metadata(metrics: Iterable[Metric]) -> dict[str, str]:
+    """manufacturer/model/sw_version/hw_version/serial_number found in label *names*.
+
+    Tables above; never knowledge of a device. Several distinct values (a proxy that sees two
+    inverters) are joined with ", ".
     """
     found: dict[str, list[str]] = {}
     for m in sorted(metrics, key=lambda m: (m.name, m.labels)):
@@ -219,12 +228,14 @@ def device_block(plugin: str, device: str, metrics: Iterable[Metric]) -> dict[st
             field = table.get(k)
             if field and v and v not in found.setdefault(field, []):
                 found[field].append(v)
+    return {f: ", ".join(found[f]) for f in DEVICE_FIELDS if found.get(f)}
+
+
+def device_block(plugin: str, device: str, metadata: dict[str, str]) -> dict[str, Any]:
+    """HA ``device``: identifiers and name, plus what :func:`device_metadata` found."""
     block: dict[str, Any] = {"identifiers": [device_identifier(plugin, device)], "name": device}
-    for field in ("manufacturer", "model", "sw_version", "hw_version", "serial_number"):
-        if found.get(field):
-            block[field] = ", ".join(found[field])
-    if "manufacturer" not in block:
-        block["manufacturer"] = f"gridtap {plugin}"
+    block.update({f: metadata[f] for f in DEVICE_FIELDS if metadata.get(f)})
+    block.setdefault("manufacturer", f"gridtap {plugin}")
     return block
 
 
@@ -336,7 +347,7 @@ class _Device:
     plugin: str
     device: str
     keys: dict[str, Metric]  # key -> a sample of it (its definition and labels drive discovery)
-    device_info: dict[str, Any]
+    metadata: dict[str, str]
     state: dict[str, Any]
     availability: str
 
@@ -444,12 +455,13 @@ class MqttPublisher:
         metrics = batch.labelled()
         ident = (plugin, device)
         dev = self._devices.get(ident)
-        info = device_block(plugin, device, metrics)
+        found = device_metadata(metrics)
         if dev is None:
-            dev = _Device(plugin, device, {}, info, {}, OFFLINE)
+            dev = _Device(plugin, device, {}, found, {}, OFFLINE)
             self._devices[ident] = dev
-        elif info != dev.device_info and _richer(info, dev.device_info):
-            dev.device_info = info
+        elif {**dev.metadata, **found} != dev.metadata:
+            # New or changed metadata (a collection without the info metric keeps the old).
+            dev.metadata = {**dev.metadata, **found}
             for key, sample in dev.keys.items():  # the device block changed: update every entity
                 self._send_discovery(dev, key, sample)
         keyed = keyed_samples(plugin, device, metrics)
@@ -464,7 +476,8 @@ class MqttPublisher:
         self._send(topics.state, json.dumps(dev.state, separators=(",", ":")), qos=0, retain=self.retain_state)
 
     def _send_discovery(self, dev: _Device, key: str, sample: Metric) -> None:
-        topic, payload = discovery_config(dev.plugin, dev.device, sample, key, dev.device_info,
+        info = device_block(dev.plugin, dev.device, dev.metadata)
+        topic, payload = discovery_config(dev.plugin, dev.device, sample, key, info,
                                           topic_prefix=self.topic_prefix, discovery_prefix=self.discovery_prefix)
         self._send(topic, json.dumps(payload, ensure_ascii=False, separators=(",", ":")), qos=1, retain=True)
 
@@ -521,10 +534,3 @@ class MqttPublisher:
                 text = text.replace(secret, "***")
         return text
 
-
-def _richer(new: dict[str, Any], old: dict[str, Any]) -> bool:
-    """Only re-send discovery when a collection adds or changes device metadata.
-
-    A collection without the info metric (or a failed one) must not strip the model again.
-    """
-    return any(new.get(k) != old.get(k) for k in new if new.get(k)) and set(new) >= set(old) - {"manufacturer"}

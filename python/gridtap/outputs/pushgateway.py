@@ -27,7 +27,7 @@ import re
 import urllib.error
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from prometheus_client import CollectorRegistry, delete_from_gateway, generate_latest, push_to_gateway
 from prometheus_client.exposition import basic_auth_handler, default_handler
@@ -97,6 +97,7 @@ def push(
     starve the others); an unreachable gateway stops at the first group. Raises
     :class:`OutputError` (one line, never the password) naming the groups that failed.
     """
+    url, username, password = _split_auth(url, username, password)
     handler = _handler(username, password)
     failures: list[str] = []
     groups = latest_per_device(batches)
@@ -128,6 +129,7 @@ def delete(
     Without it the gateway keeps serving the last push forever (it never expires a group),
     so a stopped gridtap would look alive. Deleting a group that does not exist succeeds.
     """
+    url, username, password = _split_auth(url, username, password)
     handler = _handler(username, password)
     seen: set[tuple[str, str]] = set()
     failures: list[str] = []
@@ -148,6 +150,24 @@ def delete(
 
 
 # ------------------------------------------------------------------------------------------
+
+
+def _split_auth(url: str, username: str | None, password: Secret | None
+                ) -> tuple[str, str | None, Secret | None]:
+    """``http://user:pw@host`` -> (``http://host``, user, Secret(pw)); explicit arguments win.
+
+    urllib does not do userinfo in URLs, and a URL is printed in errors while a Secret is not.
+    """
+    parts = urlsplit(url if "://" in url else "http://" + url)
+    if parts.username is None and parts.password is None:
+        return url, username, password
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    bare = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    user = username if username is not None else unquote(parts.username or "")
+    secret = password if password is not None else Secret(unquote(parts.password or ""))
+    return bare, user, secret
 
 
 def _handler(username: str | None, password: Secret | None) -> Callable[..., Callable[[], None]]:

@@ -1,0 +1,60 @@
+"""Intergas decode speed: one 5-block cycle (S?, S2, CRC, HN, V?), Rust vs the Python reference.
+
+Why: the native decoder exists to be much cheaper than the spec-literal Python one (goal
+≥ 10×); this measures both on the same blocks in one run and prints µs per cycle and the
+ratio. Blocks come from the project's own encoder, so no shared fixtures are needed.
+
+    python bench/intergas_bench.py            # ~2 s
+    python bench/intergas_bench.py --quick    # CI smoke, well under a second
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+
+from gridtap_plugins.intergas import reference
+from gridtap_plugins.intergas.decode import decode_block
+from gridtap_plugins.intergas.simulator import BoilerModel
+
+CYCLE = ("S?", "S2", "CRC", "HN", "V?")
+
+
+def blocks() -> list[tuple[str, bytes]]:
+    model = BoilerModel(start=0.0)
+    return [(kind, model.block(kind, now=12.5)) for kind in CYCLE]
+
+
+def per_cycle_us(decode: Callable[[str, bytes], dict], cycle: list[tuple[str, bytes]], n: int) -> float:
+    """Best of 3 runs of ``n`` cycles, in microseconds per cycle."""
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(n):
+            for kind, data in cycle:
+                decode(kind, data)
+        best = min(best, time.perf_counter() - start)
+    return best / n * 1e6
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="few iterations (CI smoke)")
+    parser.add_argument("-n", type=int, default=None, help="cycles per run (default 20000, quick 500)")
+    args = parser.parse_args(argv)
+    n = args.n or (500 if args.quick else 20000)
+    cycle = blocks()
+    for kind, data in cycle:  # same answers before we time anything
+        assert decode_block(kind, data) == reference.decode_block(kind, data), kind
+    rust = per_cycle_us(decode_block, cycle, n)
+    python = per_cycle_us(reference.decode_block, cycle, n)
+    ratio = python / rust
+    print(f"intergas 5-block cycle, {n} cycles: rust {rust:.2f} us/cycle, python reference {python:.2f} us/cycle, "
+          f"ratio {ratio:.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""User mistakes end in one line and exit code 2, measured with the real intergas plugin."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration import servers
+
+pytestmark = pytest.mark.integration
+
+
+def _run(*args: str, **kw):
+    return servers.run_gridtap(list(args), timeout=30, **kw)
+
+
+def _one_line(proc) -> str:
+    err = proc.stderr.decode()
+    assert err.count("\n") == 1, err
+    assert "Traceback" not in err
+    return err.strip()
+
+
+@pytest.mark.parametrize(("yaml_text", "key", "problem"), [
+    ("devices:\n  - plugin: intergas\n    port: /dev/null\n    baud: 9600\n", "devices[0].baud", "unknown key"),
+    ("devices:\n  - plugin: intergas\n    port: /dev/null\n    timeout: soon\n", "devices[0].timeout", "duration"),
+    ("devices:\n  - plugin: intergas\n    port: /dev/null\n    heater: [1]\n", "devices[0].heater", "integer"),
+    ("devices:\n  - plugin: intergas\n", "port", "port"),
+    ("devices:\n  - port: /dev/null\n", "devices[0].plugin", "missing required value"),
+    ("interval: 10s\ncolour: red\n", "config.colour", "unknown key"),
+    ("devices: [\n", "not valid YAML", ""),
+])
+def test_bad_config_exits_2_with_one_line_naming_the_key(tmp_path, yaml_text, key, problem):
+    cfg = tmp_path / "gridtap.yaml"
+    cfg.write_text(yaml_text)
+    for argv in (["run", "intergas", "--config", str(cfg), "--once"], ["serve", "--config", str(cfg)]):
+        proc = _run(*argv)
+        assert proc.returncode == 2, (argv, proc.stderr)
+        line = _one_line(proc)
+        assert key in line and problem in line, line
+
+
+@pytest.mark.parametrize(("flags", "key"), [
+    (["--port", "/dev/null", "--timeout", "soon"], "timeout"),
+    (["--port", "/dev/null", "--heater", "x"], "heater"),
+    (["--port", "/dev/null", "--flag-bit-order", "backwards"], "flag_bit_order"),
+    ([], "port"),
+])
+def test_bad_flags_exit_2(flags, key):
+    proc = _run("run", "intergas", "--once", *flags)
+    assert proc.returncode == 2
+    assert key in _one_line(proc)
+
+
+def test_bad_environment_exits_2():
+    env = {**servers.gridtap_env(), "GRIDTAP_INTERGAS_HEATER": "seven"}
+    import subprocess
+
+    proc = subprocess.run([servers.gridtap_bin(), "run", "intergas", "--port", "/dev/null", "--once"], env=env,
+                          capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2
+    assert "heater" in _one_line(proc)
+
+
+def test_password_is_never_printed(tmp_path):
+    cfg = tmp_path / "g.yaml"
+    cfg.write_text("devices:\n  - plugin: intergas\n    gateway_url: http://127.0.0.1:9/\n"
+                   "    username: admin\n    password: s3cr3t-Pa55\n    timeout: 1s\n")
+    proc = _run("run", "intergas", "--config", str(cfg), "--once", "--log-level", "debug")
+    assert proc.returncode == 1
+    assert b"s3cr3t-Pa55" not in proc.stderr + proc.stdout
+
+
+def test_unknown_plugin_and_bad_capture(tmp_path):
+    proc = _run("run", "nosuch", "--once")
+    assert proc.returncode == 2 and "nosuch" in _one_line(proc)
+    bad = tmp_path / "x.hex"
+    bad.write_text("zz zz\n")
+    proc = _run("decode", "intergas", "--block", "S?", "--input", "hex", str(bad))
+    assert proc.returncode == 2 and "not hex" in _one_line(proc)
+    short = tmp_path / "short.hex"
+    short.write_text("01 02 03\n")
+    proc = _run("decode", "intergas", "--block", "S?", str(short))
+    assert proc.returncode == 2 and "32" in _one_line(proc)
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["run"], ["run", "intergas"], ["run", "goodwe"], ["serve"], ["decode", "intergas"], ["decode", "goodwe"],
+    ["simulate", "intergas"], ["simulate", "goodwe"], ["demo"], ["sgready"], ["plugins"],
+])
+def test_help_and_version_everywhere(argv):
+    proc = _run(*argv, "--help")
+    assert proc.returncode == 0 and b"usage: gridtap" in proc.stdout
+    proc = _run(*argv, "--version")
+    assert proc.returncode == 0 and proc.stdout.startswith(b"gridtap ")
