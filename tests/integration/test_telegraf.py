@@ -81,7 +81,13 @@ def test_telegraf_execd_collects_our_metrics_and_stops_us_gracefully(
         f"gridtap took {child_gone_after:.1f} s to exit after Telegraf closed its stdin\n{log}"
     )
     assert rc == 0, f"Telegraf exited {rc}\n{log}"
-    assert "parse error" not in log.lower() and "E! [inputs.execd]" not in log, log
+    assert "parse error" not in log.lower(), log
+    # Telegraf's stdout/stderr readers race its own Wait() once the child has exited on stdin
+    # EOF, as the execd contract asks, and then log "read |0: file already closed"; that is
+    # Telegraf's shutdown noise, not something we wrote. Every other execd error counts.
+    execd_errors = [ln for ln in log.splitlines()
+                    if "E! [inputs.execd]" in ln and "file already closed" not in ln]
+    assert not execd_errors, log
 
     lines = [ln for ln in servers.parse_line_protocol(tg.output()) if ln.measurement == "intergas"]
     assert lines, tg.output()
