@@ -88,7 +88,7 @@ class Cycle:
             ready = select.select([self.proc.stdout], [], [], 0.3)[0]
             if ready:
                 out += os.read(self.proc.stdout.fileno(), 65536)
-            elif re.search(rb" up=\di", out):
+            elif re.search(rb"[ ,]up=\di", out):
                 break  # the batch's health line arrived and nothing followed for 0.3 s
         return servers.parse_line_protocol(out.decode())
 
