@@ -26,11 +26,21 @@ LengthError = _native.LengthError
 ABSENT = 327.67
 
 
-def decode_block(kind: str, data: bytes, reference_flag_order: bool = False) -> dict[str, Any]:
-    """Decode one 32-byte reply to command ``kind`` (``S?``, ``S2``, ``CRC``, ``HN``, ``V?``, ``REV``)."""
-    if kind not in BLOCKS:
+Block = _native.IntergasBlock
+Mapping.register(Block)
+_KNOWN = frozenset(BLOCKS)
+
+
+def decode_block(kind: str, data: bytes, reference_flag_order: bool = False) -> Mapping[str, Any]:
+    """Decode one 32-byte reply to command ``kind`` (``S?``, ``S2``, ``CRC``, ``HN``, ``V?``, ``REV``).
+
+    Returns an ``IntergasBlock``: a read-only mapping with the keys and values of the
+    reference decoder's dict (``.to_dict()`` gives that dict), whose values stay in Rust
+    until they are read.
+    """
+    if kind not in _KNOWN:
         raise ValueError(f"unknown Intergas block {kind!r} (known: {', '.join(BLOCKS)})")
-    return _native.intergas_decode_block(kind, bytes(data), reference_flag_order)
+    return _native.intergas_decode_block(kind, data, reference_flag_order)
 
 
 def _pair(payload: Mapping[str, Any], name: str) -> float:

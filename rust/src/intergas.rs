@@ -8,7 +8,8 @@
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyString};
+use pyo3::exceptions::PyKeyError;
+use pyo3::types::{PyBool, PyDict, PyList, PyString};
 
 use crate::errors::Error;
 
@@ -135,6 +136,17 @@ impl Kind {
             "REV" => Kind::Revision,
             other => return Err(Error::Format(format!("unknown Intergas block {other:?}"))),
         })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Status => "S?",
+            Kind::Status2 => "S2",
+            Kind::Crc => "CRC",
+            Kind::Counters => "HN",
+            Kind::Parameters => "V?",
+            Kind::Revision => "REV",
+        }
     }
 }
 
@@ -400,44 +412,152 @@ fn to_dict<'py>(py: Python<'py>, kind: Kind, fields: Fields) -> PyResult<Bound<'
 }
 
 /// Decode an `S?` block; `reference_flag_order=True` reads flags bit 7 first like the seed exporter.
+/// A decoded block as Python sees it: a read-only mapping (``block["t1_aanvoer"]``,
+/// ``.items()``, ``.to_dict()``) over values kept in Rust.
+///
+/// Why not a dict: building ~30 Python objects per block is most of the cost of decoding,
+/// and the metric mapping reads each value once; here a value becomes a Python object only
+/// when it is read. It compares equal to the reference decoder's dict.
+#[pyclass(frozen, mapping, name = "IntergasBlock", module = "gridtap._native")]
+pub struct Block {
+    kind: Kind,
+    fields: Fields,
+}
+
+fn value_object<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match value {
+        Value::F(v) => v.into_pyobject(py)?.into_any(),
+        Value::I(v) => v.into_pyobject(py)?.into_any(),
+        Value::B(v) => PyBool::new(py, *v).to_owned().into_any(),
+        Value::S(v) => PyString::new(py, v).into_any(),
+        Value::Flags(list) => {
+            let names = FLAG_KEYS.get_or_init(py, || interned(py, list.iter().map(|(k, _)| *k)));
+            let sub = FLAG_TEMPLATE.get_or_try_init(py, || template(py, names))?.bind(py).copy()?;
+            for (name, (_, bit)) in names.iter().zip(list) {
+                sub.set_item(name.bind(py), bit)?;
+            }
+            sub.into_any()
+        }
+    })
+}
+
+impl Block {
+    fn find(&self, key: &str) -> Option<&Value> {
+        self.fields.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+}
+
+#[pymethods]
+impl Block {
+    fn __getitem__<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Bound<'py, PyAny>> {
+        match self.find(key) {
+            Some(v) => value_object(py, v),
+            None => Err(PyKeyError::new_err(key.to_owned())),
+        }
+    }
+
+    fn __len__(&self) -> usize {
+        self.fields.len()
+    }
+
+    fn __contains__(&self, key: &str) -> bool {
+        self.find(key).is_some()
+    }
+
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.keys(py).into_any().try_iter().map(|it| it.into_any())
+    }
+
+    #[pyo3(signature = (key, default = None))]
+    fn get<'py>(&self, py: Python<'py>, key: &str, default: Option<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+        match self.find(key) {
+            Some(v) => value_object(py, v),
+            None => Ok(default.unwrap_or_else(|| py.None().into_bound(py))),
+        }
+    }
+
+    fn keys<'py>(&self, py: Python<'py>) -> Bound<'py, PyList> {
+        PyList::new(py, self.fields.iter().map(|(k, _)| *k)).expect("a list of str")
+    }
+
+    fn values<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        for (_, v) in &self.fields {
+            out.append(value_object(py, v)?)?;
+        }
+        Ok(out)
+    }
+
+    fn items<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        for (k, v) in &self.fields {
+            out.append((*k, value_object(py, v)?))?;
+        }
+        Ok(out)
+    }
+
+    /// A plain dict with the same keys and values as the pure-Python reference decoder.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        to_dict(py, self.kind, self.fields.clone())
+    }
+
+    fn __eq__(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<bool> {
+        if let Ok(other) = other.cast::<Block>() {
+            return self.to_dict(py)?.eq(other.get().to_dict(py)?);
+        }
+        self.to_dict(py)?.eq(other)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!("IntergasBlock({})", self.to_dict(py)?.repr()?))
+    }
+
+    /// The command this block answers (`S?`, `S2`, `CRC`, `HN`, `V?`, `REV`).
+    #[getter]
+    fn kind(&self) -> &'static str {
+        self.kind.name()
+    }
+}
+
+fn block(py: Python<'_>, kind: Kind, fields: Fields) -> PyResult<Bound<'_, Block>> {
+    Bound::new(py, Block { kind, fields })
+}
+
+/// Decode an `S?` block; `reference_flag_order=True` reads flags bit 7 first like the seed exporter.
 #[pyfunction(name = "intergas_decode_status")]
 #[pyo3(signature = (data, reference_flag_order = false))]
-fn py_decode_status<'py>(
-    py: Python<'py>,
-    data: &[u8],
-    reference_flag_order: bool,
-) -> PyResult<Bound<'py, PyDict>> {
-    to_dict(py, Kind::Status, decode_status(data, reference_flag_order)?)
+fn py_decode_status<'py>(py: Python<'py>, data: &[u8], reference_flag_order: bool) -> PyResult<Bound<'py, Block>> {
+    block(py, Kind::Status, decode_status(data, reference_flag_order)?)
 }
 
 /// Decode an `S2` block.
 #[pyfunction(name = "intergas_decode_status2")]
-fn py_decode_status2<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyDict>> {
-    to_dict(py, Kind::Status2, decode_status2(data)?)
+fn py_decode_status2<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, Block>> {
+    block(py, Kind::Status2, decode_status2(data)?)
 }
 
 /// Decode a `CRC` block.
 #[pyfunction(name = "intergas_decode_crc")]
-fn py_decode_crc<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyDict>> {
-    to_dict(py, Kind::Crc, decode_crc(data)?)
+fn py_decode_crc<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, Block>> {
+    block(py, Kind::Crc, decode_crc(data)?)
 }
 
 /// Decode an `HN` block.
 #[pyfunction(name = "intergas_decode_counters")]
-fn py_decode_counters<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyDict>> {
-    to_dict(py, Kind::Counters, decode_counters(data)?)
+fn py_decode_counters<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, Block>> {
+    block(py, Kind::Counters, decode_counters(data)?)
 }
 
 /// Decode a `V?` block.
 #[pyfunction(name = "intergas_decode_parameters")]
-fn py_decode_parameters<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyDict>> {
-    to_dict(py, Kind::Parameters, decode_parameters(data)?)
+fn py_decode_parameters<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, Block>> {
+    block(py, Kind::Parameters, decode_parameters(data)?)
 }
 
 /// Decode a `REV` block.
 #[pyfunction(name = "intergas_decode_revision")]
-fn py_decode_revision<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyDict>> {
-    to_dict(py, Kind::Revision, decode_revision(data)?)
+fn py_decode_revision<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, Block>> {
+    block(py, Kind::Revision, decode_revision(data)?)
 }
 
 /// Decode any block by its command name (`S?`, `S2`, `CRC`, `HN`, `V?`, `REV`).
@@ -448,9 +568,9 @@ fn py_decode_block<'py>(
     kind: &str,
     data: &[u8],
     reference_flag_order: bool,
-) -> PyResult<Bound<'py, PyDict>> {
+) -> PyResult<Bound<'py, Block>> {
     let kind = Kind::parse(kind)?;
-    to_dict(py, kind, decode(kind, data, reference_flag_order)?)
+    block(py, kind, decode(kind, data, reference_flag_order)?)
 }
 
 /// The state name of a display code (256+ = fault, otherwise "unknown" if not in the table).
@@ -460,6 +580,7 @@ fn py_display_text(code: i64) -> &'static str {
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Block>()?;
     m.add_function(wrap_pyfunction!(py_decode_status, m)?)?;
     m.add_function(wrap_pyfunction!(py_decode_status2, m)?)?;
     m.add_function(wrap_pyfunction!(py_decode_crc, m)?)?;

@@ -8,6 +8,7 @@ spec-literal Python reference and demands identical dicts; the round trip pins t
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 
 import pytest
 from hypothesis import given, settings
@@ -154,7 +155,9 @@ def test_native_direct_functions() -> None:
                _native.intergas_decode_parameters, _native.intergas_decode_revision):
         with pytest.raises(_native.LengthError):
             fn(bytes(31))
-        assert isinstance(fn(bytes(32)), dict)
+        block = fn(bytes(32))
+        assert isinstance(block, Mapping) and isinstance(block.to_dict(), dict)
+        assert block == block.to_dict() and dict(block.items()) == block.to_dict()
     with pytest.raises(_native.FormatError):
         _native.intergas_decode_block("XX", bytes(32))
 
