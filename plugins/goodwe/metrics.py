@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from gridtap.model import Kind, Metric, MetricDef
+from gridtap.model import Kind, Metric, MetricDef, label_set
 
 _WH = 3600.0  # joules per watt-hour
 
@@ -267,7 +267,7 @@ def frame_metrics(frame: dict, model: str | None = None) -> list[Metric]:
         value = raw / round(1 / f.scale) if f.scale < 1 else raw * f.scale
         if not f.definition.integer:
             value = float(value)
-        out.append(Metric(f.definition, value, tuple(sorted(base + f.labels))))
+        out.append(Metric(f.definition, value, label_set(base + f.labels)))
     return out
 
 

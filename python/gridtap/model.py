@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -65,7 +66,7 @@ class MetricDef:
 
     def __call__(self, value: float | int | str | bool, **labels: str) -> Metric:
         """A sample of this metric: ``TEMPERATURE(47.59, sensor="flow")``."""
-        return Metric(self, value, tuple(sorted(labels.items())))
+        return Metric(self, value, label_set(labels.items()) if labels else ())
 
     @property
     def family(self) -> str:
@@ -76,12 +77,33 @@ class MetricDef:
         return self.name
 
 
-@dataclass(frozen=True, slots=True)
-class Metric:
+_LABEL_SETS: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
+_LABEL_SETS_MAX = 50_000
+
+
+def label_set(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """The canonical sorted tuple for a set of labels.
+
+    Equal label sets come back as the same tuple object. Devices report the same label
+    sets every cycle, so this saves memory, and it lets the line-protocol encoder recognise
+    a label set it has already escaped by identity instead of by content.
+    """
+    key = tuple(sorted(pairs))
+    found = _LABEL_SETS.get(key)
+    if found is not None:
+        return found
+    if len(_LABEL_SETS) >= _LABEL_SETS_MAX:  # bound the cache if label values churn
+        _LABEL_SETS.clear()
+    _LABEL_SETS[key] = key
+    return key
+
+
+class Metric(NamedTuple):
     """One sample: a definition, a value and a sorted tuple of (label, value) pairs.
 
     Values: float or int for gauges and counters, 1 for info metrics, the current state's
-    name for a state set.
+    name for a state set. A tuple, so it is immutable, cheap to make, and the Rust encoder
+    reads its three items by position.
     """
 
     definition: MetricDef
@@ -98,7 +120,7 @@ class Metric:
         added = [(k, v) for k, v in extra if k not in have]
         if not added:
             return self
-        return Metric(self.definition, self.value, tuple(sorted((*self.labels, *added))))
+        return Metric(self.definition, self.value, label_set((*self.labels, *added)))
 
 
 @dataclass(slots=True)

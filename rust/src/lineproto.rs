@@ -193,6 +193,9 @@ struct Line {
     series: Vec<u8>,
     fields: Vec<(u32, u32, u32)>,
     values: Vec<u8>,
+    /// Bit `id % 64` set for every key id in `fields`: a clear bit proves a key is new,
+    /// which spares the duplicate scan in the common case.
+    seen: u64,
 }
 
 /// Assembles the lines of one batch (one measurement, one timestamp).
@@ -264,7 +267,12 @@ impl BatchEncoder {
         let idx = match self.index.get(&series) {
             Some(&i) => i,
             None => {
-                self.lines.push(Line { series: series.clone(), fields: Vec::new(), values: Vec::new() });
+                self.lines.push(Line {
+                    series: series.clone(),
+                    fields: Vec::with_capacity(16),
+                    values: Vec::with_capacity(256),
+                    seen: 0,
+                });
                 self.index.insert(series, self.lines.len() - 1);
                 self.lines.len() - 1
             }
@@ -284,12 +292,16 @@ impl BatchEncoder {
             return;
         }
         let (start, end) = (start as u32, line.values.len() as u32);
+        let bit = 1u64 << (key_id % 64);
         // A repeated field key replaces the earlier value in place (influxd keeps the last).
-        if let Some(slot) = line.fields.iter_mut().find(|(k, _, _)| *k == key_id) {
-            *slot = (key_id, start, end);
-        } else {
-            line.fields.push((key_id, start, end));
+        if line.seen & bit != 0 {
+            if let Some(slot) = line.fields.iter_mut().find(|(k, _, _)| *k == key_id) {
+                *slot = (key_id, start, end);
+                return;
+            }
         }
+        line.seen |= bit;
+        line.fields.push((key_id, start, end));
     }
 
     /// Add one sample. `tags` must be sorted by key.
@@ -388,11 +400,25 @@ fn encode(py: Python<'_>, batches: &Bound<'_, PyAny>, uint: bool) -> PyResult<Ve
         let ts: Option<i64> = batch.getattr(intern!(py, "timestamp_ns"))?.extract()?;
         let metrics = batch.getattr(intern!(py, "metrics"))?;
         let metrics = metrics.cast::<PyList>()?;
+        out.reserve(metrics.len() * 32);
         let mut enc = BatchEncoder::new(&plugin);
         let mut defs: FxMap<usize, DefInfo> = FxMap::default();
         let mut label_lines: FxMap<usize, usize> = FxMap::default();
         for m in metrics.iter() {
-            let def = m.getattr(intern!(py, "definition"))?;
+            // gridtap.model.Metric is a NamedTuple: read it by position; anything else that
+            // has the three attributes works too, only slower.
+            let (def, value, labels) = match m.cast::<PyTuple>() {
+                Ok(t) if t.len() == 3 => (
+                    t.get_borrowed_item(0)?.to_owned(),
+                    t.get_borrowed_item(1)?.to_owned(),
+                    t.get_borrowed_item(2)?.to_owned(),
+                ),
+                _ => (
+                    m.getattr(intern!(py, "definition"))?,
+                    m.getattr(intern!(py, "value"))?,
+                    m.getattr(intern!(py, "labels"))?,
+                ),
+            };
             let info = match defs.get(&(def.as_ptr() as usize)) {
                 Some(info) => *info,
                 None => {
@@ -406,13 +432,11 @@ fn encode(py: Python<'_>, batches: &Bound<'_, PyAny>, uint: bool) -> PyResult<Ve
                     info
                 }
             };
-            let value = m.getattr(intern!(py, "value"))?;
             let fv = field_value(&value, info.integer, uint)?;
             let Some(field) = info.field else { continue };
             if matches!(fv, FieldValue::Float(x) if !x.is_finite()) {
                 continue; // dropped before it can open a line, as the reference does
             }
-            let labels = m.getattr(intern!(py, "labels"))?;
             let line = match label_lines.get(&(labels.as_ptr() as usize)) {
                 Some(&line) => line,
                 None => {
