@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__, config, devices, logs, plugin, runtime
+from . import __version__, config, devices, logs, plugin, runtime, sinks
 from .errors import ConfigError, DeviceError, GridtapError, InputError
 from .model import Batch
 from .outputs import lineproto, prometheus
@@ -24,7 +24,7 @@ from .schedule import Collector
 
 log = logging.getLogger("gridtap")
 
-OUTPUTS = ("influx", "collectd", "prometheus")
+OUTPUTS = ("influx", "collectd", "prometheus", "pushgateway", "mqtt")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,6 +40,15 @@ def _common_options(p: argparse.ArgumentParser) -> None:
                    help="log style on stderr (auto: telegraf prefixes for --output influx, else text)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None,
                    help="log level (default info)")
+
+
+def _push_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pushgateway", metavar="URL",
+                   help="Pushgateway URL (or config key pushgateway.url; more settings in the config file "
+                        "or GRIDTAP_PUSHGATEWAY_<KEY>)")
+    p.add_argument("--mqtt", metavar="HOST[:PORT]",
+                   help="MQTT broker (or config key mqtt.host; user, password, prefixes in the config file "
+                        "or GRIDTAP_MQTT_<KEY>)")
 
 
 def _plugin_flags(p: argparse.ArgumentParser, cls: type[plugin.Plugin]) -> None:
@@ -77,7 +86,8 @@ def build_parser(classes: Sequence[type[plugin.Plugin]]) -> argparse.ArgumentPar
         p = run_sub.add_parser(cls.name, help=cls.description, description=cls.description)
         p.add_argument("--output", choices=OUTPUTS, default="influx",
                        help="influx: line protocol on stdout (Telegraf execd); collectd: PUTVAL on stdout "
-                            "(collectd exec); prometheus: serve /metrics (default influx)")
+                            "(collectd exec); prometheus: serve /metrics; pushgateway: push to --pushgateway; "
+                            "mqtt: publish to --mqtt with Home Assistant discovery (default influx)")
         p.add_argument("--once", action="store_true",
                        help="collect one batch, print it and exit (0 ok, 1 device unreadable)")
         p.add_argument("--wait", metavar="DURATION",
@@ -91,6 +101,7 @@ def build_parser(classes: Sequence[type[plugin.Plugin]]) -> argparse.ArgumentPar
         p.add_argument("--config", metavar="FILE", help="YAML config file")
         p.add_argument("--name", metavar="DEVICE", help="device name (label device=); picks the device in --config")
         p.add_argument("--uint", action="store_true", help="influx only: write unsigned integers with the u suffix")
+        _push_options(p)
         _common_options(p)
         _plugin_flags(p, cls)
 
@@ -98,6 +109,7 @@ def build_parser(classes: Sequence[type[plugin.Plugin]]) -> argparse.ArgumentPar
                            description="Collect every device of a config file; serve Prometheus /metrics.")
     serve.add_argument("--config", metavar="FILE", required=True, help="YAML config file with a devices list")
     serve.add_argument("--listen", metavar="HOST:PORT", help="address of /metrics (default 127.0.0.1:9870)")
+    _push_options(serve)
     _common_options(serve)
 
     dec = sub.add_parser("decode", help="decode a captured frame, block or page",
@@ -151,7 +163,9 @@ def _duration(flag: str, text: str) -> float:
 
 def _setup_logs(args: argparse.Namespace, common: devices.Common | None = None) -> None:
     style = args.log_format or (common.log_format if common else "auto")
-    level = args.log_level or (common.log_level if common else "info")
+    # `--once` answers with its output and exit code; routine info lines would only be noise.
+    quiet = "warning" if getattr(args, "once", False) else "info"
+    level = args.log_level or (common.log_level if common and common.log_level != "info" else quiet)
     if style == "auto":
         style = "telegraf" if getattr(args, "output", None) == "influx" else "text"
     logs.setup(style, level)
@@ -218,9 +232,21 @@ def cmd_run(args: argparse.Namespace) -> int:
             return runtime.run_influx([collector], args.signal, stopper, args.uint)
         if args.output == "collectd":
             return runtime.run_collectd([collector], spec.interval, stopper)
+        if args.output in ("pushgateway", "mqtt"):
+            return runtime.run_push([collector], spec.interval, _delivery(args, common, only=args.output), stopper)
         return runtime.serve_prometheus([collector], args.listen or common.listen, stopper)
     finally:
         device.close()
+
+
+def _delivery(args: argparse.Namespace, common: devices.Common, only: str | None = None) -> sinks.Delivery:
+    """The push outputs asked for: by ``--output`` (``only``) or, for serve, by config/flags."""
+    out: list[sinks.Sink] = []
+    if only == "pushgateway" or (only is None and (args.pushgateway or common.pushgateway is not None)):
+        out.append(sinks.PushgatewaySink(sinks.pushgateway_settings(common.pushgateway, args.pushgateway)))
+    if only == "mqtt" or (only is None and (args.mqtt or common.mqtt is not None)):
+        out.append(sinks.MqttSink(sinks.mqtt_settings(common.mqtt, args.mqtt)))
+    return sinks.Delivery(out)
 
 
 def _once(collector: Collector, args: argparse.Namespace, stopper: runtime.Stopper) -> int:
@@ -242,6 +268,14 @@ def _once(collector: Collector, args: argparse.Namespace, stopper: runtime.Stopp
 
         host, interval = runtime.collectd_settings(collector.interval)
         out.write(collectd.encode([batch], host, interval).encode())
+    elif args.output in ("pushgateway", "mqtt"):
+        common = devices.load_common(config.load_yaml(args.config)) if args.config else devices.Common()
+        delivery = _delivery(args, common, only=args.output)
+        try:
+            for sink in delivery.sinks:
+                sink.publish([batch])  # an OutputError here is the one line and exit 1
+        finally:
+            delivery.close()
     else:
         out.write(prometheus.encode([batch]))
     out.flush()
@@ -256,13 +290,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError("devices", f"no devices in {args.config}")
     specs = [devices.device_spec(cls, raw, where=where, default_interval=float(common.interval))
              for where, cls, raw in entries]
+    delivery = _delivery(args, common)
     collectors = [Collector(s.create(), s.interval) for s in specs]
     stopper = runtime.Stopper().install()
+    sent: dict[int, int] = {}
+
+    def deliver_fresh() -> None:
+        fresh = []
+        for i, c in enumerate(collectors):
+            batch = c.snapshot()
+            if batch is not None and sent.get(i) != batch.timestamp_ns:
+                sent[i] = batch.timestamp_ns
+                fresh.append(batch)
+        delivery.publish(fresh)
+
     try:
         for c in collectors:
             c.plugin.start()
-        return runtime.serve_prometheus(collectors, args.listen or common.listen, stopper)
+        return runtime.serve_prometheus(collectors, args.listen or common.listen, stopper,
+                                        on_cycle=deliver_fresh if delivery.sinks else None)
     finally:
+        delivery.close()
         for c in collectors:
             c.plugin.close()
 

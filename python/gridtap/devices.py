@@ -26,6 +26,8 @@ class Common:
     log_level: Literal["debug", "info", "warning", "error"] = config.setting("info", help="log level")
     listen: str = config.setting("127.0.0.1:9870", help="HOST:PORT of the Prometheus /metrics server")
     devices: list[Any] = config.setting([], help="the devices, each a mapping with plugin, name and settings")
+    pushgateway: Any = config.setting(None, help="push every collection to a Pushgateway (url, job, ...)")
+    mqtt: Any = config.setting(None, help="publish every collection over MQTT with HA discovery (host, ...)")
 
 
 @dataclass

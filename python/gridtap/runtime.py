@@ -27,6 +27,7 @@ from .errors import ConfigError
 from .model import Batch
 from .outputs import collectd, lineproto, prometheus
 from .schedule import Collector
+from .sinks import Delivery
 
 log = logging.getLogger("gridtap.runtime")
 
@@ -130,6 +131,18 @@ def run_collectd(collectors: Sequence[Collector], interval: float, stopper: Stop
         batches = [c.collect_once() for c in collectors]
         _write(out, collectd.encode(batches, host, interval).encode())
         stopper.wait(max(0.0, interval - (time.monotonic() - t0)))
+    return 0
+
+
+def run_push(collectors: Sequence[Collector], interval: float, delivery: Delivery, stopper: Stopper) -> int:
+    """``--output pushgateway|mqtt``: collect every ``interval`` and hand the batches over."""
+    try:
+        while not stopper.stopped:
+            t0 = time.monotonic()
+            delivery.publish([c.collect_once() for c in collectors])
+            stopper.wait(max(0.0, interval - (time.monotonic() - t0)))
+    finally:
+        delivery.close()
     return 0
 
 

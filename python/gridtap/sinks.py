@@ -1,0 +1,144 @@
+"""Push-style outputs (Pushgateway, MQTT) behind one small interface, and their settings.
+
+``run --output pushgateway|mqtt`` and ``serve`` hand every fresh batch to each configured
+sink. A sink that cannot deliver logs it once per change of state and keeps going: an
+unreachable broker must not stop collection, nor the /metrics server.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from . import config, logs
+from .config import Secret, setting
+from .errors import ConfigError, GridtapError
+from .model import Batch
+
+log = logging.getLogger("gridtap.sinks")
+
+
+@dataclass(frozen=True)
+class PushgatewaySettings:
+    url: str = setting(help="Pushgateway base URL, e.g. http://127.0.0.1:9091")
+    job: str = setting("gridtap", help="job label of the pushed groups")
+    username: str | None = setting(None, help="basic-auth user")
+    password: Secret | None = setting(None, help="basic-auth password")
+    timeout: config.Duration = setting(config.Duration(10.0), help="HTTP timeout")
+    delete_on_exit: bool = setting(False, help="delete our groups on a clean exit (else the last push stays)")
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    host: str = setting(help="MQTT broker host")
+    port: int = setting(1883, help="MQTT broker port")
+    topic_prefix: str = setting("gridtap", help="prefix of state and availability topics")
+    discovery_prefix: str = setting("homeassistant", help="Home Assistant discovery prefix")
+    client_id: str | None = setting(None, help="MQTT client id (default: gridtap-<host>-<pid>)")
+    username: str | None = setting(None, help="MQTT user")
+    password: Secret | None = setting(None, help="MQTT password")
+    tls: bool = setting(False, help="connect with TLS")
+
+
+def _settings(schema: type, name: str, raw: Mapping[str, Any] | None, flags: Mapping[str, str]) -> Any:
+    if raw is not None and not isinstance(raw, Mapping):
+        raise ConfigError(f"config.{name}", "expected a mapping of settings")
+    settings = config.build(schema, f"config.{name}", (raw or {}, False),
+                            (config.env_layer(name, schema), True), (flags, True))
+    for value in vars(settings).values():
+        if isinstance(value, Secret):
+            logs.register_secret(value.reveal())
+    return settings
+
+
+def pushgateway_settings(raw: Mapping[str, Any] | None, url_flag: str | None) -> PushgatewaySettings:
+    return _settings(PushgatewaySettings, "pushgateway", raw, {"url": url_flag} if url_flag else {})
+
+
+def mqtt_settings(raw: Mapping[str, Any] | None, host_flag: str | None) -> MqttSettings:
+    flags: dict[str, str] = {}
+    if host_flag:
+        host, sep, port = host_flag.rpartition(":")
+        flags = {"host": host, "port": port} if sep and port.isdigit() else {"host": host_flag}
+    return _settings(MqttSettings, "mqtt", raw, flags)
+
+
+class Sink(Protocol):
+    name: str
+
+    def publish(self, batches: list[Batch]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class PushgatewaySink:
+    name = "pushgateway"
+
+    def __init__(self, settings: PushgatewaySettings) -> None:
+        self.settings = settings
+        self._pushed: list[Batch] = []
+
+    def publish(self, batches: list[Batch]) -> None:
+        from .outputs import pushgateway
+
+        s = self.settings
+        pushgateway.push(batches, s.url, s.job, timeout=float(s.timeout), username=s.username, password=s.password)
+        self._pushed = batches
+
+    def close(self) -> None:
+        if self.settings.delete_on_exit and self._pushed:
+            from .outputs import pushgateway
+
+            s = self.settings
+            pushgateway.delete(self._pushed, s.url, s.job, timeout=float(s.timeout), username=s.username,
+                               password=s.password)
+
+
+class MqttSink:
+    name = "mqtt"
+
+    def __init__(self, settings: MqttSettings) -> None:
+        from .outputs.mqtt import MqttPublisher
+
+        s = settings
+        self.publisher = MqttPublisher(s.host, s.port, topic_prefix=s.topic_prefix,
+                                       discovery_prefix=s.discovery_prefix, client_id=s.client_id,
+                                       username=s.username, password=s.password, tls=s.tls)
+        self.publisher.start()
+
+    def publish(self, batches: list[Batch]) -> None:
+        self.publisher.publish(batches)
+
+    def close(self) -> None:
+        self.publisher.stop()
+
+
+class Delivery:
+    """Hands batches to sinks; one failing sink is logged (once per state) and skipped."""
+
+    def __init__(self, sinks: list[Sink]) -> None:
+        self.sinks = sinks
+        self._failing: dict[str, str] = {}
+
+    def publish(self, batches: list[Batch]) -> None:
+        if not batches:
+            return
+        for sink in self.sinks:
+            try:
+                sink.publish(batches)
+            except GridtapError as e:
+                if self._failing.get(sink.name) != str(e):
+                    log.warning("%s: %s", sink.name, e)
+                self._failing[sink.name] = str(e)
+                continue
+            if self._failing.pop(sink.name, None) is not None:
+                log.info("%s: delivering again", sink.name)
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except GridtapError as e:
+                log.warning("%s: %s", sink.name, e)
