@@ -20,7 +20,7 @@ from . import __version__, config, devices, logs, plugin, runtime, sinks
 from .errors import ConfigError, DeviceError, GridtapError, InputError
 from .model import Batch
 from .outputs import lineproto, prometheus
-from .schedule import Collector
+from .schedule import Collector, FreshBatches
 
 log = logging.getLogger("gridtap")
 
@@ -293,16 +293,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     delivery = _delivery(args, common)
     collectors = [Collector(s.create(), s.interval) for s in specs]
     stopper = runtime.Stopper().install()
-    sent: dict[int, int] = {}
+    fresh = FreshBatches(collectors)
 
     def deliver_fresh() -> None:
-        fresh = []
-        for i, c in enumerate(collectors):
-            batch = c.snapshot()
-            if batch is not None and sent.get(i) != batch.timestamp_ns:
-                sent[i] = batch.timestamp_ns
-                fresh.append(batch)
-        delivery.publish(fresh)
+        delivery.publish(fresh.take())
 
     try:
         for c in collectors:

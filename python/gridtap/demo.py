@@ -13,7 +13,7 @@ import time
 
 from . import devices, plugin, runtime
 from .outputs import lineproto
-from .schedule import Collector
+from .schedule import Collector, FreshBatches
 
 log = logging.getLogger("gridtap.demo")
 
@@ -40,16 +40,10 @@ def run_demo(listen: str, interval: float, duration: float | None) -> int:
             return 1
         deadline = None if duration is None else time.monotonic() + duration
 
-        printed: dict[int, int] = {}
+        fresh = FreshBatches(collectors)
 
         def print_latest() -> None:
-            fresh = []
-            for i, c in enumerate(collectors):
-                batch = c.snapshot()
-                if batch is not None and printed.get(i) != batch.timestamp_ns:
-                    printed[i] = batch.timestamp_ns
-                    fresh.append(batch)
-            sys.stdout.buffer.write(lineproto.encode(fresh))
+            sys.stdout.buffer.write(lineproto.encode(fresh.take()))
             sys.stdout.flush()
             if deadline is not None and time.monotonic() >= deadline:
                 stopper.event.set()

@@ -100,3 +100,20 @@ class Collector:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+
+class FreshBatches:
+    """The batches of ``collectors`` that were not handed on yet (each batch once)."""
+
+    def __init__(self, collectors: list[Collector]) -> None:
+        self.collectors = collectors
+        self._seen: dict[int, int] = {}
+
+    def take(self) -> list[Batch]:
+        fresh = []
+        for i, c in enumerate(self.collectors):
+            batch = c.snapshot()
+            if batch is not None and self._seen.get(i) != batch.timestamp_ns:
+                self._seen[i] = batch.timestamp_ns
+                fresh.append(batch)
+        return fresh

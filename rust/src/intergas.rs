@@ -411,7 +411,6 @@ fn to_dict<'py>(py: Python<'py>, kind: Kind, fields: Fields) -> PyResult<Bound<'
     Ok(dict)
 }
 
-/// Decode an `S?` block; `reference_flag_order=True` reads flags bit 7 first like the seed exporter.
 /// A decoded block as Python sees it: a read-only mapping (``block["t1_aanvoer"]``,
 /// ``.items()``, ``.to_dict()``) over values kept in Rust.
 ///
@@ -523,43 +522,6 @@ fn block(py: Python<'_>, kind: Kind, fields: Fields) -> PyResult<Bound<'_, Block
     Bound::new(py, Block { kind, fields })
 }
 
-/// Decode an `S?` block; `reference_flag_order=True` reads flags bit 7 first like the seed exporter.
-#[pyfunction(name = "intergas_decode_status")]
-#[pyo3(signature = (data, reference_flag_order = false))]
-fn py_decode_status<'py>(py: Python<'py>, data: &[u8], reference_flag_order: bool) -> PyResult<Bound<'py, Block>> {
-    block(py, Kind::Status, decode_status(data, reference_flag_order)?)
-}
-
-/// Decode an `S2` block.
-#[pyfunction(name = "intergas_decode_status2")]
-fn py_decode_status2<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, Block>> {
-    block(py, Kind::Status2, decode_status2(data)?)
-}
-
-/// Decode a `CRC` block.
-#[pyfunction(name = "intergas_decode_crc")]
-fn py_decode_crc<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, Block>> {
-    block(py, Kind::Crc, decode_crc(data)?)
-}
-
-/// Decode an `HN` block.
-#[pyfunction(name = "intergas_decode_counters")]
-fn py_decode_counters<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, Block>> {
-    block(py, Kind::Counters, decode_counters(data)?)
-}
-
-/// Decode a `V?` block.
-#[pyfunction(name = "intergas_decode_parameters")]
-fn py_decode_parameters<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, Block>> {
-    block(py, Kind::Parameters, decode_parameters(data)?)
-}
-
-/// Decode a `REV` block.
-#[pyfunction(name = "intergas_decode_revision")]
-fn py_decode_revision<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, Block>> {
-    block(py, Kind::Revision, decode_revision(data)?)
-}
-
 /// Decode any block by its command name (`S?`, `S2`, `CRC`, `HN`, `V?`, `REV`).
 #[pyfunction(name = "intergas_decode_block")]
 #[pyo3(signature = (kind, data, reference_flag_order = false))]
@@ -581,12 +543,6 @@ fn py_display_text(code: i64) -> &'static str {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Block>()?;
-    m.add_function(wrap_pyfunction!(py_decode_status, m)?)?;
-    m.add_function(wrap_pyfunction!(py_decode_status2, m)?)?;
-    m.add_function(wrap_pyfunction!(py_decode_crc, m)?)?;
-    m.add_function(wrap_pyfunction!(py_decode_counters, m)?)?;
-    m.add_function(wrap_pyfunction!(py_decode_parameters, m)?)?;
-    m.add_function(wrap_pyfunction!(py_decode_revision, m)?)?;
     m.add_function(wrap_pyfunction!(py_decode_block, m)?)?;
     m.add_function(wrap_pyfunction!(py_display_text, m)?)?;
     Ok(())
