@@ -214,6 +214,10 @@ pub struct BatchEncoder {
 }
 
 impl BatchEncoder {
+    pub fn plugin_prefix(&self) -> &str {
+        &self.prefix
+    }
+
     pub fn new(plugin: &str) -> Self {
         let mut measurement = Vec::with_capacity(plugin.len());
         escape_measurement(&mut measurement, plugin);
@@ -315,9 +319,13 @@ impl BatchEncoder {
         }
     }
 
-    pub fn finish(self, out: &mut Vec<u8>, timestamp_ns: Option<i64>) {
+    /// Write the batch's lines to `out` and start the next batch. Field keys stay interned,
+    /// so consecutive batches of one plugin (many devices) escape each key once.
+    pub fn finish(&mut self, out: &mut Vec<u8>, timestamp_ns: Option<i64>) {
         let stamp = timestamp_ns.map(|ts| ts.to_string());
-        for line in self.lines {
+        self.index.clear();
+        self.raw_index.clear();
+        for line in self.lines.drain(..) {
             if line.fields.is_empty() {
                 continue;
             }
@@ -386,13 +394,19 @@ struct DefInfo {
 /// `gridtap.model.Batch`, one call for the whole lot.
 ///
 /// Definitions and label tuples are shared between samples, so both are cached by object
-/// identity for the duration of a batch (every object is kept alive by the batch itself,
-/// so an address cannot be reused while the cache holds it).
+/// identity: definitions for the whole call (each cached one is held, so its address cannot
+/// be reused), label tuples for one batch (the batch keeps them alive meanwhile).
 #[pyfunction]
 #[pyo3(signature = (batches, uint=false))]
 fn encode(py: Python<'_>, batches: &Bound<'_, PyAny>, uint: bool) -> PyResult<Vec<u8>> {
     let mut out = Vec::with_capacity(4096);
     let mut raw_key: Vec<u8> = Vec::with_capacity(64);
+    let mut enc: Option<BatchEncoder> = None;
+    let mut defs: FxMap<usize, DefInfo> = FxMap::with_capacity_and_hasher(64, Default::default());
+    // Cached definitions are held here, so no address in `defs` can be freed and reused by
+    // another object while this call runs (batches may come from a generator).
+    let mut held_defs: Vec<Py<PyAny>> = Vec::new();
+    let mut label_lines: FxMap<usize, usize> = FxMap::with_capacity_and_hasher(64, Default::default());
     for batch in batches.try_iter()? {
         let batch = batch?;
         let plugin: String = batch.getattr(intern!(py, "plugin"))?.extract()?;
@@ -401,9 +415,14 @@ fn encode(py: Python<'_>, batches: &Bound<'_, PyAny>, uint: bool) -> PyResult<Ve
         let metrics = batch.getattr(intern!(py, "metrics"))?;
         let metrics = metrics.cast::<PyList>()?;
         out.reserve(metrics.len() * 32);
-        let mut enc = BatchEncoder::new(&plugin);
-        let mut defs: FxMap<usize, DefInfo> = FxMap::with_capacity_and_hasher(64, Default::default());
-        let mut label_lines: FxMap<usize, usize> = FxMap::with_capacity_and_hasher(64, Default::default());
+        // Keep the encoder (interned keys) and the definition cache while the plugin stays
+        // the same; label sets are per batch, since the device fills in a missing label.
+        if enc.as_ref().is_none_or(|e| e.plugin_prefix().strip_suffix('_') != Some(plugin.as_str())) {
+            enc = Some(BatchEncoder::new(&plugin));
+            defs.clear();
+        }
+        let enc = enc.as_mut().expect("set above");
+        label_lines.clear();
         for m in metrics.iter() {
             // gridtap.model.Metric is a NamedTuple: read it by position, borrowing the items
             // (no reference-count traffic); anything else with the three attributes works
@@ -434,6 +453,7 @@ fn encode(py: Python<'_>, batches: &Bound<'_, PyAny>, uint: bool) -> PyResult<Ve
                         integer: def.getattr(intern!(py, "integer"))?.extract()?,
                     };
                     defs.insert(def.as_ptr() as usize, info);
+                    held_defs.push(def.to_owned().unbind());
                     info
                 }
             };

@@ -74,6 +74,23 @@ def test_a_dropped_value_does_not_decide_line_order():
     assert both([batch]) == b"m,device=d,s=2 b=1.0\nm,device=d,s=1 b=2.0\n"
 
 
+def test_batches_from_a_generator_with_plugins_interleaved():
+    t, s_ = MetricDef("a_t_celsius", "t", unit="celsius"), MetricDef("b_s", "s")
+
+    def batches():
+        yield Batch("a", "d1", 1, [t(1.5, sensor="x")])
+        yield Batch("a", "d2", 2, [t(2.5, sensor="x"), t(3.5)])
+        yield Batch("b", "d1", 3, [s_(1.0), MetricDef("b_t", "t2")(2.0)])  # defs made and freed per batch
+        yield Batch("a", "d1", 4, [t(4.5, sensor="x")])
+
+    expected = lineproto_ref.encode(list(batches()))
+    assert lineproto.encode(batches()) == expected
+    assert expected.decode().splitlines() == [
+        "a,device=d1,sensor=x t_celsius=1.5 1", "a,device=d2,sensor=x t_celsius=2.5 2", "a,device=d2 t_celsius=3.5 2",
+        "b,device=d1 s=1.0,t=2.0 3", "a,device=d1,sensor=x t_celsius=4.5 4",
+    ]
+
+
 def test_a_line_with_only_dropped_fields_is_not_written():
     assert both([Batch("m", "d", 1, [MetricDef("m_f", "f")(math.nan)])]) == b""
 
@@ -100,7 +117,10 @@ values = st.one_of(
 def batches(draw):
     out = []
     for _ in range(draw(st.integers(1, 3))):
-        plugin = draw(st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=8))
+        # a few fixed names, so consecutive batches of one plugin (the encoder keeps its key
+        # table across those) are common
+        plugin = draw(st.sampled_from(["p", "q", "a b"]) | st.text(st.characters(blacklist_categories=("Cs",)),
+                                                                   min_size=1, max_size=8))
         metrics = []
         for _ in range(draw(st.integers(0, 12))):
             name = plugin + "_" + draw(st.sampled_from(["a", "b", "c_total", "x y", "t=1"]))
