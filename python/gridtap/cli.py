@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__, config, devices, logs, plugin, runtime, sinks
-from .errors import ConfigError, DeviceError, GridtapError, InputError
+from .errors import ConfigError, GridtapError, InputError
 from .model import Batch
 from .outputs import lineproto, prometheus
 from .schedule import Collector, FreshBatches
@@ -165,7 +165,7 @@ def _setup_logs(args: argparse.Namespace, common: devices.Common | None = None) 
     style = args.log_format or (common.log_format if common else "auto")
     # `--once` answers with its output and exit code; routine info lines would only be noise.
     quiet = "warning" if getattr(args, "once", False) else "info"
-    level = args.log_level or (common.log_level if common and common.log_level != "info" else quiet)
+    level = args.log_level or (common.log_level if common else None) or quiet
     if style == "auto":
         style = "telegraf" if getattr(args, "output", None) == "influx" else "text"
     logs.setup(style, level)
@@ -227,7 +227,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         device.start()
         if args.once:
-            return _once(collector, args, stopper)
+            return _once(collector, args, common, stopper)
         if args.output == "influx":
             return runtime.run_influx([collector], args.signal, stopper, args.uint)
         if args.output == "collectd":
@@ -249,7 +249,7 @@ def _delivery(args: argparse.Namespace, common: devices.Common, only: str | None
     return sinks.Delivery(out)
 
 
-def _once(collector: Collector, args: argparse.Namespace, stopper: runtime.Stopper) -> int:
+def _once(collector: Collector, args: argparse.Namespace, common: devices.Common, stopper: runtime.Stopper) -> int:
     wait = _duration("--wait", args.wait) if args.wait else collector.plugin.once_wait
     # The outcome is said once, below; the scheduler's per-attempt warnings would repeat it.
     logging.getLogger("gridtap.schedule").setLevel(logging.ERROR)
@@ -269,7 +269,6 @@ def _once(collector: Collector, args: argparse.Namespace, stopper: runtime.Stopp
         host, interval = runtime.collectd_settings(collector.interval)
         out.write(collectd.encode([batch], host, interval).encode())
     elif args.output in ("pushgateway", "mqtt"):
-        common = devices.load_common(config.load_yaml(args.config)) if args.config else devices.Common()
         delivery = _delivery(args, common, only=args.output)
         try:
             for sink in delivery.sinks:
@@ -369,9 +368,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "log_level", None) == "debug":
             log.debug("details", exc_info=True)
         return e.exit_code
-    except DeviceError as e:  # pragma: no cover - DeviceError is a GridtapError; kept for clarity
-        print(f"gridtap: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -23,7 +23,8 @@ class Common:
     log_format: Literal["auto", "text", "logfmt", "json", "telegraf"] = config.setting(
         "auto", help="log style on stderr"
     )
-    log_level: Literal["debug", "info", "warning", "error"] = config.setting("info", help="log level")
+    log_level: Literal["debug", "info", "warning", "error"] | None = config.setting(
+        None, help="log level (default info; warning for run --once)")
     listen: str = config.setting("127.0.0.1:9870", help="HOST:PORT of the Prometheus /metrics server")
     devices: list[Any] = config.setting([], help="the devices, each a mapping with plugin, name and settings")
     pushgateway: Any = config.setting(None, help="push every collection to a Pushgateway (url, job, ...)")
