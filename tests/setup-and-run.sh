@@ -9,6 +9,7 @@
 #   3. the same wheel into /opt/gridtap-venv (Debian's python3), a gridtap that user `nobody`
 #      can run: collectd's exec plugin refuses root, and /root (pyenv) is mode 0700.
 #   4. Telegraf built from the Go module proxy, cached in ~/.cache/gridtap/telegraf-<version>.
+#   (Rust builds go to ~/.cache/gridtap/cargo-target, so a later run only rebuilds what changed.)
 # Checks (each runs; the script fails at the end naming every failed one):
 #   cargo test, cargo clippy -D warnings, ruff, pytest (whole suite, integration included,
 #   missing servers fail instead of skip), benchmarks as a smoke run.
@@ -34,6 +35,9 @@ TELEGRAF_VERSION="v1.37.2"
 TELEGRAF_DIR="$HOME/.cache/gridtap/telegraf-$TELEGRAF_VERSION"
 EXEC_VENV="${GRIDTAP_EXEC_VENV:-/opt/gridtap-venv}"
 WHEEL_DIR="$ROOT/target/ci-wheels"
+# One Rust build cache for the wheel build, cargo test and clippy, kept between runs (CI gets a
+# fresh clone each time; the machine's home directory stays).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/gridtap/cargo-target}"
 DEB_PACKAGES=(socat mosquitto mosquitto-clients influxdb prometheus prometheus-pushgateway
               prometheus-alertmanager collectd-core python3 python3-venv)
 SERVICES=(influxdb prometheus prometheus-pushgateway prometheus-alertmanager mosquitto collectd)
