@@ -15,14 +15,13 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import signal
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from gridtap import _native
+from gridtap.simulate import run_in_foreground
 
 from . import encoder, reference
 
@@ -314,34 +313,14 @@ def main(args: argparse.Namespace) -> int:
                                          interval=args.interval, count=args.count, replay=replay)
     else:
         sim = SemsSimulator(*args.listen, bogus=not args.no_bogus)
-    stopping = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        stopping.set()
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        try:
-            sim.start()
-        except (OSError, TimeoutError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
+    def address() -> str:
         if isinstance(sim, SemsSimulator):
             assert sim.address is not None
-            address = f"{sim.address[0]}:{sim.address[1]}"
-        else:
-            address = f"{args.connect[0]}:{args.connect[1]}"
-        print(f"ready {address}", flush=True)
-        while not stopping.is_set():
-            if sim._thread is not None and not sim._thread.is_alive():
-                break
-            stopping.wait(0.2)
-        return 0
-    finally:
-        sim.stop()
-        for s, h in old.items():
-            signal.signal(s, h)
-        time.sleep(0)
+            return f"{sim.address[0]}:{sim.address[1]}"
+        return f"{args.connect[0]}:{args.connect[1]}"
+
+    # a device simulator ends by itself after --count uploads
+    return run_in_foreground(sim, address, running=lambda: sim._thread is None or sim._thread.is_alive())
 
 
 @contextlib.contextmanager

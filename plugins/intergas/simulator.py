@@ -20,9 +20,7 @@ import math
 import os
 import pty
 import select
-import signal
 import socket
-import sys
 import tempfile
 import threading
 import time
@@ -32,6 +30,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from gridtap.simulate import run_in_foreground
 
 from .encode import encode_block
 from .reference import PARAMETERS
@@ -469,36 +469,13 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--replay", metavar="DIR", help="serve the .hex blocks in DIR (S*, S2*, CRC*, HN*, V*, REV*)")
 
 
-def run(args: Any, *, out: Callable[[str], None] | None = None) -> int:
+def run(args: Any) -> int:
     """Foreground simulator: prints ``ready <address>``, runs until SIGTERM/SIGINT, returns 0."""
     sim = IntergasSimulator(
         pty=getattr(args, "pty", None), tcp=getattr(args, "tcp", None), lan2rf=getattr(args, "lan2rf", None),
         auth=getattr(args, "auth", None), replay=getattr(args, "replay", None),
     )
-    done = threading.Event()
-    previous = {}
-
-    def on_signal(signum: int, frame: object) -> None:
-        done.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        previous[sig] = signal.signal(sig, on_signal)
-    try:
-        sim.start()
-        line = f"ready {sim.address}"
-        if out is not None:
-            out(line)
-        else:
-            print(line, flush=True)
-        while not done.wait(0.2):
-            pass
-    finally:
-        sim.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if out is None:
-        sys.stdout.flush()
-    return 0
+    return run_in_foreground(sim, lambda: sim.address)
 
 
 @contextlib.contextmanager
