@@ -27,6 +27,8 @@ from gridtap import _native
 from . import batsignal, encoder
 from .metrics import INBOUND_KNOWN, GoodweState
 
+OUTBOUND_PREFIX = b"POSTGW"  # every device->SEMS frame starts with it (spec §2)
+
 log = logging.getLogger("gridtap.goodwe.proxy")
 
 _ERROR_REASONS = (
@@ -74,6 +76,9 @@ class Session:
         self.serial: str | None = None
         self.out_split = _native.GoodweSplitter("outbound")
         self.backlog = bytearray()
+        # After held bytes were discarded, the stream is inside a frame whose head is gone:
+        # skip to the next frame prefix before holding or forwarding anything again.
+        self.resync = False
         self.closed = asyncio.Event()
 
     async def run(self) -> None:
@@ -115,12 +120,26 @@ class Session:
                 await self._send_upstream(bytes(forward))
 
     async def _send_upstream(self, data: bytes) -> None:
-        """Write to SEMS, or hold (bounded) until the first/next dial succeeds."""
+        """Write to SEMS, or hold (bounded) until the first/next dial succeeds.
+
+        Past ``backlog_limit`` the held bytes are dropped (too old for SEMS anyway) and holding
+        starts again at the next frame boundary, so SEMS never gets the tail of a frame whose
+        head was thrown away. (A prefix split across two reads costs that one frame too.)
+        """
+        if self.resync:
+            start = data.find(OUTBOUND_PREFIX)
+            if start < 0:
+                return
+            data, self.resync = data[start:], False
         if self.upstream is None:
             if len(self.backlog) + len(data) > self.opts.backlog_limit:
-                self.backlog.clear()  # too long without upstream: SEMS will never want it
-            else:
-                self.backlog += data
+                self.backlog.clear()
+                start = data.find(OUTBOUND_PREFIX)
+                if start < 0 or len(data) - start > self.opts.backlog_limit:
+                    self.resync = True
+                    return
+                data = data[start:]
+            self.backlog += data
             return
         try:
             self.upstream.write(data)

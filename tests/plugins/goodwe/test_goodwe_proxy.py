@@ -191,10 +191,14 @@ def test_simulator_command_line_ready_and_sigterm() -> None:
 def test_sample_config_and_metric_definitions() -> None:
     from pathlib import Path
 
-    from gridtap.config import build, load_yaml
+    from gridtap import devices
+    from gridtap.config import load_yaml
 
     root = Path(__file__).resolve().parents[3]
-    cfg = build(GoodweConfig, "goodwe", (load_yaml(root / "plugins" / "goodwe" / "goodwe.yaml"), False))
+    common = devices.load_common(load_yaml(root / "plugins" / "goodwe" / "goodwe.yaml"))
+    ((where, cls, raw),) = devices.devices_from_file(common, only_plugin="goodwe")
+    cfg = devices.device_spec(cls, raw, where=where, default_interval=None).settings
+    assert isinstance(cfg, GoodweConfig)
     assert cfg.upstream_host == "tcp.goodwe-power.com" and cfg.forward is True and cfg.stale_after == 300
     names = [d.name for d in GoodwePlugin.metrics]
     assert len(names) == len(set(names)) and all(n.startswith("goodwe_") for n in names)
