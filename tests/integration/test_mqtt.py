@@ -204,34 +204,33 @@ def test_discovery_state_and_availability(broker: Broker, subs: Callable[..., Su
 
 def test_ha_birth_message_republishes_discovery(broker: Broker, subs: Callable[..., Sub]) -> None:
     tp, dp = prefixes()
+    # Subscribe before anything is published, so every config arrives live (never as a
+    # retained replay whose timing races the publisher): first the initial set, then, after
+    # HA's birth message, the same set again.
+    live = subs(f"{dp}/sensor/#")
     pub = MqttPublisher("127.0.0.1", broker.port, topic_prefix=tp, discovery_prefix=dp)
     pub.start()
     try:
         pub.publish([boiler()])
-        live = subs(f"{dp}/sensor/#")
-        live.wait("retained configs", lambda msgs: [m for m in msgs if m[2]])
         seen = [-1]
 
-        def settled(msgs: list) -> bool:  # the retained set has stopped growing
-            stable = len(msgs) == seen[0]
+        def settled(msgs: list) -> bool:  # the first set has arrived and stopped growing
+            stable = len(msgs) == seen[0] and len(msgs) > 0
             seen[0] = len(msgs)
             return stable
 
-        servers.wait_until(lambda: settled(live.snapshot()), 10, "every retained config", interval=0.3)
-        n = len(live.snapshot())
+        servers.wait_until(lambda: settled(live.snapshot()), 10, "the first discovery configs", interval=0.3)
+        first = live.snapshot()
+        n = len(first)
         ha = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"fake-ha-{uuid.uuid4().hex[:6]}")
         ha.connect("127.0.0.1", broker.port)
         ha.loop_start()
         ha.publish(f"{dp}/status", "online", qos=1).wait_for_publish(5)
         ha.disconnect()
         ha.loop_stop()
-        # only live (not retained) copies can come from the re-send after HA's birth message
-        def live_copies(msgs: list) -> list | None:
-            copies = [m for m in msgs if not m[2]]
-            return copies if len(copies) >= n else None
-
-        again = live.wait("discovery re-sent after HA birth", live_copies)
-        assert len(again) >= n and all(t.endswith("/config") for t, _p, _r in again)
+        again = live.wait("discovery re-sent after HA birth", lambda msgs: msgs[n:] if len(msgs) >= 2 * n else None)
+        assert sorted(t for t, _p, _r in again[:n]) == sorted(t for t, _p, _r in first)  # the same configs again
+        assert all(t.endswith("/config") for t, _p, _r in again)
     finally:
         pub.stop()
 
