@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from gridtap.captures import read_hex_file
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(os.environ.get("GRIDTAP_FIXTURES", ROOT.parent / "shared" / "fixtures"))
 
@@ -25,10 +27,5 @@ def fixture_path(*parts: str) -> Path:
 
 
 def read_hex(path: Path) -> bytes:
-    """Bytes of a fixture ``.hex`` file: ``#`` comments, space-separated hex pairs."""
-    out = bytearray()
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            out += bytes.fromhex(line.replace(" ", ""))
-    return bytes(out)
+    """Bytes of a fixture ``.hex`` file (``#`` comments, hex pairs), via the product's reader."""
+    return read_hex_file(path)

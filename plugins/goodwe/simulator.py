@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from gridtap import _native
+from gridtap.captures import parse_hex
 from gridtap.simulate import run_in_foreground
 
 from . import encoder, reference
@@ -76,12 +77,8 @@ def replay_frames(directory: str | Path) -> list[bytes]:
     """Outbound frames from ``*.hex`` captures in ``directory`` (sorted by name)."""
     frames = []
     for p in sorted(Path(directory).glob("*.hex")):
-        text = "".join(line.strip() for line in p.read_text().splitlines() if not line.startswith("#"))
-        try:
-            data = bytes.fromhex(text.replace(" ", ""))
-        except ValueError:
-            continue
-        if data.startswith(reference.OUTBOUND_PREFIX):
+        data = parse_hex(p.read_text(errors="replace"))
+        if data is not None and data.startswith(reference.OUTBOUND_PREFIX):
             frames.append(data)
     return frames
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from gridtap.captures import read_hex_file
 from gridtap.simulate import run_in_foreground
 
 from .encode import encode_block
@@ -108,15 +109,6 @@ def _kind_of_file(path: Path) -> str | None:
         if token.upper() in names:
             return names[token.upper()]
     return None
-
-
-def read_hex_file(path: Path) -> bytes:
-    out = bytearray()
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            out += bytes.fromhex(line.replace(" ", ""))
-    return bytes(out)
 
 
 class ReplaySource:

@@ -10,13 +10,12 @@ import argparse
 import dataclasses
 import json
 import logging
-import re
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__, config, devices, logs, plugin, runtime, sinks
+from . import __version__, captures, config, devices, logs, plugin, runtime, sinks
 from .errors import ConfigError, GridtapError, InputError
 from .model import Batch
 from .outputs import lineproto, prometheus
@@ -189,10 +188,9 @@ def _read_capture(path: str, mode: str) -> bytes:
         if mode == "hex":
             raise InputError(f"{path}: not hex text") from None
     if text is not None:
-        lines = [ln.split("#", 1)[0] for ln in text.splitlines()]
-        compact = re.sub(r"0x|[\s:,-]", "", "".join(lines), flags=re.IGNORECASE)
-        if compact and re.fullmatch(r"[0-9a-fA-F]*", compact) and len(compact) % 2 == 0:
-            return bytes.fromhex(compact)
+        parsed = captures.parse_hex(text)
+        if parsed is not None:
+            return parsed
         if mode == "hex":
             raise InputError(f"{path}: not hex text (odd length or a non-hex character)")
     return data
