@@ -375,6 +375,24 @@ def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 1
         return exc.code, dict(exc.headers), exc.read()
 
 
+def scrape_until(port: int, *needles: str, timeout: float, proc: Proc | None = None) -> str:
+    """Poll ``http://127.0.0.1:<port>/metrics`` (text format) until every needle is in it.
+
+    Returns the exposition; a server not listening yet counts as "not yet".
+    """
+    url = f"http://127.0.0.1:{port}/metrics"
+
+    def scraped() -> str | None:
+        with contextlib.suppress(OSError):
+            _, _, body = http_get(url, {"Accept": "text/plain"})
+            text = body.decode()
+            if all(n in text for n in needles):
+                return text
+        return None
+
+    return wait_until(scraped, timeout, f"{', '.join(needles)} on {url}", proc)
+
+
 # --------------------------------------------------------------------------------------
 # collectd
 

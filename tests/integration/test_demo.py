@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 
 from tests.integration import servers
@@ -16,16 +14,9 @@ def test_demo_serves_every_plugin(workdir):
     demo = servers.spawn("demo", [servers.gridtap_bin(), "demo", "--listen", f"127.0.0.1:{port}", "--interval",
                                   "1s", "--duration", "60s"], workdir, env=servers.gridtap_env())
 
-    def scraped() -> str | None:
-        with contextlib.suppress(OSError):
-            _, _, body = servers.http_get(f"http://127.0.0.1:{port}/metrics", {"Accept": "text/plain"})
-            text = body.decode()
-            if 'intergas_up{device="demo-intergas"} 1.0' in text and 'goodwe_up{device="demo-goodwe"} 1.0' in text:
-                return text
-        return None
-
     try:
-        text = servers.wait_until(scraped, 30, "both simulators up on the demo's /metrics", demo)
+        text = servers.scrape_until(port, 'intergas_up{device="demo-intergas"} 1.0',
+                                    'goodwe_up{device="demo-goodwe"} 1.0', timeout=30, proc=demo)
     finally:
         code = demo.stop()
     assert code == 0, demo.log()

@@ -104,16 +104,8 @@ def test_prometheus_serves_meter_values(sems: str, workdir: Path):
     try:
         servers.wait_until(lambda: _port_open(port), 15, "goodwe proxy listening", run)
         device = _device(workdir, port)
-
-        def scraped() -> str | None:
-            with contextlib.suppress(OSError):
-                _, _, body = servers.http_get(f"http://127.0.0.1:{http}/metrics", {"Accept": "text/plain"})
-                text = body.decode()
-                if 'goodwe_up{device="goodwe"} 1.0' in text and "goodwe_meter_energy_import_joules_total" in text:
-                    return text
-            return None
-
-        text = servers.wait_until(scraped, 20, "goodwe metrics on /metrics", run)
+        text = servers.scrape_until(http, 'goodwe_up{device="goodwe"} 1.0', "goodwe_meter_energy_import_joules_total",
+                                    timeout=20, proc=run)
     finally:
         if device:
             device.stop()

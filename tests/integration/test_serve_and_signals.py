@@ -3,7 +3,6 @@ mode with both of Telegraf's ways of stopping a child (stdin EOF, SIGTERM)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import select
@@ -33,16 +32,9 @@ def test_serve_isolates_a_dead_device(workdir: Path):
     serve = servers.spawn("serve", [servers.gridtap_bin(), "serve", "--config", str(cfg)], workdir,
                           env=servers.gridtap_env())
 
-    def scraped() -> str | None:
-        with contextlib.suppress(OSError):
-            _, _, body = servers.http_get(f"http://127.0.0.1:{http}/metrics", {"Accept": "text/plain"})
-            text = body.decode()
-            if 'intergas_up{device="kitchen"} 1.0' in text and 'intergas_up{device="attic"} 0.0' in text:
-                return text
-        return None
-
     try:
-        text = servers.wait_until(scraped, 20, "kitchen up and attic down on /metrics", serve)
+        text = servers.scrape_until(http, 'intergas_up{device="kitchen"} 1.0', 'intergas_up{device="attic"} 0.0',
+                                    timeout=20, proc=serve)
     finally:
         sim.stop()
         code = serve.stop()
