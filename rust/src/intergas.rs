@@ -577,25 +577,17 @@ mod tests {
         assert_eq!(get(&f, "ch_pressure"), &Value::F(1.49));
         assert_eq!(get(&f, "displ_code"), &Value::I(126));
         assert_eq!(get(&f, "display_text"), &Value::S("standby".into()));
-        let Value::Flags(fl) = get(&f, "flags") else {
-            panic!()
+        assert_eq!(flags_on(&f), vec!["opentherm", "pressure_sensor"]);
+        let reference = decode_status(&unhex(MEEWIS), true).unwrap();
+        assert_eq!(flags_on(&reference), vec!["gp_switch", "io_signal"]);
+    }
+
+    /// Names of the flags that are set, in bit order.
+    fn flags_on(fields: &Fields) -> Vec<&'static str> {
+        let Value::Flags(list) = get(fields, "flags") else {
+            panic!("flags is not a flag list")
         };
-        let on: Vec<&str> = fl
-            .iter()
-            .filter(|(_, b)| *b == 1)
-            .map(|(n, _)| *n)
-            .collect();
-        assert_eq!(on, vec!["opentherm", "pressure_sensor"]);
-        let Value::Flags(fl) = get(&decode_status(&unhex(MEEWIS), true).unwrap(), "flags").clone()
-        else {
-            panic!()
-        };
-        let on: Vec<&str> = fl
-            .iter()
-            .filter(|(_, b)| *b == 1)
-            .map(|(n, _)| *n)
-            .collect();
-        assert_eq!(on, vec!["gp_switch", "io_signal"]);
+        list.iter().filter(|(_, bit)| *bit == 1).map(|(name, _)| *name).collect()
     }
 
     #[test]
