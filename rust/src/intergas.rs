@@ -6,6 +6,8 @@
 //! whose keys and values match `plugins/intergas/reference.py` exactly (the differential
 //! test compares them on arbitrary input).
 
+use std::borrow::Cow;
+
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::exceptions::PyKeyError;
@@ -106,7 +108,8 @@ pub enum Value {
     F(f64),
     I(i64),
     B(bool),
-    S(String),
+    /// Borrowed for table texts (display states), owned for text read from the frame.
+    S(Cow<'static, str>),
     Flags(Vec<(&'static str, u8)>),
 }
 
@@ -174,7 +177,14 @@ fn f100(d: &[u8], at: usize) -> f64 {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    // A table lookup: one `format!` per byte cost more than the rest of the CRC block.
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 0x0f) as usize] as char);
+    }
+    out
 }
 
 fn latin1(bytes: &[u8]) -> String {
@@ -227,7 +237,7 @@ pub fn decode_status(d: &[u8], reference_order: bool) -> Result<Fields, Error> {
         ("displ_code", Value::I(displ_code)),
         (
             "display_text",
-            Value::S(display_text(displ_code as i32).to_string()),
+            Value::S(Cow::Borrowed(display_text(displ_code as i32))),
         ),
         ("status_flags1", Value::I(d[26] as i64)),
         ("status_flags2", Value::I(d[28] as i64)),
@@ -272,8 +282,8 @@ pub fn decode_crc(d: &[u8]) -> Result<Fields, Error> {
             "voltage_reference_v",
             Value::F((u16le(d, 8) * 5) as f64 / 1024.0),
         ),
-        ("checksum1", Value::S(hex(&d[24..28]))),
-        ("checksum2", Value::S(hex(&d[28..32]))),
+        ("checksum1", Value::S(hex(&d[24..28]).into())),
+        ("checksum2", Value::S(hex(&d[28..32]).into())),
     ])
 }
 
@@ -323,12 +333,12 @@ pub fn decode_parameters(d: &[u8]) -> Result<Fields, Error> {
 pub fn decode_revision(d: &[u8]) -> Result<Fields, Error> {
     check_len(d, "REV")?;
     Ok(vec![
-        ("hardware_release", Value::S(latin1(&d[0..18]))),
-        ("software_release", Value::S(latin1(&d[18..23]))),
-        ("separator", Value::S(latin1(&d[23..24]))),
-        ("rom_checksum1", Value::S(hex(&d[24..28]))),
-        ("rom_checksum2", Value::S(hex(&d[28..32]))),
-        ("controller_type", Value::S(latin1(&d[2..3]))),
+        ("hardware_release", Value::S(latin1(&d[0..18]).into())),
+        ("software_release", Value::S(latin1(&d[18..23]).into())),
+        ("separator", Value::S(latin1(&d[23..24]).into())),
+        ("rom_checksum1", Value::S(hex(&d[24..28]).into())),
+        ("rom_checksum2", Value::S(hex(&d[28..32]).into())),
+        ("controller_type", Value::S(latin1(&d[2..3]).into())),
     ])
 }
 
@@ -428,7 +438,7 @@ fn value_object<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAn
         Value::F(v) => v.into_pyobject(py)?.into_any(),
         Value::I(v) => v.into_pyobject(py)?.into_any(),
         Value::B(v) => PyBool::new(py, *v).to_owned().into_any(),
-        Value::S(v) => PyString::new(py, v).into_any(),
+        Value::S(v) => PyString::new(py, v.as_ref()).into_any(),
         Value::Flags(list) => {
             let names = FLAG_KEYS.get_or_init(py, || interned(py, list.iter().map(|(k, _)| *k)));
             let sub = FLAG_TEMPLATE.get_or_try_init(py, || template(py, names))?.bind(py).copy()?;
