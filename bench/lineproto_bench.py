@@ -16,7 +16,6 @@ Lines ``result: KEY = VALUE`` are what ``bench/run.py`` tabulates.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -83,13 +82,19 @@ def encode_with_points(batches: list[Batch]) -> bytes:
     return ("\n".join(out) + "\n").encode()
 
 
-def best_of(fn: Callable[[], object], rounds: int) -> float:
-    times = []
+def best_times(encoders: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """The fastest of ``rounds`` runs of each encoder, in seconds.
+
+    The encoders take turns within each round, so a burst of load on a shared machine slows
+    every side alike instead of skewing the ratio; the minimum is the run least disturbed.
+    """
+    best = dict.fromkeys(encoders, float("inf"))
     for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times) if rounds < 5 else statistics.median(sorted(times)[: max(1, rounds // 2)])
+        for name, encode in encoders.items():
+            t0 = time.perf_counter()
+            encode()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,10 +114,12 @@ def main(argv: list[str] | None = None) -> int:
         print("Point produced a different number of lines", file=sys.stderr)
         return 1
 
-    fast_rounds, slow_rounds = (20, 2) if args.quick else (200, 10)
-    rust = best_of(lambda: lineproto.encode(batches), fast_rounds)
-    point = best_of(lambda: encode_with_points(batches), slow_rounds)
-    ref = best_of(lambda: lineproto_ref.encode(batches), slow_rounds)
+    times = best_times({
+        "rust": lambda: lineproto.encode(batches),
+        "point": lambda: encode_with_points(batches),
+        "reference": lambda: lineproto_ref.encode(batches),
+    }, rounds=5 if args.quick else 20)
+    rust, point, ref = times["rust"], times["point"], times["reference"]
 
     us = 1e6 / n
     print(f"line protocol, {n} metrics in {len(rust_out.splitlines())} lines ({len(rust_out)} bytes)"

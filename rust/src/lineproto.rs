@@ -97,6 +97,13 @@ pub fn format_float(out: &mut Vec<u8>, x: f64) {
     // even (std's `{:e}` rounds ties up: 70368744177664.125 -> ...13, Python says ...12).
     let mut buf = ryu::Buffer::new();
     let text = buf.format_finite(x);
+    // Where Python writes fixed notation, ryu's fixed output is already the same text (same
+    // shortest digits, same `.0` on integral values): the common case skips the rewrite below.
+    let magnitude = x.abs();
+    if (1e-4..1e16).contains(&magnitude) && !text.contains('e') {
+        out.extend_from_slice(text.as_bytes());
+        return;
+    }
     let (neg, text) = match text.strip_prefix('-') {
         Some(t) => (true, t),
         None => (false, text),
