@@ -3,7 +3,8 @@
 #
 # Setup (stops at the first failure):
 #   1. Debian packages: the real servers the integration tests drive (influxd, promtool,
-#      collectd, socat, mosquitto, ...) and Debian's python3-venv.
+#      collectd, socat, mosquitto, ...), openssl (certificates for the MQTT TLS test) and
+#      Debian's python3-venv.
 #   2. one wheel build of this checkout (maturin, via the in-tree backend), installed with the
 #      [test] extra into the current Python.
 #   3. the same wheel into /opt/gridtap-venv (Debian's python3), a gridtap that user `nobody`
@@ -39,7 +40,7 @@ WHEEL_DIR="$ROOT/target/ci-wheels"
 # fresh clone each time; the machine's home directory stays).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/gridtap/cargo-target}"
 DEB_PACKAGES=(socat mosquitto mosquitto-clients influxdb prometheus prometheus-pushgateway
-              prometheus-alertmanager collectd-core python3 python3-venv)
+              prometheus-alertmanager collectd-core openssl python3 python3-venv)
 SERVICES=(influxdb prometheus prometheus-pushgateway prometheus-alertmanager mosquitto collectd)
 
 TIMINGS=()

@@ -221,20 +221,25 @@ def cmd_run(args: argparse.Namespace) -> int:
                                flags=flags)
     device = spec.create()
     collector = Collector(device, spec.interval)
+    # A push output is set up (settings checked, broker connected) before the device is read,
+    # so its mistakes are reported at start-up, not after a first collection.
+    delivery = _delivery(args, common, only=args.output) if args.output in ("pushgateway", "mqtt") else None
     stopper = runtime.Stopper().install()
     try:
         device.start()
         if args.once:
-            return _once(collector, args, common, stopper)
+            return _once(collector, args, delivery, stopper)
         if args.output == "influx":
             return runtime.run_influx([collector], args.signal, stopper, args.uint)
         if args.output == "collectd":
             return runtime.run_collectd([collector], spec.interval, stopper)
-        if args.output in ("pushgateway", "mqtt"):
-            return runtime.run_push([collector], spec.interval, _delivery(args, common, only=args.output), stopper)
+        if delivery is not None:
+            return runtime.run_push([collector], spec.interval, delivery, stopper)
         return runtime.serve_prometheus([collector], args.listen or common.listen, stopper)
     finally:
         device.close()
+        if delivery is not None and args.once:
+            delivery.close()  # run_push closes its own
 
 
 def _delivery(args: argparse.Namespace, common: devices.Common, only: str | None = None) -> sinks.Delivery:
@@ -247,7 +252,8 @@ def _delivery(args: argparse.Namespace, common: devices.Common, only: str | None
     return sinks.Delivery(out)
 
 
-def _once(collector: Collector, args: argparse.Namespace, common: devices.Common, stopper: runtime.Stopper) -> int:
+def _once(collector: Collector, args: argparse.Namespace, delivery: sinks.Delivery | None,
+          stopper: runtime.Stopper) -> int:
     wait = _duration("--wait", args.wait) if args.wait else collector.plugin.once_wait
     # The outcome is said once, below; the scheduler's per-attempt warnings would repeat it.
     logging.getLogger("gridtap.schedule").setLevel(logging.ERROR)
@@ -266,13 +272,9 @@ def _once(collector: Collector, args: argparse.Namespace, common: devices.Common
 
         host, interval = runtime.collectd_settings(collector.interval)
         out.write(collectd.encode([batch], host, interval).encode())
-    elif args.output in ("pushgateway", "mqtt"):
-        delivery = _delivery(args, common, only=args.output)
-        try:
-            for sink in delivery.sinks:
-                sink.publish([batch])  # an OutputError here is the one line and exit 1
-        finally:
-            delivery.close()
+    elif delivery is not None:
+        for sink in delivery.sinks:
+            sink.publish([batch])  # an OutputError here is the one line and exit 1
     else:
         out.write(prometheus.encode([batch]))
     out.flush()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from . import config, logs
@@ -39,7 +40,9 @@ class MqttSettings:
     client_id: str | None = setting(None, help="MQTT client id (default: gridtap-<host>-<pid>)")
     username: str | None = setting(None, help="MQTT user")
     password: Secret | None = setting(None, help="MQTT password")
-    tls: bool = setting(False, help="connect with TLS")
+    tls: bool = setting(False, help="connect with TLS (the broker's certificate is verified)")
+    ca_file: str | None = setting(None, help="CA certificate(s) to verify the broker with instead of the "
+                                             "system's; setting it turns TLS on")
 
 
 def _settings(schema: type, name: str, raw: Mapping[str, Any] | None, flags: Mapping[str, str]) -> Any:
@@ -58,11 +61,18 @@ def pushgateway_settings(raw: Mapping[str, Any] | None, url_flag: str | None) ->
 
 
 def mqtt_settings(raw: Mapping[str, Any] | None, host_flag: str | None) -> MqttSettings:
+    """The ``mqtt:`` section; a ``ca_file`` that cannot be read is a config error, named here."""
     flags: dict[str, str] = {}
     if host_flag:
         host, sep, port = host_flag.rpartition(":")
         flags = {"host": host, "port": port} if sep and port.isdigit() else {"host": host_flag}
-    return _settings(MqttSettings, "mqtt", raw, flags)
+    settings = _settings(MqttSettings, "mqtt", raw, flags)
+    if settings.ca_file is not None:
+        try:
+            Path(settings.ca_file).read_bytes()
+        except OSError as e:
+            raise ConfigError("config.mqtt.ca_file", f"cannot read {settings.ca_file}: {e.strerror}") from None
+    return settings
 
 
 class Sink(Protocol):
@@ -105,7 +115,8 @@ class MqttSink:
         s = settings
         self.publisher = MqttPublisher(s.host, s.port, topic_prefix=s.topic_prefix,
                                        discovery_prefix=s.discovery_prefix, client_id=s.client_id,
-                                       username=s.username, password=s.password, tls=s.tls)
+                                       username=s.username, password=s.password, tls=s.tls or s.ca_file is not None,
+                                       ca_file=s.ca_file)
         self.publisher.start()
 
     def publish(self, batches: list[Batch]) -> None:

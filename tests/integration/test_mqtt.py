@@ -79,11 +79,18 @@ class Sub:
 
     port: int
     topics: list[str]
+    username: str | None = None
+    password: str | None = None
+    ca_file: Path | None = None  # TLS, verified against this CA
     messages: list[tuple[str, bytes, bool]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-sub-{uuid.uuid4().hex[:8]}")
+        if self.username is not None:
+            self.client.username_pw_set(self.username, self.password)
+        if self.ca_file is not None:
+            self.client.tls_set(ca_certs=str(self.ca_file))
         subscribed = threading.Event()
 
         def on_connect(client: Any, *_a: Any) -> None:

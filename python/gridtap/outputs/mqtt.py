@@ -374,6 +374,7 @@ class MqttPublisher:
         username: str | None = None,
         password: Secret | None = None,
         tls: bool = False,
+        ca_file: str | None = None,
         retain_state: bool = False,
         keepalive: int = 60,
         connect_timeout: float = 10.0,
@@ -402,8 +403,8 @@ class MqttPublisher:
         if username is not None or password is not None:
             secret = password.reveal() if isinstance(password, Secret) else password
             self._client.username_pw_set(username or "", secret)
-        if tls:
-            self._client.tls_set()
+        if tls or ca_file is not None:
+            self._client.tls_set(ca_certs=ca_file)  # None: the system's CAs
         self._client.will_set(self.status_topic, OFFLINE, qos=1, retain=True)
         self._client.reconnect_delay_set(1, 30)
         self._client.on_connect = self._on_connect
@@ -503,6 +504,9 @@ class MqttPublisher:
 
     def _on_connect(self, client: Any, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
         if getattr(reason_code, "is_failure", False):
+            if self._connected.is_set() and self._connect_error is None:  # a reconnect; start() reports the first
+                log.warning("mqtt %s:%s: broker refused the connection: %s; retrying", self.host, self.port,
+                            reason_code)
             self._connect_error = str(reason_code)
             self._connected.set()
             return
@@ -519,7 +523,8 @@ class MqttPublisher:
         self._republish_all()
 
     def _on_disconnect(self, _client: Any, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
-        if getattr(reason_code, "value", 0):
+        # After a refused CONNECT the refusal was reported already; the disconnect adds nothing.
+        if getattr(reason_code, "value", 0) and self._connect_error is None:
             log.warning("mqtt %s:%s: disconnected (%s); reconnecting", self.host, self.port, reason_code)
 
     def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
