@@ -238,8 +238,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return runtime.serve_prometheus([collector], args.listen or common.listen, stopper)
     finally:
         device.close()
-        if delivery is not None and args.once:
-            delivery.close()  # run_push closes its own
+        if delivery is not None:
+            delivery.close()  # no-op where run_push closed it already
 
 
 def _delivery(args: argparse.Namespace, common: devices.Common, only: str | None = None) -> sinks.Delivery:

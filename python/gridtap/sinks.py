@@ -148,7 +148,9 @@ class Delivery:
                 log.info("%s: delivering again", sink.name)
 
     def close(self) -> None:
-        for sink in self.sinks:
+        """Close every sink once; later calls do nothing."""
+        sinks, self.sinks = self.sinks, []
+        for sink in sinks:
             try:
                 sink.close()
             except GridtapError as e:
