@@ -24,6 +24,24 @@ def parse_hex(text: str) -> bytes | None:
     return bytes.fromhex(compact)
 
 
+def hex_problem(text: str) -> str | None:
+    """Why ``text`` is not hex, if it was meant to be: the first stray character and its line,
+    or an odd digit count. None when it is valid hex, or does not look like hex at all (then
+    it is more likely a binary capture that happens to be ASCII)."""
+    lines = [line.split("#", 1)[0] for line in text.splitlines()]
+    compact = _SEPARATORS.sub("", "".join(lines))
+    if not compact:
+        return None
+    stray = [c for c in compact if c not in "0123456789abcdefABCDEF"]
+    if len(stray) > len(compact) // 10:
+        return None
+    for number, line in enumerate(lines, 1):
+        for c in _SEPARATORS.sub("", line):
+            if c not in "0123456789abcdefABCDEF":
+                return f"{c!r} is not a hex digit (line {number})"
+    return "an odd number of hex digits" if len(compact) % 2 else None
+
+
 def read_hex_file(path: str | Path) -> bytes:
     """The bytes of a hex capture file; InputError (one line) when it is not one."""
     try:

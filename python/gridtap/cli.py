@@ -57,9 +57,20 @@ def _plugin_flags(p: argparse.ArgumentParser, cls: type[plugin.Plugin]) -> None:
         if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
             default = f.default_factory()  # type: ignore[misc]
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
-        shown = "required" if required else f"default: {default}"
+        shown = "required" if required else _shown_default(default)
         group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", metavar="VALUE",
                            help=f"{f.metadata.get('help', '')} ({shown})")
+
+
+def _shown_default(value: Any) -> str:
+    """A default as a user would write it on the command line (``1s``, ``on``, ``S?,S2``)."""
+    if value is None:
+        return "default: unset"
+    if isinstance(value, bool):
+        return f"default: {'on' if value else 'off'}"
+    if isinstance(value, list):
+        return f"default: {','.join(map(str, value))}" if value else "default: none"
+    return f"default: {value}"
 
 
 def _plugin_classes() -> list[type[plugin.Plugin]]:
@@ -99,7 +110,9 @@ def build_parser(classes: Sequence[type[plugin.Plugin]]) -> argparse.ArgumentPar
         p.add_argument("--listen", metavar="HOST:PORT", help="prometheus only: address of /metrics")
         p.add_argument("--config", metavar="FILE", help="YAML config file")
         p.add_argument("--name", metavar="DEVICE", help="device name (label device=); picks the device in --config")
-        p.add_argument("--uint", action="store_true", help="influx only: write unsigned integers with the u suffix")
+        p.add_argument("--uint", action="store_true",
+                       help="influx only: write integers above the int64 range with the u suffix (InfluxDB 2, "
+                            "Telegraf); without it they are clamped, as influxd 1.x rejects u")
         _push_options(p)
         _common_options(p)
         _plugin_flags(p, cls)
@@ -191,6 +204,9 @@ def _read_capture(path: str, mode: str) -> bytes:
         parsed = captures.parse_hex(text)
         if parsed is not None:
             return parsed
+        problem = captures.hex_problem(text)
+        if problem is not None:  # mostly hex with a typo: say so rather than decode it as bytes
+            raise InputError(f"{path}: not hex text: {problem}")
         if mode == "hex":
             raise InputError(f"{path}: not hex text (odd length or a non-hex character)")
     return data
@@ -202,8 +218,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     common = devices.Common()
     raw: dict[str, Any] = {}
     where = args.plugin
+    loaded: dict[str, Any] = {}
     if args.config:
-        common = devices.load_common(config.load_yaml(args.config))
+        loaded = config.load_yaml(args.config)
+        common = devices.load_common(loaded)
         found = devices.devices_from_file(common, only_plugin=args.plugin, only_name=args.name)
         if not found:
             raise ConfigError("devices", f"no {args.plugin} device{' named ' + args.name if args.name else ''} "
@@ -219,6 +237,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         flags["interval"] = args.interval
     spec = devices.device_spec(cls, raw, where=where, default_interval=float(common.interval) if args.config else None,
                                flags=flags)
+    # An interval the user chose beats collectd's COLLECTD_INTERVAL, as flags beat the environment.
+    args.interval_explicit = bool(args.interval) or "interval" in raw or "interval" in loaded
     device = spec.create()
     collector = Collector(device, spec.interval)
     # A push output is set up (settings checked, broker connected) before the device is read,
@@ -232,7 +252,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.output == "influx":
             return runtime.run_influx([collector], args.signal, stopper, args.uint)
         if args.output == "collectd":
-            return runtime.run_collectd([collector], spec.interval, stopper)
+            return runtime.run_collectd([collector], spec.interval, stopper, args.interval_explicit)
         if delivery is not None:
             return runtime.run_push([collector], spec.interval, delivery, stopper)
         return runtime.serve_prometheus([collector], args.listen or common.listen, stopper)
@@ -270,7 +290,7 @@ def _once(collector: Collector, args: argparse.Namespace, delivery: sinks.Delive
     elif args.output == "collectd":
         from .outputs import collectd
 
-        host, interval = runtime.collectd_settings(collector.interval)
+        host, interval = runtime.collectd_settings(collector.interval, args.interval_explicit)
         out.write(collectd.encode([batch], host, interval).encode())
     elif delivery is not None:
         for sink in delivery.sinks:

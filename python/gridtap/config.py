@@ -9,6 +9,7 @@ every mistake is reported as one line naming the key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import types
@@ -36,21 +37,39 @@ class Secret(str):
 
 
 class Duration(float):
-    """Seconds, written as ``10``, ``2.5``, ``500ms``, ``10s``, ``5m`` or ``1h``."""
+    """Seconds, written as ``10``, ``2.5``, ``500ms``, ``10s``, ``5m`` or ``1h``.
+
+    Every duration gridtap takes (intervals, timeouts, waits) must be positive and finite:
+    zero would poll a device flat out, and NaN or a huge value breaks the timers.
+    """
 
     _UNITS: typing.ClassVar[dict[str, float]] = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
     _RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h)?\s*$")
+    MAX = 30 * 86400.0
 
     @classmethod
     def parse(cls, text: str | float | int) -> Duration:
         if isinstance(text, bool):
             raise ValueError("expected a duration like 10s")
         if isinstance(text, int | float):
-            return cls(float(text))
-        m = cls._RE.match(str(text))
-        if not m:
-            raise ValueError(f"expected a duration like 10s or 500ms, got {text!r}")
-        return cls(float(m.group(1)) * cls._UNITS[m.group(2) or "s"])
+            seconds = float(text)
+        else:
+            m = cls._RE.match(str(text))
+            if not m:
+                raise ValueError(f"expected a duration like 10s or 500ms, got {text!r}")
+            seconds = float(m.group(1)) * cls._UNITS[m.group(2) or "s"]
+        if not seconds > 0:  # also catches NaN
+            raise ValueError(f"must be greater than zero, got {text!r}")
+        if seconds > cls.MAX:
+            raise ValueError(f"must be at most 30 days, got {text!r}")
+        return cls(seconds)
+
+    def __str__(self) -> str:
+        """The way a user writes it: ``10s``, ``500ms``, ``5m``."""
+        for unit, size in (("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+            if self >= size and (self / size).is_integer():
+                return f"{int(self / size)}{unit}"
+        return f"{float(self) * 1000:g}ms" if self < 1 else f"{float(self):g}s"
 
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", **kw: Any) -> Any:  # noqa: A002
@@ -67,11 +86,18 @@ def _type_name(tp: Any) -> str:
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
     if origin is list:
-        return "a list of " + _type_name(typing.get_args(tp)[0]) + "s"
+        item = typing.get_args(tp)[0]
+        return "a list" if item is Any else "a list of " + _PLURAL.get(item, _type_name(item))
+    if tp is Any:
+        return "a value"
     return {
         str: "a string", int: "an integer", float: "a number", bool: "true or false",
         Duration: "a duration like 10s", Secret: "a string",
     }.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+_PLURAL = {str: "strings", int: "integers", float: "numbers", bool: "true/false values",
+           Duration: "durations like 10s", Secret: "strings"}
 
 
 def _holds_secret(tp: Any) -> bool:
@@ -128,19 +154,24 @@ def coerce(key: str, tp: Any, value: Any, *, from_text: bool = False) -> Any:
                 raise bad from None
         raise bad
     if tp is float:
+        number = None
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if from_text:
+            number = float(value)
+        elif from_text:
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 raise bad from None
-        raise bad
+        if number is None:
+            raise bad
+        if not math.isfinite(number):  # no setting means anything by NaN or infinity
+            raise ConfigError(key, f"expected a finite number, got {shown}")
+        return number
     if tp is Duration:
         try:
             return Duration.parse(value)
-        except ValueError:
-            raise bad from None
+        except ValueError as e:
+            raise ConfigError(key, str(e)) from None
     if tp is Secret:
         if isinstance(value, str):
             return Secret(value)
@@ -200,6 +231,24 @@ def env_layer(plugin: str, schema: type, environ: Mapping[str, str] | None = Non
     return out
 
 
+class _DuplicateKey(yaml.YAMLError):
+    pass
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (YAML would keep the last
+    silently, so a second ``port:`` further down would quietly win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise _DuplicateKey(f"key {key!r} given twice (line {key_node.start_mark.line + 1})")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML config file; a missing or malformed file is a ConfigError."""
     p = Path(path)
@@ -207,8 +256,13 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(str(path), f"cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        line = p.read_bytes()[: e.start].count(b"\n") + 1
+        raise ConfigError(str(path), f"not UTF-8 text (line {line})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as e:
+        raise ConfigError(str(path), str(e)) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

@@ -20,8 +20,10 @@ log = logging.getLogger("gridtap.demo")
 
 def run_demo(listen: str, interval: float, duration: float | None) -> int:
     stopper = runtime.Stopper().install()
+    collectors: list[Collector] = []
+    server = runtime.open_metrics_server(listen, collectors)  # a busy --listen fails before any simulator starts
     with contextlib.ExitStack() as stack:
-        collectors = []
+        stack.callback(server.server_close)
         for name in plugin.names():
             cls = plugin.load(name)
             demo = cls.demo()
@@ -48,6 +50,7 @@ def run_demo(listen: str, interval: float, duration: float | None) -> int:
             if deadline is not None and time.monotonic() >= deadline:
                 stopper.event.set()
 
-        print(f"gridtap demo: Prometheus metrics on http://{listen}/metrics; line protocol below. Ctrl-C stops.",
-              flush=True)
-        return runtime.serve_prometheus(collectors, listen, stopper, on_cycle=print_latest)
+        # On stderr, so stdout carries nothing but line protocol (it can be piped to influx).
+        print(f"gridtap demo: Prometheus metrics on http://{listen}/metrics; line protocol on stdout. Ctrl-C stops.",
+              file=sys.stderr, flush=True)
+        return runtime.serve_prometheus(collectors, listen, stopper, on_cycle=print_latest, server=server)

@@ -75,10 +75,8 @@ def device_spec(
         interval = default_interval if default_interval is not None else plugin_cls.default_interval
     try:
         interval = Duration.parse(interval)
-    except ValueError:
-        raise ConfigError(f"{where}.interval", f"expected a duration like 10s, got {interval!r}") from None
-    if interval <= 0:
-        raise ConfigError(f"{where}.interval", "must be greater than zero")
+    except ValueError as e:
+        raise ConfigError(f"{where}.interval", str(e)) from None
     layers: list[tuple[Mapping[str, Any], bool]] = [(raw, False)]
     layers.append((config.env_layer(plugin_cls.name, plugin_cls.config_schema, env), True))
     if flags:

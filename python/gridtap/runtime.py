@@ -19,10 +19,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from prometheus_client import start_http_server
 
+from .config import Duration
 from .errors import ConfigError
 from .model import Batch
 from .outputs import collectd, lineproto, prometheus
@@ -112,19 +113,21 @@ def run_influx(collectors: Sequence[Collector], signal_mode: str, stopper: Stopp
     return 0
 
 
-def collectd_settings(interval_flag: float | None) -> tuple[str, float]:
+def collectd_settings(interval: float, explicit: bool = False) -> tuple[str, float]:
+    """Host name and interval for PUTVAL: collectd's COLLECTD_HOSTNAME and COLLECTD_INTERVAL,
+    unless the user set the interval themselves (a flag or the config file wins, as everywhere)."""
     host = os.environ.get("COLLECTD_HOSTNAME") or socket.gethostname()
     raw = os.environ.get("COLLECTD_INTERVAL")
-    if raw:
+    if raw and not explicit:
         try:
-            return host, float(raw)
+            return host, float(Duration.parse(float(raw)))
         except ValueError:
-            raise ConfigError("COLLECTD_INTERVAL", f"expected seconds, got {raw!r}") from None
-    return host, interval_flag or 10.0
+            raise ConfigError("COLLECTD_INTERVAL", f"expected seconds greater than zero, got {raw!r}") from None
+    return host, interval
 
 
-def run_collectd(collectors: Sequence[Collector], interval: float, stopper: Stopper) -> int:
-    host, interval = collectd_settings(interval)
+def run_collectd(collectors: Sequence[Collector], interval: float, stopper: Stopper, explicit: bool = False) -> int:
+    host, interval = collectd_settings(interval, explicit)
     out = sys.stdout.buffer
     while not stopper.stopped:
         t0 = time.monotonic()
@@ -153,20 +156,32 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-def serve_prometheus(
-    collectors: Sequence[Collector], listen: str, stopper: Stopper, on_cycle: Callable[[], None] | None = None
-) -> int:
+def open_metrics_server(listen: str, collectors: Sequence[Collector]) -> Any:
+    """Bind ``/metrics`` now (so a bad or busy address is reported before anything starts);
+    each scrape serves the latest batch of whatever is in ``collectors`` at that moment."""
     host, port = parse_listen(listen)
 
     def snapshot() -> list[Batch]:
         return [b for b in (c.snapshot() for c in collectors) if b is not None]
 
     try:
-        server, thread = start_http_server(port, host, registry=prometheus.registry_for(snapshot))
+        server, _thread = start_http_server(port, host, registry=prometheus.registry_for(snapshot))
     except OSError as e:
         raise ConfigError("listen", f"cannot listen on {listen}: {e.strerror}") from None
-    bound = server.server_address
-    log.info("serving /metrics on http://%s:%d/metrics", bound[0], bound[1])
+    bound_host, bound_port = server.server_address[:2]
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    log.info("serving /metrics on http://%s:%d/metrics", shown, bound_port)
+    return server
+
+
+def serve_prometheus(
+    collectors: Sequence[Collector], listen: str, stopper: Stopper, on_cycle: Callable[[], None] | None = None,
+    server: Any = None,
+) -> int:
+    """Collect in the background and serve ``/metrics`` until stopped (``server``: one made
+    earlier by :func:`open_metrics_server`)."""
+    if server is None:
+        server = open_metrics_server(listen, collectors)
     for c in collectors:
         c.start()
     try:
@@ -175,6 +190,7 @@ def serve_prometheus(
                 on_cycle()
     finally:
         server.shutdown()
+        server.server_close()
         for c in collectors:
             c.stop()
     return 0

@@ -8,6 +8,8 @@ unreachable broker must not stop collection, nor the /metrics server.
 from __future__ import annotations
 
 import logging
+import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,17 +58,43 @@ def _settings(schema: type, name: str, raw: Mapping[str, Any] | None, flags: Map
     return settings
 
 
+def _check_port(key: str, port: int | None) -> None:
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError(key, f"port must be 1-65535, got {port}")
+
+
 def pushgateway_settings(raw: Mapping[str, Any] | None, url_flag: str | None) -> PushgatewaySettings:
-    return _settings(PushgatewaySettings, "pushgateway", raw, {"url": url_flag} if url_flag else {})
+    """The ``pushgateway:`` section (or ``--pushgateway URL``), checked before anything is pushed."""
+    settings = _settings(PushgatewaySettings, "pushgateway", raw, {"url": url_flag} if url_flag else {})
+    shown = re.sub(r"//[^/@]*@", "//", settings.url)  # never echo user:password@
+    try:
+        url = urllib.parse.urlsplit(settings.url)
+        port = url.port
+    except ValueError:  # a port that is not a number, a broken [IPv6] literal
+        raise ConfigError("config.pushgateway.url", f"not a valid URL: {shown!r}") from None
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ConfigError("config.pushgateway.url", f"expected an http:// or https:// URL with a host, got {shown!r}")
+    _check_port("config.pushgateway.url", port)
+    if not settings.job.strip():
+        raise ConfigError("config.pushgateway.job", "must not be empty")
+    return settings
 
 
 def mqtt_settings(raw: Mapping[str, Any] | None, host_flag: str | None) -> MqttSettings:
-    """The ``mqtt:`` section; a ``ca_file`` that cannot be read is a config error, named here."""
+    """The ``mqtt:`` section (or ``--mqtt HOST[:PORT]``); a bad address or an unreadable
+    ``ca_file`` is a config error, named here."""
     flags: dict[str, str] = {}
     if host_flag:
+        if "://" in host_flag:
+            raise ConfigError("--mqtt", f"expected HOST[:PORT], not a URL: {host_flag!r}")
         host, sep, port = host_flag.rpartition(":")
-        flags = {"host": host, "port": port} if sep and port.isdigit() else {"host": host_flag}
+        if sep and not port.isdigit():
+            raise ConfigError("--mqtt", f"expected HOST[:PORT] with a numeric port, got {host_flag!r}")
+        flags = {"host": host, "port": port} if sep else {"host": host_flag}
     settings = _settings(MqttSettings, "mqtt", raw, flags)
+    if not settings.host.strip() or "://" in settings.host or "/" in settings.host:
+        raise ConfigError("config.mqtt.host", f"expected a host name or address, got {settings.host!r}")
+    _check_port("config.mqtt.port", settings.port)
     if settings.ca_file is not None:
         try:
             Path(settings.ca_file).read_bytes()

@@ -83,6 +83,73 @@ def test_unknown_plugin_and_bad_capture(tmp_path):
     assert proc.returncode == 2 and "32" in _one_line(proc)
 
 
+@pytest.mark.parametrize(("argv", "env", "line"), [
+    (["--output", "pushgateway", "--pushgateway", "http://127.0.0.1:99999"], {},
+     "config.pushgateway.url: not a valid URL: 'http://127.0.0.1:99999'"),
+    (["--output", "pushgateway", "--pushgateway", "ftp://u:pw-x1@127.0.0.1/"], {},
+     "config.pushgateway.url: expected an http:// or https:// URL with a host, got 'ftp://127.0.0.1/'"),
+    (["--output", "mqtt", "--mqtt", "127.0.0.1:abc"], {},
+     "--mqtt: expected HOST[:PORT] with a numeric port, got '127.0.0.1:abc'"),
+    (["--output", "mqtt", "--mqtt", "mqtt://127.0.0.1:1883"], {},
+     "--mqtt: expected HOST[:PORT], not a URL: 'mqtt://127.0.0.1:1883'"),
+    (["--output", "collectd"], {"COLLECTD_INTERVAL": "0"},
+     "COLLECTD_INTERVAL: expected seconds greater than zero, got '0'"),
+    (["--output", "collectd"], {"COLLECTD_INTERVAL": "nan"},
+     "COLLECTD_INTERVAL: expected seconds greater than zero, got 'nan'"),
+    (["--timeout", "0"], {}, "intergas.timeout: must be greater than zero, got '0'"),
+])
+def test_bad_output_settings_exit_2_before_any_collection(argv, env, line):
+    import subprocess
+
+    proc = subprocess.run([servers.gridtap_bin(), "run", "intergas", "--port", "/dev/null", *argv],
+                          env={**servers.gridtap_env(), **env}, capture_output=True, timeout=30,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2, proc.stderr
+    assert _one_line(proc) == f"gridtap: config error: {line}"
+    assert b"pw-x1" not in proc.stderr
+
+
+def test_hex_capture_with_a_typo_names_it(tmp_path):
+    typo = tmp_path / "typo.hex"
+    typo.write_text("# S? reply\nbc 0f cd 0f d4 0f 4e 0d 14 ec 14 ec 95 00 00 00\n"
+                    "00 00 00 00 00 00 00 00 7e 00 80 zz\n")
+    proc = _run("decode", "intergas", "--block", "S?", str(typo))
+    assert proc.returncode == 2
+    assert _one_line(proc) == f"gridtap: {typo}: not hex text: 'z' is not a hex digit (line 3)"
+
+
+def test_collectd_interval_yields_to_an_explicit_interval(tmp_path):
+    import subprocess
+
+    # --once prints one batch; its PUTVAL interval says which interval won.
+    proc, addr = servers.start_simulator("intergas", tmp_path)
+    try:
+        for argv, want in ((["--interval", "2s"], "interval=2.000"), ([], "interval=30.000")):
+            out = subprocess.run([servers.gridtap_bin(), "run", "intergas", "--port", addr, "--once",
+                                  "--output", "collectd", *argv],
+                                 env={**servers.gridtap_env(), "COLLECTD_INTERVAL": "30", "COLLECTD_HOSTNAME": "h"},
+                                 capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+            assert out.returncode == 0, out.stderr
+            putvals = out.stdout.decode().splitlines()
+            assert putvals and all(want in ln for ln in putvals), (argv, putvals[:2])
+    finally:
+        proc.stop()
+
+
+def test_demo_refuses_a_busy_listen_address_before_starting_simulators(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = _run("demo", "--listen", f"127.0.0.1:{port}", "--duration", "5s")
+    assert proc.returncode == 2
+    assert _one_line(proc) == (f"gridtap: config error: listen: cannot listen on 127.0.0.1:{port}: "
+                               "Address already in use")
+    assert proc.stdout == b""
+
+
 @pytest.mark.parametrize("argv", [
     [], ["run"], ["run", "intergas"], ["run", "goodwe"], ["serve"], ["decode", "intergas"], ["decode", "goodwe"],
     ["simulate", "intergas"], ["simulate", "goodwe"], ["demo"], ["sgready"], ["plugins"],

@@ -41,7 +41,8 @@ def test_precedence_yaml_env_flags():
     (({"port": "x", "retries": "three"}, False), "config error: dev.retries: expected an integer, got 'three'"),
     (({"port": "x", "retries": True}, False), "config error: dev.retries: expected an integer, got True"),
     (({"port": "x", "mode": "c"}, False), "config error: dev.mode: expected one of 'a', 'b', got 'c'"),
-    (({"port": "x", "timeout": "soon"}, False), "config error: dev.timeout: expected a duration like 10s, got 'soon'"),
+    (({"port": "x", "timeout": "soon"}, False),
+     "config error: dev.timeout: expected a duration like 10s or 500ms, got 'soon'"),
     (({"retries": 1}, False), "config error: dev.port: missing required value"),
     (({"port": "x", "enabled": "maybe"}, True), "config error: dev.enabled: expected true or false, got 'maybe'"),
     (({"port": "x", "blocks": [1, {}]}, False), "config error: dev.blocks[1]: expected a string, got {}"),
@@ -84,3 +85,38 @@ def test_yaml_errors_are_config_errors(tmp_path):
     (tmp_path / "list.yaml").write_text("- a\n")
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         config.load_yaml(tmp_path / "list.yaml")
+
+
+@pytest.mark.parametrize("value", [0, -1, "0s", float("nan"), float("inf"), "31d", 99999999999999999999, 1e9])
+def test_durations_must_be_positive_finite_and_at_most_30_days(value):
+    with pytest.raises(ValueError, match="greater than zero|at most 30 days|expected a duration"):
+        Duration.parse(value)
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [(10, "10s"), (0.5, "500ms"), (300, "5m"), (3600, "1h"), (2.5, "2.5s")])
+def test_durations_show_as_written(seconds, shown):
+    assert str(Duration.parse(seconds)) == shown
+
+
+@pytest.mark.parametrize(("layer", "message"), [
+    (({"port": "x", "timeout": -1}, False), "config error: dev.timeout: must be greater than zero, got -1"),
+    (({"port": "x", "timeout": float("nan")}, False), "config error: dev.timeout: must be greater than zero, got nan"),
+    (({"port": "x", "ratio": float("nan")}, False), "config error: dev.ratio: expected a finite number, got nan"),
+    (({"port": "x", "ratio": "inf"}, True), "config error: dev.ratio: expected a finite number, got 'inf'"),
+    (({"port": "x", "blocks": "S?"}, False), "config error: dev.blocks: expected a list of strings, got 'S?'"),
+])
+def test_numbers_are_finite_and_list_errors_read_well(layer, message):
+    with pytest.raises(ConfigError) as e:
+        build(layer)
+    assert str(e.value) == message
+
+
+def test_yaml_duplicate_keys_and_non_utf8_are_config_errors(tmp_path):
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("devices:\n  - plugin: intergas\n    port: /dev/ttyUSB0\n    port: /dev/ttyUSB1\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml: key 'port' given twice \(line 4\)"):
+        config.load_yaml(twice)
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("interval: 10s\nname: k\u00e9tel\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1.yaml: not UTF-8 text \(line 2\)"):
+        config.load_yaml(latin1)
