@@ -14,6 +14,7 @@ import os
 import re
 import types
 import typing
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -229,6 +230,23 @@ def env_layer(plugin: str, schema: type, environ: Mapping[str, str] | None = Non
         if var in environ:
             out[f.name] = environ[var]
     return out
+
+
+def check_http_url(key: str, url: str, example: str = "http://192.168.1.60") -> None:
+    """ConfigError naming ``key`` unless ``url`` is an http(s) URL with a host and a port
+    1-65535 (if any). A ``user:password@`` part is never echoed."""
+    shown = re.sub(r"//[^/@]*@", "//", url)
+    if not url.strip():
+        raise ConfigError(key, f"missing value: give a URL, e.g. {example}")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError:  # a port that is not a number or above 65535, a broken [IPv6] literal
+        raise ConfigError(key, f"not a valid URL: {shown!r}") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ConfigError(key, f"expected an http:// or https:// URL with a host ({example}), got {shown!r}")
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError(key, f"port must be 1-65535, got {port}")
 
 
 class _DuplicateKey(yaml.YAMLError):

@@ -8,8 +8,6 @@ unreachable broker must not stop collection, nor the /metrics server.
 from __future__ import annotations
 
 import logging
-import re
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,15 +64,7 @@ def _check_port(key: str, port: int | None) -> None:
 def pushgateway_settings(raw: Mapping[str, Any] | None, url_flag: str | None) -> PushgatewaySettings:
     """The ``pushgateway:`` section (or ``--pushgateway URL``), checked before anything is pushed."""
     settings = _settings(PushgatewaySettings, "pushgateway", raw, {"url": url_flag} if url_flag else {})
-    shown = re.sub(r"//[^/@]*@", "//", settings.url)  # never echo user:password@
-    try:
-        url = urllib.parse.urlsplit(settings.url)
-        port = url.port
-    except ValueError:  # a port that is not a number, a broken [IPv6] literal
-        raise ConfigError("config.pushgateway.url", f"not a valid URL: {shown!r}") from None
-    if url.scheme not in ("http", "https") or not url.hostname:
-        raise ConfigError("config.pushgateway.url", f"expected an http:// or https:// URL with a host, got {shown!r}")
-    _check_port("config.pushgateway.url", port)
+    config.check_http_url("config.pushgateway.url", settings.url, "http://127.0.0.1:9091")
     if not settings.job.strip():
         raise ConfigError("config.pushgateway.job", "must not be empty")
     return settings

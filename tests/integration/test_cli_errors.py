@@ -87,7 +87,8 @@ def test_unknown_plugin_and_bad_capture(tmp_path):
     (["--output", "pushgateway", "--pushgateway", "http://127.0.0.1:99999"], {},
      "config.pushgateway.url: not a valid URL: 'http://127.0.0.1:99999'"),
     (["--output", "pushgateway", "--pushgateway", "ftp://u:pw-x1@127.0.0.1/"], {},
-     "config.pushgateway.url: expected an http:// or https:// URL with a host, got 'ftp://127.0.0.1/'"),
+     "config.pushgateway.url: expected an http:// or https:// URL with a host (http://127.0.0.1:9091), "
+     "got 'ftp://127.0.0.1/'"),
     (["--output", "mqtt", "--mqtt", "127.0.0.1:abc"], {},
      "--mqtt: expected HOST[:PORT] with a numeric port, got '127.0.0.1:abc'"),
     (["--output", "mqtt", "--mqtt", "mqtt://127.0.0.1:1883"], {},
