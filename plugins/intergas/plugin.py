@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import threading
+import urllib.parse
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from gridtap.config import Duration, Secret, setting
+from gridtap.config import Duration, Secret, check_http_url, setting
 from gridtap.errors import ConfigError, DeviceError, InputError
 from gridtap.model import Metric
 from gridtap.plugin import Plugin
@@ -23,11 +25,37 @@ from gridtap.plugin import Plugin
 from . import metrics as m
 from . import simulator
 from .decode import BLOCKS, DecodeError, decode_block, decode_lan2rf
-from .transport import BlockError, Lan2rfClient, LinkError, SerialTransport
+from .transport import BlockError, Lan2rfClient, LinkError, SerialTransport, port_url
 
 log = logging.getLogger(__name__)
 
 DEFAULT_COMMANDS = ["S?", "S2", "CRC", "HN", "V?"]
+
+#: pyserial URL schemes that name a network peer: without a host and a port they fail only
+#: at the first collection, with pyserial's garbled parse messages.
+_NETWORK_SCHEMES = ("socket", "rfc2217")
+
+
+def check_port(port: str) -> None:
+    """ConfigError naming ``intergas.port`` unless ``port`` is a usable address.
+
+    Checked at start-up so a typo is one config error (exit 2), not a device that is
+    reported down forever. A tty path is left to the open: the adapter may appear later.
+    """
+    if not port.strip():
+        raise ConfigError("intergas.port", "missing value: give a tty path (/dev/ttyUSB0) or socket://host:port")
+    url = port_url(port)
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme not in _NETWORK_SCHEMES:
+        return
+    expected = f"expected {scheme}://HOST:PORT with a port 1-65535, got {port!r}"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        number = parts.port
+    except ValueError:  # a port that is not a number or above 65535, a broken [IPv6] literal
+        raise ConfigError("intergas.port", expected) from None
+    if not parts.hostname or number is None or not 1 <= number <= 65535:
+        raise ConfigError("intergas.port", expected)
 
 
 @dataclass
@@ -74,8 +102,15 @@ class IntergasPlugin(Plugin):
             raise ConfigError("intergas.commands", f"unknown block(s) {unknown}; choose from {', '.join(BLOCKS)}")
         if not config.commands and config.port is not None:
             raise ConfigError("intergas.commands", "poll at least one block")
-        if config.gas_meter_divisor <= 0:
-            raise ConfigError("intergas.gas_meter_divisor", "must be positive")
+        if config.port is not None:
+            check_port(config.port)
+        if config.gateway_url is not None:
+            check_http_url("intergas.gateway_url", config.gateway_url)
+        # The YAML/flag layer already refuses NaN and infinity; a config built in code does not
+        # pass through it, and a NaN divisor would turn every gas counter into NaN.
+        divisor = config.gas_meter_divisor
+        if not (math.isfinite(divisor) and divisor > 0):
+            raise ConfigError("intergas.gas_meter_divisor", f"must be a finite number > 0, got {divisor}")
         if not 0 <= config.heater <= 7:
             raise ConfigError("intergas.heater", "a LAN2RF gateway has heater slots 0..7")
         self.options = m.Options(gas_meter_divisor=config.gas_meter_divisor, drop_sentinels=config.drop_sentinels)

@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from gridtap.captures import read_hex_file
+from gridtap.errors import ConfigError, InputError
 from gridtap.simulate import run_in_foreground
 
 from .encode import encode_block
@@ -116,12 +117,17 @@ class ReplaySource:
 
     def __init__(self, folder: str | Path) -> None:
         self.blocks: dict[str, collections.deque[bytes]] = {}
-        for path in sorted(Path(folder).glob("*.hex")):
+        where = Path(folder)
+        if not where.exists():
+            raise InputError(f"{folder}: no such folder (--replay takes a folder of .hex files)")
+        if not where.is_dir():
+            raise InputError(f"{folder}: not a folder (--replay takes a folder of .hex files)")
+        for path in sorted(where.glob("*.hex")):
             kind = _kind_of_file(path)
             if kind:
                 self.blocks.setdefault(kind, collections.deque()).append(read_hex_file(path))
         if not self.blocks:
-            raise ValueError(f"{folder}: no S*/S2*/CRC*/HN*/V*/REV*.hex files")
+            raise InputError(f"{folder}: no S*/S2*/CRC*/HN*/V*/REV*.hex files")
 
     def block(self, kind: str, now: float | None = None) -> bytes | None:
         q = self.blocks.get(kind)
@@ -178,16 +184,36 @@ class Responder:
 
 
 # --------------------------------------------------------------------- servers
+def _clear_link(link: str) -> None:
+    """Make way for our symlink at ``link``, or refuse with a ConfigError.
+
+    Only a dangling symlink (left by a simulator that was killed) is removed. A regular file
+    may be the user's own, and a live link belongs to a running simulator whose clients
+    would silently switch over to us.
+    """
+    if os.path.islink(link):
+        if os.path.exists(link):
+            raise ConfigError("--pty", f"{link} already links to {os.readlink(link)}, which exists "
+                                       "(another simulator running?); pick another path")
+        os.unlink(link)
+    elif os.path.lexists(link):
+        raise ConfigError("--pty", f"{link} exists and is not a symlink; refusing to replace it")
+
+
 class _PtyServer:
     def __init__(self, link: str, responder: Responder) -> None:
         self.link = link
         self.responder = responder
+        _clear_link(link)
         self.master, self.slave = pty.openpty()
         tty.setraw(self.slave)
         self.slave_name = os.ttyname(self.slave)
-        if os.path.lexists(link):
-            os.unlink(link)
-        os.symlink(self.slave_name, link)
+        try:
+            os.symlink(self.slave_name, link)
+        except OSError as e:  # a missing folder, no permission, or someone else was quicker
+            for fd in (self.master, self.slave):
+                os.close(fd)
+            raise ConfigError("--pty", f"cannot create the link {link}: {e.strerror}") from None
         self.address = link
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="intergas-sim-pty", daemon=True)
@@ -344,9 +370,19 @@ class _Lan2rfServer:
         self._thread.join(timeout=2)
 
 
-def _host_port(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
+def _host_port(flag: str, text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (empty host = 127.0.0.1, port 0 = any free port), or a ConfigError."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(flag, f"expected HOST:PORT with a port 0-65535, got {text!r}")
     return host or "127.0.0.1", int(port)
+
+
+def _check_auth(auth: str) -> None:
+    # The value holds a password: it is never echoed.
+    user, sep, _password = auth.partition(":")
+    if not sep or not user:
+        raise ConfigError("--auth", "expected USER:PASSWORD")
 
 
 class IntergasSimulator:
@@ -369,12 +405,22 @@ class IntergasSimulator:
     ) -> None:
         if sum(x is not None for x in (pty, tcp, lan2rf)) != 1:
             raise ValueError("give exactly one of pty, tcp, lan2rf")
+        # Checked here, before anything listens, so a mistake is one config error (exit 2).
+        self._tcp = _host_port("--tcp", tcp) if tcp is not None else None
+        self._lan2rf = _host_port("--lan2rf", lan2rf) if lan2rf is not None else None
+        if auth is not None:
+            if lan2rf is None:
+                raise ConfigError("--auth", "only the LAN2RF gateway (--lan2rf) has authentication")
+            _check_auth(auth)
+        if replay is not None and lan2rf is not None:
+            raise ConfigError("--replay", "replays service-port blocks; use it with --pty or --tcp, not --lan2rf")
         self.model = model or BoilerModel()
         self.source: BoilerModel | ReplaySource = ReplaySource(replay) if replay else self.model
         self.responder = Responder(self.source)
         self.heater_serial = "2110f25190"
         self.lan2rf_io = 0x0A  # pump + burner
-        self._args = (pty, tcp, lan2rf, auth)
+        self._pty = pty
+        self._auth = auth
         self._server: _PtyServer | _TcpServer | _Lan2rfServer | None = None
 
     @property
@@ -389,14 +435,13 @@ class IntergasSimulator:
         return self.responder.commands
 
     def start(self) -> IntergasSimulator:
-        pty_link, tcp, lan2rf, auth = self._args
-        if pty_link is not None:
-            self._server = _PtyServer(pty_link, self.responder)
-        elif tcp is not None:
-            self._server = _TcpServer(*_host_port(tcp), self.responder)
+        if self._pty is not None:
+            self._server = _PtyServer(self._pty, self.responder)
+        elif self._tcp is not None:
+            self._server = _TcpServer(*self._tcp, self.responder)
         else:
-            assert lan2rf is not None
-            self._server = _Lan2rfServer(*_host_port(lan2rf), self, auth)
+            assert self._lan2rf is not None
+            self._server = _Lan2rfServer(*self._lan2rf, self, self._auth)
         self._server.start()
         return self
 

@@ -14,6 +14,8 @@ long reply, and reopen the port with backoff after it vanishes. pyserial's
 from __future__ import annotations
 
 import contextlib
+import http
+import http.client
 import json
 import logging
 import re
@@ -183,6 +185,59 @@ class SerialTransport:
         return reply
 
 
+def request_problem(error: requests.RequestException, timeout: float) -> str:
+    """What went wrong with one gateway request, in words a user can act on.
+
+    requests' own messages repeat the URL and pool internals, and its class name alone
+    ("ConnectionError") says nothing. The cause is found in the exception chain; the text is
+    built from fixed phrases and the OS's error string, so neither the URL nor the
+    credentials can end up in it.
+    """
+    if isinstance(error, requests.ConnectTimeout):
+        return f"no connection within {timeout:g} s (gateway off or unreachable?)"
+    if isinstance(error, requests.Timeout):
+        return f"no reply within {timeout:g} s"
+    if isinstance(error, requests.exceptions.SSLError):
+        return "TLS handshake failed (wrong scheme, or an untrusted certificate)"
+    if isinstance(error, requests.TooManyRedirects):
+        return "too many redirects"
+    for cause in _causes(error):
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused (wrong address or port?)"
+        if isinstance(cause, socket.gaierror):
+            return "cannot resolve the gateway's host name"
+        if isinstance(cause, http.client.RemoteDisconnected):
+            return "the gateway closed the connection without a reply"
+        if isinstance(cause, ConnectionResetError):
+            return "connection reset by the gateway"
+        if isinstance(cause, TimeoutError):
+            return f"no reply within {timeout:g} s"
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror[:1].lower() + cause.strerror[1:]
+    return f"request failed ({type(error).__name__})"
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """``error`` and everything it wraps (requests → urllib3 → socket), outermost first."""
+    out: list[BaseException] = []
+    todo: list[object] = [error]
+    while todo:
+        e = todo.pop(0)
+        if not isinstance(e, BaseException) or any(e is seen for seen in out):
+            continue
+        out.append(e)
+        # urllib3 keeps the cause in .reason (MaxRetryError) or in args (ProtocolError).
+        todo += [getattr(e, "reason", None), e.__cause__, e.__context__, *e.args]
+    return out
+
+
+def _status_text(code: int) -> str:
+    try:
+        return f"HTTP {code} {http.HTTPStatus(code).phrase}"
+    except ValueError:
+        return f"HTTP {code}"
+
+
 class Lan2rfClient:
     """The InComfort LAN2RF / intouch gateway's JSON API (read-only).
 
@@ -224,11 +279,11 @@ class Lan2rfClient:
         try:
             r = self.session.get(url, timeout=self.timeout)
         except requests.RequestException as e:
-            raise DeviceError(f"LAN2RF {path}: {type(e).__name__}") from None
+            raise DeviceError(f"LAN2RF {path}: {request_problem(e, self.timeout)}") from None
         if r.status_code == 401:
             raise DeviceError(f"LAN2RF {path}: authentication failed (HTTP 401)")
         if r.status_code != 200:
-            raise DeviceError(f"LAN2RF {path}: HTTP {r.status_code}")
+            raise DeviceError(f"LAN2RF {path}: {_status_text(r.status_code)}")
         try:
             return self.parse(r.text)
         except json.JSONDecodeError as e:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from gridtap.config import Duration, Secret
-from gridtap.errors import ConfigError, DeviceError
+from gridtap.errors import ConfigError, DeviceError, InputError
 from gridtap_plugins.intergas.plugin import IntergasConfig, IntergasPlugin
 from gridtap_plugins.intergas.simulator import BoilerModel, IntergasSimulator
 
@@ -273,5 +273,5 @@ def test_replay_serves_fixture_blocks(tmp_path: Path) -> None:
         plugin.close()
     ns = argparse.Namespace(tcp=None, pty=None, lan2rf=None, replay=str(tmp_path / "empty"), auth=None)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="no S"):
+    with pytest.raises(InputError, match="no S"):
         IntergasPlugin.simulate(argparse.Namespace(**{**vars(ns), "tcp": "127.0.0.1:0"}))
