@@ -12,6 +12,8 @@ import argparse
 import asyncio
 import datetime as dt
 import logging
+import os
+import socket
 import threading
 import time
 from contextlib import AbstractContextManager
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 
 from gridtap import _native
 from gridtap.config import Duration, setting
-from gridtap.errors import DeviceError, InputError
+from gridtap.errors import ConfigError, DeviceError, InputError
 from gridtap.model import Metric
 from gridtap.plugin import Plugin
 
@@ -47,16 +49,35 @@ class GoodweConfig:
     dial_timeout: Duration = setting(Duration(8.0), help="upstream connect timeout")
 
 
-def _parse_types(values: list[str]) -> frozenset[int]:
-    from gridtap.errors import ConfigError
-
+def _parse_types(values: list[str], key: str = "goodwe.inbound_allow") -> frozenset[int]:
+    """Packet types as written in the config (``0x0116``, ``278``); each fits the 16-bit TYPE field."""
     out = set()
     for v in values:
         try:
-            out.add(int(v, 0))
+            t = int(v, 0)
         except ValueError:
-            raise ConfigError("goodwe.inbound_allow", f"not a packet type: {v!r}") from None
+            raise ConfigError(key, f"not a packet type: {v!r}") from None
+        if not 0 <= t <= 0xFFFF:
+            # A type that does not fit the frame's 2-byte field would never match: the user
+            # meant something else, and silently allowing nothing hides it.
+            raise ConfigError(key, f"packet type {v!r} is outside 0x0000-0xffff")
+        out.add(t)
     return frozenset(out)
+
+
+def _check_port(key: str, port: int, lowest: int) -> None:
+    """Ports are checked at start-up: asyncio would only fail at bind/dial time, with its own words."""
+    if not lowest <= port <= 65535:
+        raise ConfigError(key, f"port must be {lowest}-65535, got {port}")
+
+
+def _listen_failure(e: BaseException) -> str:
+    """The OS's reason, without asyncio's "error while attempting to bind on address ..." wrapper."""
+    if isinstance(e, socket.gaierror):
+        return e.strerror or str(e)
+    if isinstance(e, OSError) and e.errno:
+        return os.strerror(e.errno)
+    return str(e) or type(e).__name__
 
 
 class GoodwePlugin(Plugin):
@@ -69,12 +90,18 @@ class GoodwePlugin(Plugin):
 
     def __init__(self, config: GoodweConfig, device: str) -> None:
         super().__init__(config, device)
+        # Keys name the device too: under `gridtap serve` several goodwe proxies may be configured.
+        where = f"{self.name}/{device}"
+        self.where = where
+        _check_port(f"{where}.listen_port", config.listen_port, 0)  # 0 = any free port (tests)
+        _check_port(f"{where}.upstream_port", config.upstream_port, 1)
         self.state = GoodweState()
         self.options = ProxyOptions(
             listen_host=config.listen_host, listen_port=config.listen_port,
             upstream_host=config.upstream_host, upstream_port=config.upstream_port,
             forward=config.forward, batsignal=config.batsignal,
-            inbound_allow=_parse_types(config.inbound_allow), dial_timeout=float(config.dial_timeout),
+            inbound_allow=_parse_types(config.inbound_allow, f"{where}.inbound_allow"),
+            dial_timeout=float(config.dial_timeout),
         )
         self.proxy: GoodweProxy | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -111,8 +138,11 @@ class GoodwePlugin(Plugin):
         self._started.wait(10.0)
         if self._error is not None:
             self._thread = None
-            raise DeviceError(f"goodwe: cannot listen on {self.options.listen_host}:"
-                              f"{self.options.listen_port}: {self._error}")
+            # Worded like the /metrics listener's error (runtime.serve_prometheus), naming the
+            # device and setting since several proxies may run in one `gridtap serve`.
+            raise ConfigError(f"{self.where}.listen_port", f"cannot listen on {self.options.listen_host}:"
+                                                           f"{self.options.listen_port}: "
+                                                           f"{_listen_failure(self._error)}")
         log.info("goodwe proxy listening on %s:%s", *self.address)
 
     @property

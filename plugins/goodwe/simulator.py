@@ -22,6 +22,8 @@ from pathlib import Path
 
 from gridtap import _native
 from gridtap.captures import parse_hex
+from gridtap.config import Duration
+from gridtap.errors import ConfigError, InputError
 from gridtap.simulate import run_in_foreground
 
 from . import encoder, reference
@@ -123,21 +125,42 @@ class _Threaded:
             self._thread.join(timeout)
 
 
+def serial_problem(serial: str) -> str | None:
+    """Why ``serial`` cannot be a Goodwe serial (None when it can).
+
+    The serial is written into every frame as 16 ASCII bytes (DeviceID + DeviceSerial); a
+    shorter or non-ASCII one would make the encoder fail after the simulator said ``ready``.
+    """
+    if len(serial) != 16 or not serial.isascii() or not serial.isprintable():
+        return f"expected 16 printable ASCII characters, got {serial!r}"
+    return None
+
+
 class DeviceSimulator(_Threaded):
     """A Goodwe dongle: connects, uploads info then data every ``interval`` seconds.
 
     Answers a 0x0116 set-clock with 0x?310, as real devices do. ``count`` bounds the data
     uploads (None = until stopped). ``sent``/``received`` hold every byte on the wire.
+
+    After the last upload (``count`` or the end of ``replay``) ``done`` is set. By default the
+    connection then stays open until ``stop()`` (tests read the late replies); with
+    ``finish=True`` ``run()`` returns by itself once the last upload was answered or
+    ``reply_timeout`` seconds passed, which is what the command line wants.
     """
 
     def __init__(self, host: str, port: int, kind: str = "meter", serial: str | None = None,
-                 interval: float = 1.0, count: int | None = None, replay: list[bytes] | None = None) -> None:
+                 interval: float = 1.0, count: int | None = None, replay: list[bytes] | None = None,
+                 finish: bool = False, reply_timeout: float = 5.0) -> None:
         super().__init__()
         if kind not in FAMILY:
             raise ValueError(f"kind must be one of {', '.join(FAMILY)}")
+        problem = serial_problem(serial) if serial is not None else None
+        if problem is not None:
+            raise ValueError(f"serial: {problem}")
         self.host, self.port, self.kind = host, port, kind
         self.serial = serial or DEFAULT_SERIALS[kind]
         self.interval, self.count, self.replay = interval, count, replay
+        self.finish, self.reply_timeout = finish, reply_timeout
         self.sent = bytearray()
         self.received = bytearray()
         self.received_units: list[tuple[str, bytes]] = []
@@ -152,23 +175,32 @@ class DeviceSimulator(_Threaded):
         self.ready.set()
         reader_task = asyncio.create_task(self._read(reader, writer))
         try:
-            frames = iter(self.replay) if self.replay is not None else None
-            if frames is None:
-                await self._send(writer, info_frame(self.kind, self.serial, _now()))
+            # None = upload until stopped; a replay ends with its captures (or earlier, at count).
+            total = self.count
+            if self.replay is not None:
+                total = len(self.replay) if total is None else min(total, len(self.replay))
+            uploaded = False
+            if self.replay is None:
+                await self._upload(writer, info_frame(self.kind, self.serial, _now()))
+                uploaded = True
             step = 0
-            while not stop.is_set() and (self.count is None or step < self.count):
-                if frames is not None:
-                    frame = next(frames, None)
-                    if frame is None:
-                        break
+            while not stop.is_set() and (total is None or step < total):
+                if self.replay is not None:
+                    frame = self.replay[step]
                 else:
                     frame = data_frame(self.kind, self.serial, _now(), step)
-                await self._send(writer, frame)
+                await self._upload(writer, frame)
+                uploaded = True
                 step += 1
+                if self.finish and step == total:
+                    break  # no pause after the last upload: its answer is awaited below
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.interval)
             self.done.set()
-            await stop.wait()
+            if not self.finish:
+                await stop.wait()
+            elif uploaded and not stop.is_set():
+                await self._await_reply(stop)
         finally:
             reader_task.cancel()
             with contextlib.suppress(BaseException):
@@ -176,6 +208,26 @@ class DeviceSimulator(_Threaded):
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    async def _upload(self, writer: asyncio.StreamWriter, frame: bytes) -> None:
+        """Send an upload; ``reply_event`` then tells whether anything answered it."""
+        assert self.reply_event is not None
+        self.reply_event.clear()
+        await self._send(writer, frame)
+
+    async def _await_reply(self, stop: asyncio.Event) -> None:
+        """Until the last upload is answered, ``stop`` is set or ``reply_timeout`` passes.
+
+        An upstream that never answers (a proxy whose SEMS is down) must not keep a
+        ``--count`` run alive forever, hence the timeout rather than waiting for the ACK.
+        """
+        assert self.reply_event is not None
+        waits = [asyncio.ensure_future(self.reply_event.wait()), asyncio.ensure_future(stop.wait())]
+        try:
+            await asyncio.wait(waits, timeout=self.reply_timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
 
     async def _send(self, writer: asyncio.StreamWriter, frame: bytes) -> None:
         writer.write(frame)
@@ -275,7 +327,7 @@ class SemsSimulator(_Threaded):
 
 def _hostport(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
     return host, int(port)
 
@@ -289,35 +341,67 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sems role: address to listen on (port 0 = any)")
     parser.add_argument("--kind", choices=tuple(FAMILY), default="meter",
                         help="device role: meter (HomeKit 1000), inverter (DNS G3) or et (ET hybrid)")
-    parser.add_argument("--serial", help="device role: 16-character serial")
-    parser.add_argument("--interval", type=float, default=5.0, help="device role: seconds between uploads")
-    parser.add_argument("--count", type=int, help="device role: stop uploading after this many frames")
-    parser.add_argument("--replay", metavar="DIR", help="device role: send the POSTGW frames of DIR/*.hex")
+    parser.add_argument("--serial", help="device role: 16-character ASCII serial")
+    parser.add_argument("--interval", metavar="DURATION", default="5s",
+                        help="device role: time between uploads, e.g. 5s, 500ms, 1m (default 5s)")
+    parser.add_argument("--count", type=int, help="device role: exit after this many data uploads")
+    parser.add_argument("--replay", metavar="DIR", help="device role: send the POSTGW frames of DIR/*.hex, then exit")
     parser.add_argument("--no-bogus", action="store_true", help="sems role: do not send the bogus frame")
 
 
+def _device_from_args(args: argparse.Namespace) -> DeviceSimulator:
+    """The device simulator the flags ask for; ConfigError/InputError (exit 2) on a mistake."""
+    if args.connect is None:
+        raise ConfigError("--connect", "HOST:PORT is required for the device role")
+    try:
+        interval = float(Duration.parse(args.interval))
+    except ValueError as e:
+        raise ConfigError("--interval", str(e)) from None
+    if args.count is not None and args.count < 0:
+        raise ConfigError("--count", f"must be 0 or more, got {args.count}")
+    problem = serial_problem(args.serial) if args.serial is not None else None
+    if problem is not None:
+        raise ConfigError("--serial", problem)
+    replay = None
+    if args.replay:
+        if not Path(args.replay).is_dir():
+            raise InputError(f"--replay {args.replay}: not a directory")
+        try:
+            replay = replay_frames(args.replay)
+        except OSError as e:
+            raise InputError(f"--replay {args.replay}: {e.strerror or e}") from None
+        if not replay:
+            raise InputError(f"no POSTGW frames in {args.replay}/*.hex")
+    return DeviceSimulator(*args.connect, kind=args.kind, serial=args.serial, interval=interval,
+                           count=args.count, replay=replay, finish=True)
+
+
 def main(args: argparse.Namespace) -> int:
-    """Run a simulator in the foreground; exit 0 on SIGTERM/SIGINT."""
-    if args.role == "device":
-        if args.connect is None:
-            print("error: --connect HOST:PORT is required for the device role", file=sys.stderr)
-            return 2
-        replay = replay_frames(args.replay) if args.replay else None
-        if replay is not None and not replay:
-            print(f"error: no POSTGW frames in {args.replay}", file=sys.stderr)
-            return 2
-        sim: _Threaded = DeviceSimulator(*args.connect, kind=args.kind, serial=args.serial,
-                                         interval=args.interval, count=args.count, replay=replay)
-    else:
-        sim = SemsSimulator(*args.listen, bogus=not args.no_bogus)
+    """Run a simulator in the foreground; exit 0 on SIGTERM/SIGINT.
+
+    The device role also exits 0 by itself after ``--count`` data uploads or the last
+    ``--replay`` frame (once answered, or after a timeout); without either it uploads until
+    stopped. A connection lost mid-run is one line and exit 1.
+    """
+    sim: _Threaded = (_device_from_args(args) if args.role == "device"
+                      else SemsSimulator(*args.listen, bogus=not args.no_bogus))
+
     def address() -> str:
         if isinstance(sim, SemsSimulator):
             assert sim.address is not None
             return f"{sim.address[0]}:{sim.address[1]}"
         return f"{args.connect[0]}:{args.connect[1]}"
 
-    # a device simulator ends by itself after --count uploads
-    return run_in_foreground(sim, address, running=lambda: sim._thread is None or sim._thread.is_alive())
+    # The device's run() returns by itself when its uploads are over (finish=True): the
+    # thread ending is what ends the foreground loop.
+    rc = run_in_foreground(sim, address, running=lambda: sim._thread is None or sim._thread.is_alive())
+    if rc == 0 and isinstance(sim, DeviceSimulator) and sim.error is not None:
+        # run_in_foreground reports start-up failures (rc 1); this one came after "ready".
+        err = sim.error
+        reason = (err.strerror if isinstance(err, OSError) else None) or str(err) or type(err).__name__
+        print(f"gridtap: goodwe simulator: upload to {address()} failed: {reason}", file=sys.stderr)
+        return 1
+    return rc
 
 
 @contextlib.contextmanager
