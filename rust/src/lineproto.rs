@@ -39,12 +39,36 @@ type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 /// A field value after type resolution.
 #[derive(Debug, Clone, PartialEq)]
-pub enum FieldValue {
+pub enum FieldValue<'a> {
     Float(f64),
     Int(i64),
     UInt(u64),
     Bool(bool),
-    Str(String),
+    /// Borrowed from the Python string, which outlives the encode call.
+    Str(&'a str),
+}
+
+/// Decimal digits of `n` appended to `out`, without the heap string `to_string` would make
+/// (one allocation per integer field was a visible share of the encode time).
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+fn push_i64(out: &mut Vec<u8>, n: i64) {
+    if n < 0 {
+        out.push(b'-');
+    }
+    push_u64(out, n.unsigned_abs());
 }
 
 fn push_escaped(out: &mut Vec<u8>, s: &str, specials: &[u8]) {
@@ -166,7 +190,7 @@ pub fn format_float(out: &mut Vec<u8>, x: f64) {
         if e < 10 {
             out.push(b'0');
         }
-        out.extend_from_slice(e.to_string().as_bytes());
+        push_u64(out, u64::from(e));
     }
 }
 
@@ -180,11 +204,11 @@ pub fn format_value(out: &mut Vec<u8>, value: &FieldValue) -> bool {
             format_float(out, *x);
         }
         FieldValue::Int(i) => {
-            out.extend_from_slice(i.to_string().as_bytes());
+            push_i64(out, *i);
             out.push(b'i');
         }
         FieldValue::UInt(u) => {
-            out.extend_from_slice(u.to_string().as_bytes());
+            push_u64(out, *u);
             out.push(b'u');
         }
         FieldValue::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
@@ -355,15 +379,18 @@ impl BatchEncoder {
     }
 }
 
+/// A float sample; an integral one of an `integer` metric is written as an integer.
+fn float_value(x: f64, integer: bool) -> FieldValue<'static> {
+    if integer && x.is_finite() && x.fract() == 0.0 && x.abs() < 9.2e18 {
+        return FieldValue::Int(x as i64);
+    }
+    FieldValue::Float(x)
+}
+
 /// Resolve a Python sample value to a field value, following the metric definition.
-fn field_value(value: &Bound<'_, PyAny>, integer: bool, uint: bool) -> PyResult<FieldValue> {
+fn field_value<'a>(value: &'a Bound<'_, PyAny>, integer: bool, uint: bool) -> PyResult<FieldValue<'a>> {
     if let Ok(f) = value.cast_exact::<PyFloat>() {
-        // the common case first: a plain float
-        let x = f.value();
-        if integer && x.is_finite() && x.fract() == 0.0 && x.abs() < 9.2e18 {
-            return Ok(FieldValue::Int(x as i64));
-        }
-        return Ok(FieldValue::Float(x));
+        return Ok(float_value(f.value(), integer)); // the common case first: a plain float
     }
     if value.is_instance_of::<PyBool>() {
         return Ok(FieldValue::Bool(value.extract::<bool>()?));
@@ -379,10 +406,10 @@ fn field_value(value: &Bound<'_, PyAny>, integer: bool, uint: bool) -> PyResult<
         return Err(crate::errors::EncodeError::new_err("integer field out of the 64-bit range"));
     }
     if value.is_instance_of::<PyFloat>() {
-        return field_value(&PyFloat::new(value.py(), value.extract::<f64>()?).into_any(), integer, uint);
+        return Ok(float_value(value.extract::<f64>()?, integer));
     }
     if let Ok(text) = value.cast::<PyString>() {
-        return Ok(FieldValue::Str(text.to_str()?.to_owned()));
+        return Ok(FieldValue::Str(text.to_str()?));
     }
     Err(crate::errors::EncodeError::new_err(format!(
         "cannot encode a {} as a field",
@@ -542,7 +569,7 @@ mod tests {
         enc.add("intergas_temperature_celsius", &[("device", "boiler"), ("sensor", "flow")], &FieldValue::Float(47.59));
         enc.add("intergas_flag", &[("device", "boiler"), ("name", "a b,c=d")], &FieldValue::Int(1));
         enc.add("intergas_pressure_pascals", &[("device", "boiler"), ("sensor", "flow")], &FieldValue::Float(f64::NAN));
-        enc.add("intergas_state", &[("device", "boiler"), ("sensor", "flow")], &FieldValue::Str("say \"hi\"\\".into()));
+        enc.add("intergas_state", &[("device", "boiler"), ("sensor", "flow")], &FieldValue::Str("say \"hi\"\\"));
         enc.add("intergas_x", &[("device", "boiler"), ("empty", "")], &FieldValue::Bool(true));
         let mut out = Vec::new();
         enc.finish(&mut out, Some(17));
