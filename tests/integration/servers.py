@@ -183,6 +183,14 @@ def run_gridtap(args: Sequence[str], timeout: float = 60, input: bytes | None = 
                           env=gridtap_env(), stdin=None if input is not None else subprocess.DEVNULL)
 
 
+def one_error_line(proc: subprocess.CompletedProcess) -> str:
+    """The single ``gridtap: ...`` line a user mistake must produce on stderr (no traceback)."""
+    err = proc.stderr.decode() if isinstance(proc.stderr, bytes) else proc.stderr
+    assert err.count("\n") == 1 and err.startswith("gridtap: "), err
+    assert "Traceback" not in err
+    return err.strip()
+
+
 def start_simulator(device: str, workdir: Path, *extra: str, timeout: float = 20) -> tuple[Proc, str]:
     """``gridtap simulate DEVICE --tcp 127.0.0.1:PORT``; wait for its ``ready <addr>`` line.
 

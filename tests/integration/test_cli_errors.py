@@ -13,13 +13,6 @@ def _run(*args: str, **kw):
     return servers.run_gridtap(list(args), timeout=30, **kw)
 
 
-def _one_line(proc) -> str:
-    err = proc.stderr.decode()
-    assert err.count("\n") == 1, err
-    assert "Traceback" not in err
-    return err.strip()
-
-
 @pytest.mark.parametrize(("yaml_text", "key", "problem"), [
     ("devices:\n  - plugin: intergas\n    port: /dev/null\n    baud: 9600\n", "devices[0].baud", "unknown key"),
     ("devices:\n  - plugin: intergas\n    port: /dev/null\n    timeout: soon\n", "devices[0].timeout", "duration"),
@@ -35,7 +28,7 @@ def test_bad_config_exits_2_with_one_line_naming_the_key(tmp_path, yaml_text, ke
     for argv in (["run", "intergas", "--config", str(cfg), "--once"], ["serve", "--config", str(cfg)]):
         proc = _run(*argv)
         assert proc.returncode == 2, (argv, proc.stderr)
-        line = _one_line(proc)
+        line = servers.one_error_line(proc)
         assert key in line and problem in line, line
 
 
@@ -48,7 +41,7 @@ def test_bad_config_exits_2_with_one_line_naming_the_key(tmp_path, yaml_text, ke
 def test_bad_flags_exit_2(flags, key):
     proc = _run("run", "intergas", "--once", *flags)
     assert proc.returncode == 2
-    assert key in _one_line(proc)
+    assert key in servers.one_error_line(proc)
 
 
 def test_bad_environment_exits_2():
@@ -58,7 +51,7 @@ def test_bad_environment_exits_2():
     proc = subprocess.run([servers.gridtap_bin(), "run", "intergas", "--port", "/dev/null", "--once"], env=env,
                           capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
     assert proc.returncode == 2
-    assert "heater" in _one_line(proc)
+    assert "heater" in servers.one_error_line(proc)
 
 
 def test_password_is_never_printed(tmp_path):
@@ -72,15 +65,15 @@ def test_password_is_never_printed(tmp_path):
 
 def test_unknown_plugin_and_bad_capture(tmp_path):
     proc = _run("run", "nosuch", "--once")
-    assert proc.returncode == 2 and "nosuch" in _one_line(proc)
+    assert proc.returncode == 2 and "nosuch" in servers.one_error_line(proc)
     bad = tmp_path / "x.hex"
     bad.write_text("zz zz\n")
     proc = _run("decode", "intergas", "--block", "S?", "--input", "hex", str(bad))
-    assert proc.returncode == 2 and "not hex" in _one_line(proc)
+    assert proc.returncode == 2 and "not hex" in servers.one_error_line(proc)
     short = tmp_path / "short.hex"
     short.write_text("01 02 03\n")
     proc = _run("decode", "intergas", "--block", "S?", str(short))
-    assert proc.returncode == 2 and "32" in _one_line(proc)
+    assert proc.returncode == 2 and "32" in servers.one_error_line(proc)
 
 
 @pytest.mark.parametrize(("argv", "env", "line"), [
@@ -106,7 +99,7 @@ def test_bad_output_settings_exit_2_before_any_collection(argv, env, line):
                           env={**servers.gridtap_env(), **env}, capture_output=True, timeout=30,
                           stdin=subprocess.DEVNULL)
     assert proc.returncode == 2, proc.stderr
-    assert _one_line(proc) == f"gridtap: config error: {line}"
+    assert servers.one_error_line(proc) == f"gridtap: config error: {line}"
     assert b"pw-x1" not in proc.stderr
 
 
@@ -116,7 +109,7 @@ def test_hex_capture_with_a_typo_names_it(tmp_path):
                     "00 00 00 00 00 00 00 00 7e 00 80 zz\n")
     proc = _run("decode", "intergas", "--block", "S?", str(typo))
     assert proc.returncode == 2
-    assert _one_line(proc) == f"gridtap: {typo}: not hex text: 'z' is not a hex digit (line 3)"
+    assert servers.one_error_line(proc) == f"gridtap: {typo}: not hex text: 'z' is not a hex digit (line 3)"
 
 
 def test_collectd_interval_yields_to_an_explicit_interval(tmp_path):
@@ -146,7 +139,7 @@ def test_demo_refuses_a_busy_listen_address_before_starting_simulators(tmp_path)
         port = busy.getsockname()[1]
         proc = _run("demo", "--listen", f"127.0.0.1:{port}", "--duration", "5s")
     assert proc.returncode == 2
-    assert _one_line(proc) == (f"gridtap: config error: listen: cannot listen on 127.0.0.1:{port}: "
+    assert servers.one_error_line(proc) == (f"gridtap: config error: listen: cannot listen on 127.0.0.1:{port}: "
                                "Address already in use")
     assert proc.stdout == b""
 

@@ -22,19 +22,13 @@ from gridtap.errors import ConfigError
 from gridtap_plugins.goodwe import encoder
 from gridtap_plugins.goodwe.plugin import GoodweConfig, GoodwePlugin
 from gridtap_plugins.goodwe.simulator import DeviceSimulator, SemsSimulator
+from tests.integration.servers import one_error_line
 
 
 def gridtap(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
     """The CLI of the Python running the tests (so a venv's tests test that venv)."""
     return subprocess.run([sys.executable, "-m", "gridtap", *args], capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-
-
-def one_line(proc: subprocess.CompletedProcess) -> str:
-    assert proc.stderr.count("\n") == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert proc.stderr.startswith("gridtap: "), proc.stderr
-    return proc.stderr.strip()
 
 
 @pytest.fixture
@@ -130,7 +124,7 @@ def test_in_process_device_stays_connected_after_done_by_default(sems: SemsSimul
 def test_bad_serial_exits_2_before_ready(sems: SemsSimulator, serial: str) -> None:
     proc = gridtap("simulate", "goodwe", "--connect", connect(sems), "--count", "1", "--serial", serial)
     assert proc.returncode == 2
-    assert "--serial" in one_line(proc) and "16" in proc.stderr
+    assert "--serial" in one_error_line(proc) and "16" in proc.stderr
     assert "ready" not in proc.stdout and sems.frames == []
 
 
@@ -150,23 +144,23 @@ def test_interval_takes_a_duration(sems: SemsSimulator, interval: str) -> None:
 def test_bad_interval_exits_2(sems: SemsSimulator, interval: str) -> None:
     proc = gridtap("simulate", "goodwe", "--connect", connect(sems), "--interval", interval)
     assert proc.returncode == 2
-    assert "--interval" in one_line(proc)
+    assert "--interval" in one_error_line(proc)
 
 
 def test_missing_connect_is_one_gridtap_line() -> None:
     proc = gridtap("simulate", "goodwe", "--count", "1")
     assert proc.returncode == 2
-    assert one_line(proc) == "gridtap: config error: --connect: HOST:PORT is required for the device role"
+    assert one_error_line(proc) == "gridtap: config error: --connect: HOST:PORT is required for the device role"
 
 
 def test_replay_without_frames_is_one_gridtap_line(sems: SemsSimulator, tmp_path: Path) -> None:
     (tmp_path / "junk.hex").write_text("# nothing here\n")
     proc = gridtap("simulate", "goodwe", "--connect", connect(sems), "--replay", str(tmp_path))
     assert proc.returncode == 2
-    assert one_line(proc) == f"gridtap: no POSTGW frames in {tmp_path}/*.hex"
+    assert one_error_line(proc) == f"gridtap: no POSTGW frames in {tmp_path}/*.hex"
     proc = gridtap("simulate", "goodwe", "--connect", connect(sems), "--replay", str(tmp_path / "absent"))
     assert proc.returncode == 2
-    assert "not a directory" in one_line(proc)
+    assert "not a directory" in one_error_line(proc)
 
 
 # --- 5: port and packet-type ranges -------------------------------------------------------------
@@ -197,7 +191,7 @@ def test_edge_values_are_accepted() -> None:
 def test_out_of_range_flags_exit_2(flags: list[str], key: str) -> None:
     proc = gridtap("run", "goodwe", "--listen-host", "127.0.0.1", "--once", "--wait", "1s", *flags)
     assert proc.returncode == 2
-    line = one_line(proc)
+    line = one_error_line(proc)
     assert line.startswith("gridtap: config error: goodwe/goodwe.") and key in line, line
 
 
@@ -234,5 +228,5 @@ def test_serve_with_two_proxies_says_which_one_cannot_listen(busy_port: int, tmp
                    f"  - plugin: goodwe\n    name: roof\n    listen_host: 127.0.0.1\n    listen_port: {busy_port}\n")
     proc = gridtap("serve", "--config", str(cfg), "--log-level", "error")
     assert proc.returncode == 2
-    assert one_line(proc) == (f"gridtap: config error: goodwe/roof.listen_port: cannot listen on "
+    assert one_error_line(proc) == (f"gridtap: config error: goodwe/roof.listen_port: cannot listen on "
                               f"127.0.0.1:{busy_port}: Address already in use")

@@ -19,6 +19,7 @@ from gridtap.errors import ConfigError, DeviceError, InputError
 from gridtap_plugins.intergas.plugin import IntergasConfig, IntergasPlugin
 from gridtap_plugins.intergas.simulator import IntergasSimulator
 from gridtap_plugins.intergas.transport import Lan2rfClient
+from tests.integration.servers import one_error_line
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -28,20 +29,13 @@ def gridtap(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
                           stdin=subprocess.DEVNULL, cwd=cwd)
 
 
-def one_line(proc: subprocess.CompletedProcess[str]) -> str:
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("gridtap: "), proc.stderr
-    assert "Traceback" not in proc.stderr
-    return lines[0]
-
-
 # ------------------------------------------------------------------ simulate --pty
 def test_pty_refuses_a_regular_file(tmp_path: Path) -> None:
     notes = tmp_path / "notes.txt"
     notes.write_text("my notes\n")
     proc = gridtap("simulate", "intergas", "--pty", str(notes))
     assert proc.returncode == 2
-    assert "not a symlink" in one_line(proc)
+    assert "not a symlink" in one_error_line(proc)
     assert notes.read_text() == "my notes\n"
     with pytest.raises(ConfigError, match="not a symlink"):
         IntergasSimulator(pty=str(notes)).start()
@@ -55,7 +49,7 @@ def test_pty_refuses_the_live_link_of_another_simulator(tmp_path: Path) -> None:
         ours = os.readlink(link)
         proc = gridtap("simulate", "intergas", "--pty", str(link))
         assert proc.returncode == 2
-        assert "another simulator" in one_line(proc)
+        assert "another simulator" in one_error_line(proc)
         assert os.readlink(link) == ours  # still the first simulator's pty, and still there
     finally:
         first.stop()
@@ -99,7 +93,7 @@ def test_simulate_mistakes_are_one_line_exit_2(tmp_path: Path, argv: list[str], 
     argv = [{"EMPTY": str(tmp_path / "empty"), "FILE": str(tmp_path / "S_one.hex")}.get(a, a) for a in argv]
     proc = gridtap("simulate", "intergas", *argv)
     assert proc.returncode == 2
-    line = one_line(proc)
+    line = one_error_line(proc)
     assert expected in line
     assert "pw" not in line.replace("PASSWORD", "")  # the --auth value is never echoed
 
@@ -138,7 +132,7 @@ def test_empty_port_in_yaml_is_a_config_error_at_start_up() -> None:
 def test_bad_port_flag_is_one_line_exit_2() -> None:
     proc = gridtap("run", "intergas", "--port", "socket://127.0.0.1", "--once")
     assert proc.returncode == 2
-    assert one_line(proc) == ("gridtap: config error: intergas.port: expected socket://HOST:PORT with a port "
+    assert one_error_line(proc) == ("gridtap: config error: intergas.port: expected socket://HOST:PORT with a port "
                               "1-65535, got 'socket://127.0.0.1'")
 
 
