@@ -319,13 +319,17 @@ class GoodweState:
             labels = dict(samples[0].labels)
             key = (serial, labels["device"])
             old = self.devices.get(key)
-            if old is not None and (ptype & 0xFF) not in (0x04, 0x45):
+            live = (ptype & 0xFF) in (0x04, 0x45)
+            if old is not None and not live:
                 # Merge: info uploads carry a few values (e_total) but not the live ones.
                 merged = {(m.name, m.labels): m for m in old.metrics}
                 merged.update({(m.name, m.labels): m for m in samples})
                 samples = list(merged.values())
             self.devices[key] = DeviceSnapshot(serial, labels["device"], labels["model"], samples, now)
-            self.last_data = now
+            if live:
+                # Only a data upload makes the proxy "up": a device's info upload comes first,
+                # and a collection between the two (`run --once`) would carry no live values.
+                self.last_data = now
 
     def error(self, direction: str, reason: str) -> None:
         with self._lock:

@@ -20,6 +20,7 @@ import pytest
 from test_goodwe_proxy import make_plugin, values, wait_for
 
 from gridtap import _native
+from gridtap.errors import DeviceError
 from gridtap_plugins.goodwe import encoder, reference, simulator
 from gridtap_plugins.goodwe.proxy import ProxyOptions
 from gridtap_plugins.goodwe.simulator import DeviceSimulator
@@ -127,7 +128,10 @@ def test_inbound_partial_frame_dropped_after_read_deadline() -> None:
         wait_for(lambda: device.frames_sent == 2 and bytes(up.received) == bytes(device.sent))
         assert [k for k, _ in device.received_units] == ["frame", "frame", "keepalive"]
 
-        samples = plugin.collect()
+        # The proxy's counters; collect() would say "no data yet", as only an info upload came.
+        with pytest.raises(DeviceError, match="no device has sent data yet"):
+            plugin.collect()
+        samples = plugin.state.metrics()
         assert values(samples, "goodwe_inbound_dropped_total", reason="length") == [1]
         assert sum(values(samples, "goodwe_inbound_dropped_total")) == 1  # not also junk/checksum
         assert values(samples, "goodwe_decode_errors_total", direction="inbound") == []
