@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         "rust": lambda: lineproto.encode(batches),
         "point": lambda: encode_with_points(batches),
         "reference": lambda: lineproto_ref.encode(batches),
-    }, rounds=5 if args.quick else 20)
+    }, rounds=10 if args.quick else 20)
     rust, point, ref = times["rust"], times["point"], times["reference"]
 
     us = 1e6 / n
