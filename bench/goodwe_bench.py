@@ -16,6 +16,9 @@ import asyncio
 import datetime as dt
 import statistics
 import time
+from collections.abc import Callable
+
+from timing import fastest_runs
 
 from gridtap import _native
 from gridtap_plugins.goodwe import encoder, reference, simulator
@@ -30,20 +33,23 @@ def sample_frames() -> list[bytes]:
             for kind in ("meter", "inverter", "et")]
 
 
-def per_frame_us(fn, frames: list[bytes], rounds: int) -> float:
-    start = time.perf_counter()
-    for _ in range(rounds):
-        for f in frames:
-            fn(f, "outbound")
-    return (time.perf_counter() - start) / (rounds * len(frames)) * 1e6
-
-
 def bench_decode(quick: bool) -> float:
     frames = sample_frames()
     for f in frames:  # same answer first
         assert _native.goodwe_decode_frame(f, "outbound") == reference.decode_frame(f, "outbound")
-    native = per_frame_us(_native.goodwe_decode_frame, frames, 300 if quick else 3000)
-    ref = per_frame_us(reference.decode_frame, frames, 3 if quick else 20)
+    loops = {"native": 100, "reference": 1}  # ~10 ms a run each
+
+    def frames_run(decode: Callable[[bytes, str], object], times: int) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(times):
+                for f in frames:
+                    decode(f, "outbound")
+        return run
+
+    best = fastest_runs({"native": frames_run(_native.goodwe_decode_frame, loops["native"]),
+                         "reference": frames_run(reference.decode_frame, loops["reference"])},
+                        rounds=5 if quick else 30)
+    native, ref = (best[k] / (loops[k] * len(frames)) * 1e6 for k in ("native", "reference"))
     sizes = "/".join(str(len(f)) for f in frames)
     print(f"decode ({sizes}-byte meter/DNS/ET frames): rust {native:.1f} us/frame, "
           f"python reference {ref:.0f} us/frame, ratio {ref / native:.0f}x (goal >= 10x)")

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Callable
+
+from timing import fastest_runs
 
 from gridtap_plugins.intergas import reference
 from gridtap_plugins.intergas.decode import decode_block
@@ -31,24 +32,6 @@ def blocks() -> list[tuple[str, bytes]]:
     return [(kind, model.block(kind, now=12.5)) for kind in CYCLE]
 
 
-def per_cycle_us(decoders: dict[str, Callable[[str, bytes], object]], cycle: list[tuple[str, bytes]],
-                 n: int, rounds: int = 7) -> dict[str, float]:
-    """Best of ``rounds`` runs of ``n`` cycles each, in microseconds per cycle, per decoder.
-
-    The decoders take turns within each round, so a burst of load on this shared machine
-    slows all of them alike instead of skewing one side of the ratio.
-    """
-    best = dict.fromkeys(decoders, float("inf"))
-    for _ in range(rounds):
-        for name, decode in decoders.items():
-            start = time.perf_counter()
-            for _ in range(n):
-                for kind, data in cycle:
-                    decode(kind, data)
-            best[name] = min(best[name], time.perf_counter() - start)
-    return {name: t / n * 1e6 for name, t in best.items()}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few iterations (CI smoke)")
@@ -58,12 +41,19 @@ def main(argv: list[str] | None = None) -> int:
     cycle = blocks()
     for kind, data in cycle:  # same answers before we time anything
         assert decode_block(kind, data) == reference.decode_block(kind, data), kind
-    times = per_cycle_us({
-        "rust": decode_block,
-        "rust_read": lambda kind, data: decode_block(kind, data).to_dict(),
-        "python": reference.decode_block,
-    }, cycle, n)
-    rust, rust_read, python = times["rust"], times["rust_read"], times["python"]
+    def cycles(decode: Callable[[str, bytes], object]) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(n):
+                for kind, data in cycle:
+                    decode(kind, data)
+        return run
+
+    times = fastest_runs({
+        "rust": cycles(decode_block),
+        "rust_read": cycles(lambda kind, data: decode_block(kind, data).to_dict()),
+        "python": cycles(reference.decode_block),
+    }, rounds=7)
+    rust, rust_read, python = (times[k] / n * 1e6 for k in ("rust", "rust_read", "python"))
     print(f"intergas 5-block cycle, {n} cycles: rust {rust:.2f} us/cycle, rust + reading every value "
           f"{rust_read:.2f} us/cycle, python reference {python:.2f} us/cycle")
     print(f"  decode ratio {python / rust:.1f}x (goal >= 10x); decode + read every value {python / rust_read:.1f}x")

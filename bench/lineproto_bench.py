@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections.abc import Callable
+
+from timing import fastest_runs
 
 from gridtap.model import Batch, Kind, MetricDef
 from gridtap.outputs import lineproto, lineproto_ref
@@ -82,21 +82,6 @@ def encode_with_points(batches: list[Batch]) -> bytes:
     return ("\n".join(out) + "\n").encode()
 
 
-def best_times(encoders: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    """The fastest of ``rounds`` runs of each encoder, in seconds.
-
-    The encoders take turns within each round, so a burst of load on a shared machine slows
-    every side alike instead of skewing the ratio; the minimum is the run least disturbed.
-    """
-    best = dict.fromkeys(encoders, float("inf"))
-    for _ in range(rounds):
-        for name, encode in encoders.items():
-            t0 = time.perf_counter()
-            encode()
-            best[name] = min(best[name], time.perf_counter() - t0)
-    return best
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="few rounds (smoke run)")
@@ -114,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         print("Point produced a different number of lines", file=sys.stderr)
         return 1
 
-    times = best_times({
+    times = fastest_runs({
         "rust": lambda: lineproto.encode(batches),
         "point": lambda: encode_with_points(batches),
         "reference": lambda: lineproto_ref.encode(batches),
