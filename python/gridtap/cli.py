@@ -238,7 +238,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = devices.device_spec(cls, raw, where=where, default_interval=float(common.interval) if args.config else None,
                                flags=flags)
     # An interval the user chose beats collectd's COLLECTD_INTERVAL, as flags beat the environment.
-    args.interval_explicit = bool(args.interval) or "interval" in raw or "interval" in loaded
+    interval_explicit = bool(args.interval) or "interval" in raw or "interval" in loaded
     device = spec.create()
     collector = Collector(device, spec.interval)
     # A push output is set up (settings checked, broker connected) before the device is read,
@@ -248,11 +248,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         device.start()
         if args.once:
-            return _once(collector, args, delivery, stopper)
+            return _once(collector, args, delivery, stopper, interval_explicit)
         if args.output == "influx":
             return runtime.run_influx([collector], args.signal, stopper, args.uint)
         if args.output == "collectd":
-            return runtime.run_collectd([collector], spec.interval, stopper, args.interval_explicit)
+            return runtime.run_collectd([collector], spec.interval, stopper, interval_explicit)
         if delivery is not None:
             return runtime.run_push([collector], spec.interval, delivery, stopper)
         return runtime.serve_prometheus([collector], args.listen or common.listen, stopper)
@@ -273,7 +273,7 @@ def _delivery(args: argparse.Namespace, common: devices.Common, only: str | None
 
 
 def _once(collector: Collector, args: argparse.Namespace, delivery: sinks.Delivery | None,
-          stopper: runtime.Stopper) -> int:
+          stopper: runtime.Stopper, interval_explicit: bool) -> int:
     wait = _duration("--wait", args.wait) if args.wait else collector.plugin.once_wait
     # The outcome is said once, below; the scheduler's per-attempt warnings would repeat it.
     logging.getLogger("gridtap.schedule").setLevel(logging.ERROR)
@@ -290,7 +290,7 @@ def _once(collector: Collector, args: argparse.Namespace, delivery: sinks.Delive
     elif args.output == "collectd":
         from .outputs import collectd
 
-        host, interval = runtime.collectd_settings(collector.interval, args.interval_explicit)
+        host, interval = runtime.collectd_settings(collector.interval, interval_explicit)
         out.write(collectd.encode([batch], host, interval).encode())
     elif delivery is not None:
         for sink in delivery.sinks:
