@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from gridtap import _native
-from gridtap.config import Duration, setting
+from gridtap.config import Duration, check_port, setting
 from gridtap.errors import ConfigError, DeviceError, InputError
 from gridtap.model import Metric
 from gridtap.plugin import Plugin
@@ -65,12 +65,6 @@ def _parse_types(values: list[str], key: str = "goodwe.inbound_allow") -> frozen
     return frozenset(out)
 
 
-def _check_port(key: str, port: int, lowest: int) -> None:
-    """Ports are checked at start-up: asyncio would only fail at bind/dial time, with its own words."""
-    if not lowest <= port <= 65535:
-        raise ConfigError(key, f"port must be {lowest}-65535, got {port}")
-
-
 def _listen_failure(e: BaseException) -> str:
     """The OS's reason, without asyncio's "error while attempting to bind on address ..." wrapper."""
     if isinstance(e, socket.gaierror):
@@ -93,8 +87,8 @@ class GoodwePlugin(Plugin):
         # Keys name the device too: under `gridtap serve` several goodwe proxies may be configured.
         where = f"{self.name}/{device}"
         self.where = where
-        _check_port(f"{where}.listen_port", config.listen_port, 0)  # 0 = any free port (tests)
-        _check_port(f"{where}.upstream_port", config.upstream_port, 1)
+        check_port(f"{where}.listen_port", config.listen_port, lowest=0)  # 0 = any free port (tests)
+        check_port(f"{where}.upstream_port", config.upstream_port)
         self.state = GoodweState()
         self.options = ProxyOptions(
             listen_host=config.listen_host, listen_port=config.listen_port,

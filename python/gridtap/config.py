@@ -232,6 +232,13 @@ def env_layer(plugin: str, schema: type, environ: Mapping[str, str] | None = Non
     return out
 
 
+def check_port(key: str, port: int, lowest: int = 1) -> None:
+    """ConfigError naming ``key`` unless ``lowest <= port <= 65535`` (``lowest`` 0 where 0
+    means "any free port"). Checked at start-up: a socket call would fail later, in its own words."""
+    if not lowest <= port <= 65535:
+        raise ConfigError(key, f"port must be {lowest}-65535, got {port}")
+
+
 def check_http_url(key: str, url: str, example: str = "http://192.168.1.60") -> None:
     """ConfigError naming ``key`` unless ``url`` is an http(s) URL with a host and a port
     1-65535 (if any). A ``user:password@`` part is never echoed."""
@@ -245,8 +252,8 @@ def check_http_url(key: str, url: str, example: str = "http://192.168.1.60") -> 
         raise ConfigError(key, f"not a valid URL: {shown!r}") from None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise ConfigError(key, f"expected an http:// or https:// URL with a host ({example}), got {shown!r}")
-    if port is not None and not 1 <= port <= 65535:
-        raise ConfigError(key, f"port must be 1-65535, got {port}")
+    if port is not None:
+        check_port(key, port)
 
 
 class _DuplicateKey(yaml.YAMLError):

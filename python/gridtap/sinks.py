@@ -56,11 +56,6 @@ def _settings(schema: type, name: str, raw: Mapping[str, Any] | None, flags: Map
     return settings
 
 
-def _check_port(key: str, port: int | None) -> None:
-    if port is not None and not 1 <= port <= 65535:
-        raise ConfigError(key, f"port must be 1-65535, got {port}")
-
-
 def pushgateway_settings(raw: Mapping[str, Any] | None, url_flag: str | None) -> PushgatewaySettings:
     """The ``pushgateway:`` section (or ``--pushgateway URL``), checked before anything is pushed."""
     settings = _settings(PushgatewaySettings, "pushgateway", raw, {"url": url_flag} if url_flag else {})
@@ -84,7 +79,7 @@ def mqtt_settings(raw: Mapping[str, Any] | None, host_flag: str | None) -> MqttS
     settings = _settings(MqttSettings, "mqtt", raw, flags)
     if not settings.host.strip() or "://" in settings.host or "/" in settings.host:
         raise ConfigError("config.mqtt.host", f"expected a host name or address, got {settings.host!r}")
-    _check_port("config.mqtt.port", settings.port)
+    config.check_port("config.mqtt.port", settings.port)
     if settings.ca_file is not None:
         try:
             Path(settings.ca_file).read_bytes()
