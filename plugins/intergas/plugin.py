@@ -36,7 +36,7 @@ DEFAULT_COMMANDS = ["S?", "S2", "CRC", "HN", "V?"]
 _NETWORK_SCHEMES = ("socket", "rfc2217")
 
 
-def check_port(port: str) -> None:
+def check_port_setting(port: str) -> None:
     """ConfigError naming ``intergas.port`` unless ``port`` is a usable address.
 
     Checked at start-up so a typo is one config error (exit 2), not a device that is
@@ -103,7 +103,7 @@ class IntergasPlugin(Plugin):
         if not config.commands and config.port is not None:
             raise ConfigError("intergas.commands", "poll at least one block")
         if config.port is not None:
-            check_port(config.port)
+            check_port_setting(config.port)
         if config.gateway_url is not None:
             check_http_url("intergas.gateway_url", config.gateway_url)
         # The YAML/flag layer already refuses NaN and infinity; a config built in code does not
