@@ -155,14 +155,35 @@ def build_parser(classes: Sequence[type[plugin.Plugin]]) -> argparse.ArgumentPar
     demo.add_argument("--duration", metavar="DURATION", help="stop after this long (default: until Ctrl-C)")
     _common_options(demo)
 
-    sg = sub.add_parser("sgready", help="set or read the heat pump's SGReady state (needs the isg plugin)")
-    sg.add_argument("--version", action="version", version=f"gridtap {__version__}")
-    sg.add_argument("action", choices=["set", "get"], help="set or get")
-    sg.add_argument("state", nargs="?", help="1-4, with set")
+    _plugin_commands(sub, classes)
 
     plugins_cmd = sub.add_parser("plugins", help="list installed plugins")
     plugins_cmd.add_argument("--version", action="version", version=f"gridtap {__version__}")
     return top
+
+
+def _plugin_commands(sub: Any, classes: Sequence[type[plugin.Plugin]]) -> None:
+    """``gridtap <plugin> <command>`` and top-level commands that plugins declare."""
+    import importlib
+
+    for cls in classes:
+        nested = {n: c for n, c in cls.commands.items() if not c.top_level}
+        for name, command in cls.commands.items():
+            if command.top_level:
+                p = sub.add_parser(name, help=command.help, description=command.help)
+                _common_options(p)
+                p.set_defaults(plugin_command=(cls.name, command.module))
+                importlib.import_module(command.module).add_arguments(p)
+        if nested:
+            group = sub.add_parser(cls.name, help=f"{cls.name} tools: {', '.join(nested)}",
+                                   description=f"{cls.description}: tools")
+            group.add_argument("--version", action="version", version=f"gridtap {__version__}")
+            inner = group.add_subparsers(dest="tool", metavar="TOOL", required=True, parser_class=_Parser)
+            for name, command in nested.items():
+                p = inner.add_parser(name, help=command.help, description=command.help)
+                _common_options(p)
+                p.set_defaults(plugin_command=(cls.name, command.module))
+                importlib.import_module(command.module).add_arguments(p)
 
 
 # --- helpers --------------------------------------------------------------------------
@@ -215,30 +236,19 @@ def _read_capture(path: str, mode: str) -> bytes:
 # --- commands -------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
     cls = plugin.load(args.plugin)
-    common = devices.Common()
-    raw: dict[str, Any] = {}
-    where = args.plugin
-    loaded: dict[str, Any] = {}
-    if args.config:
-        loaded = config.load_yaml(args.config)
-        common = devices.load_common(loaded)
-        found = devices.devices_from_file(common, only_plugin=args.plugin, only_name=args.name)
-        if not found:
-            raise ConfigError("devices", f"no {args.plugin} device{' named ' + args.name if args.name else ''} "
-                                         f"in {args.config}")
-        if len(found) > 1:
-            raise ConfigError("devices", f"{len(found)} {args.plugin} devices in {args.config}; pick one with --name")
-        where, _, raw = found[0]
-    if args.name:
-        raw["name"] = args.name
-    _setup_logs(args, common)
     flags = _flags(args)
     if args.interval:
         flags["interval"] = args.interval
-    spec = devices.device_spec(cls, raw, where=where, default_interval=float(common.interval) if args.config else None,
-                               flags=flags)
+    if args.name is not None and not args.name.strip():
+        raise ConfigError("--name", "must not be empty")
+    if not args.config:
+        _setup_logs(args)
+    found = devices.load_device(cls, config_path=args.config, name=args.name, flags=flags)
+    common, spec = found.common, found.spec
+    if args.config:
+        _setup_logs(args, common)
     # An interval the user chose beats collectd's COLLECTD_INTERVAL, as flags beat the environment.
-    interval_explicit = bool(args.interval) or "interval" in raw or "interval" in loaded
+    interval_explicit = bool(args.interval) or "interval" in found.raw or "interval" in found.loaded
     device = spec.create()
     collector = Collector(device, spec.interval)
     # A push output is set up (settings checked, broker connected) before the device is read,
@@ -255,7 +265,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             return runtime.run_collectd([collector], spec.interval, stopper, interval_explicit)
         if delivery is not None:
             return runtime.run_push([collector], spec.interval, delivery, stopper)
-        return runtime.serve_prometheus([collector], args.listen or common.listen, stopper)
+        listen = args.listen or ("listen" in found.loaded and common.listen) or cls.default_listen or common.listen
+        return runtime.serve_prometheus([collector], listen, stopper, webhook=common)
     finally:
         device.close()
         if delivery is not None:
@@ -370,18 +381,34 @@ def cmd_plugins(_args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sgready(_args: argparse.Namespace) -> int:
-    raise ConfigError("sgready", "needs the isg plugin, which this gridtap release does not include yet")
+def cmd_plugin_command(args: argparse.Namespace) -> int:
+    import importlib
+
+    _setup_logs(args)
+    _plugin, module = args.plugin_command
+    return int(importlib.import_module(module).run(args))
 
 
 COMMANDS = {"run": cmd_run, "serve": cmd_serve, "decode": cmd_decode, "simulate": cmd_simulate,
-            "demo": cmd_demo, "plugins": cmd_plugins, "sgready": cmd_sgready}
+            "demo": cmd_demo, "plugins": cmd_plugins}
+
+
+def _rewrite_argv(argv: list[str], classes: Sequence[type[plugin.Plugin]]) -> list[str]:
+    """Let a plugin translate the replaced exporter's spellings (``run powerwall --config.file X``)."""
+    if len(argv) >= 2 and argv[0] == "run":
+        for cls in classes:
+            if cls.name == argv[1]:
+                return list(cls.rewrite_argv(list(argv)))
+    return argv
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser(_plugin_classes())
-    args = parser.parse_args(argv)
+    classes = _plugin_classes()
+    parser = build_parser(classes)
+    args = parser.parse_args(_rewrite_argv(list(sys.argv[1:] if argv is None else argv), classes))
     try:
+        if getattr(args, "plugin_command", None):
+            return cmd_plugin_command(args)
         return COMMANDS[args.command](args)
     except GridtapError as e:
         print(f"gridtap: {logs.redact(str(e))}", file=sys.stderr)

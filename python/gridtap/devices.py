@@ -29,6 +29,15 @@ class Common:
     devices: list[Any] = config.setting([], help="the devices, each a mapping with plugin, name and settings")
     pushgateway: Any = config.setting(None, help="push every collection to a Pushgateway (url, job, ...)")
     mqtt: Any = config.setting(None, help="publish every collection over MQTT with HA discovery (host, ...)")
+    webhook_token: Secret | None = config.setting(
+        None, help="bearer token that webhooks acting on a device demand (GRIDTAP_WEBHOOK_TOKEN)")
+    webhook_username: str | None = config.setting(None, help="basic-auth user for those webhooks")
+    webhook_password: Secret | None = config.setting(None, help="basic-auth password for those webhooks")
+
+    def webhook_auth(self) -> Any:
+        from .serve import Auth
+
+        return Auth(self.webhook_token, self.webhook_username, self.webhook_password)
 
 
 @dataclass
@@ -49,8 +58,19 @@ def _register_secrets(settings: Any) -> None:
             logs.register_secret(value.reveal())
 
 
-def load_common(raw: Mapping[str, Any]) -> Common:
-    return config.build(Common, "config", (raw, False))
+_COMMON_ENV = ("webhook_token", "webhook_username", "webhook_password")
+
+
+def load_common(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Common:
+    """The top level of a config file, plus the ``GRIDTAP_WEBHOOK_*`` variables (secrets are
+    better kept out of files and argv)."""
+    import os
+
+    environ = os.environ if env is None else env
+    from_env = {k: environ[f"GRIDTAP_{k.upper()}"] for k in _COMMON_ENV if f"GRIDTAP_{k.upper()}" in environ}
+    common = config.build(Common, "config", (raw, False), (from_env, True))
+    _register_secrets(common)
+    return common
 
 
 def device_spec(
@@ -84,6 +104,52 @@ def device_spec(
     settings = config.build(plugin_cls.config_schema, where, *layers)
     _register_secrets(settings)
     return DeviceSpec(plugin_cls, name, float(interval), settings)
+
+
+@dataclass
+class LoadedDevice:
+    """One device resolved from ``--config``, the environment and flags, with the file's common
+    settings (defaults when there is no file)."""
+
+    spec: DeviceSpec
+    common: Common
+    #: The device's own mapping in the file and the whole file, as loaded (adapted).
+    raw: dict[str, Any]
+    loaded: dict[str, Any]
+
+
+def load_device(
+    plugin_cls: type[plugin.Plugin],
+    *,
+    config_path: str | None = None,
+    name: str | None = None,
+    flags: Mapping[str, str] | None = None,
+) -> LoadedDevice:
+    """The one ``plugin_cls`` device a command works on: from ``config_path`` (picked by
+    ``name`` when the file has several), then ``GRIDTAP_<PLUGIN>_<KEY>``, then ``flags``
+    (which may hold ``interval``). Used by ``gridtap run`` and by plugin commands
+    (``gridtap sgready``, ``gridtap powerwall fetchcert``) so they read a device the same way."""
+    common = load_common({})
+    raw: dict[str, Any] = {}
+    where = plugin_cls.name
+    loaded: dict[str, Any] = {}
+    if config_path:
+        loaded = plugin_cls.adapt_config(config.load_yaml(config_path), config_path)
+        common = load_common(loaded)
+        found = devices_from_file(common, only_plugin=plugin_cls.name, only_name=name)
+        if not found:
+            raise ConfigError("devices", f"no {plugin_cls.name} device{' named ' + name if name else ''} "
+                                         f"in {config_path}")
+        if len(found) > 1:
+            raise ConfigError("devices", f"{len(found)} {plugin_cls.name} devices in {config_path}; "
+                                         "pick one with --name")
+        where, _, raw = found[0]
+        raw = dict(raw)
+    if name is not None:
+        raw["name"] = name
+    spec = device_spec(plugin_cls, raw, where=where,
+                       default_interval=float(common.interval) if config_path else None, flags=flags)
+    return LoadedDevice(spec, common, raw, loaded)
 
 
 def devices_from_file(

@@ -24,6 +24,14 @@ class DeviceError(GridtapError):
     """The device could not be read this time (unreachable, timeout, bad reply)."""
 
 
+class Waiting(DeviceError):
+    """Nothing to report yet, and that is normal: a device that pushes on its own schedule has
+    not sent its first reading since we started. Not "down": no ``<plugin>_up`` sample is
+    published (so a "device down" alert does not fire on every restart), diagnostics are, and
+    it is logged once at info level. The plugin decides how long waiting may last (then it
+    raises a plain :class:`DeviceError`)."""
+
+
 class InputError(GridtapError):
     """A file or capture given on the command line cannot be used. Exits 2."""
 

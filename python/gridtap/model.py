@@ -10,7 +10,7 @@ produces :class:`Metric` samples from it, so help text and type never drift betw
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
@@ -24,6 +24,90 @@ UNITS = (
     "watts", "joules", "volts", "amperes", "hertz", "celsius", "seconds", "ratio",
     "pascals", "bytes", "cubic_meters", "cubic_meters_per_second", "volt_amperes", "",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Display:
+    """How a person reads a metric: Home Assistant entities (and dashboards) use this; Prometheus,
+    line protocol and collectd never do, so it can never rename a series.
+
+    * ``name``: a human name ("Flow temperature"). ``{label}`` placeholders are filled from the
+      sample's labels, through ``words`` where a label value has a human word.
+    * ``unit``: the unit a person reads ("bar", "rpm", "µA", "h", "kWh", "%", "L/min"); the
+      framework converts from the metric's base unit (see ``gridtap.outputs.ha``).
+    * ``precision``: digits after the decimal point worth showing, in ``unit``.
+    * ``binary``: a 0/1 metric shown as on/off; the value is the HA binary-sensor device class
+      ("problem", "running", "power", "heat", "battery_charging", ...) or "" for none.
+    * ``diagnostic``: internals and health (HA ``entity_category: diagnostic``).
+    * ``enabled``: False for entities few people want (they exist, disabled by default).
+    * ``hidden``: not an entity at all (raw registers, duplicates of another entity).
+    * ``device_class`` / ``state_class``: override what the unit and kind imply, e.g.
+      ``state_class="total_increasing"`` for a "today" energy gauge that drops at midnight.
+    """
+
+    name: str | None = None
+    unit: str | None = None
+    precision: int | None = None
+    binary: str | None = None
+    diagnostic: bool = False
+    enabled: bool = True
+    hidden: bool = False
+    device_class: str | None = None
+    state_class: str | None = None
+    words: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    def for_labels(self, _labels: Mapping[str, str]) -> Display:
+        return self
+
+    def title(self, labels: Mapping[str, str]) -> str | None:
+        """``name`` with ``{label}`` filled in (human words where known); None without a name."""
+        if self.name is None:
+            return None
+
+        def word(m: re.Match[str]) -> str:
+            key = m.group(1)
+            value = labels.get(key, "")
+            return self.words.get(key, {}).get(value, value.replace("_", " "))
+
+        text = re.sub(r"\{(\w+)\}", word, self.name).strip()
+        return text[:1].upper() + text[1:]
+
+    def __hash__(self) -> int:  # ``words`` is a dict; identity is enough for a declaration
+        return id(self)
+
+
+@dataclass(frozen=True, slots=True)
+class DisplayByLabel:
+    """Different :class:`Display` per value of one label (flags named by a ``name`` label, say).
+
+    ``DisplayByLabel("name", {"burner_on": Display(name="Burner", binary="heat")}, default=...)``.
+    """
+
+    label: str
+    choices: Mapping[str, Display]
+    default: Display = field(default_factory=Display)
+
+    def for_labels(self, labels: Mapping[str, str]) -> Display:
+        return self.choices.get(labels.get(self.label, ""), self.default)
+
+    def __hash__(self) -> int:
+        return id(self)
+
+
+DisplayHint = Display | DisplayByLabel | Callable[[Mapping[str, str]], Display]
+
+
+def display_of(definition: MetricDef, labels: Mapping[str, str]) -> Display:
+    """The :class:`Display` of one sample (a plain default when the plugin declared none)."""
+    hint = definition.display
+    if hint is None:
+        return _NO_DISPLAY
+    if isinstance(hint, Display | DisplayByLabel):
+        return hint.for_labels(labels)
+    return hint(labels)
+
+
+_NO_DISPLAY = Display()
 
 
 class Kind(StrEnum):
@@ -49,6 +133,8 @@ class MetricDef:
     integer: bool = False
     states: tuple[str, ...] = ()
     label_names: tuple[str, ...] = ()
+    #: How a person reads it (Home Assistant); see :class:`Display`. Never changes a series.
+    display: DisplayHint | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not NAME_RE.match(self.name):
@@ -132,6 +218,10 @@ class Batch:
     timestamp_ns: int
     metrics: list[Metric] = field(default_factory=list)
     ok: bool = True
+    #: Why the collection failed (or what it is waiting for); "" when it succeeded.
+    error: str = ""
+    #: Labels that tell physical devices apart within this batch (``Plugin.subdevice_labels``).
+    subdevice_labels: tuple[str, ...] = ()
 
     def extend(self, metrics: Iterable[Metric]) -> None:
         self.metrics.extend(metrics)

@@ -9,15 +9,33 @@ from __future__ import annotations
 
 import argparse
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import ConfigError
 from .model import Metric, MetricDef
 
+if TYPE_CHECKING:
+    from .routes import Route
+
 ENTRY_POINT_GROUP = "gridtap.plugins"
+
+
+@dataclass(frozen=True)
+class Command:
+    """A plugin's own subcommand: ``gridtap <plugin> <name>`` (``gridtap <name>`` with ``top_level``).
+
+    ``module`` is imported only when the command is used (or its ``--help`` is built); it
+    defines ``add_arguments(parser)`` and ``run(args) -> int`` (the exit code). Errors are
+    :class:`gridtap.errors.GridtapError` subclasses, printed as one line by the CLI.
+    """
+
+    help: str
+    module: str
+    top_level: bool = False
 
 
 class Plugin(ABC):
@@ -40,10 +58,54 @@ class Plugin(ABC):
     #: How long ``run --once`` keeps trying for a first good collection. Polled devices
     #: answer at once (0); devices that push on their own schedule need to be waited for.
     once_wait: ClassVar[float] = 0.0
+    #: ``HOST:PORT`` of ``/metrics`` for ``run <plugin> --output prometheus`` when neither
+    #: ``--listen`` nor the config file says (the port of the exporter this plugin replaces).
+    default_listen: ClassVar[str | None] = None
+    #: Subcommands of this plugin (``gridtap powerwall fetchcert``); see :class:`Command`.
+    commands: ClassVar[Mapping[str, Command]] = {}
+    #: Labels that tell physical devices apart inside one configured device (a proxy that
+    #: sees a meter and an inverter; a cloud account with several inverters). Outputs that
+    #: keep one group per device (Pushgateway) keep one per value of these too.
+    subdevice_labels: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any, device: str) -> None:
         self.config = config
         self.device = device
+        self._updated: Callable[[], None] = _nothing
+
+    # --- readings the device pushes ------------------------------------------------------
+    def set_update_callback(self, callback: Callable[[], None]) -> None:
+        """Framework side: what :meth:`updated` calls (a collection now, outputs at once)."""
+        self._updated = callback
+
+    def updated(self) -> None:
+        """Plugin side: call it (from any thread) when a new reading has arrived, so the outputs
+        get it now instead of at the next interval. Polled plugins never need it."""
+        self._updated()
+
+    def diagnostics(self) -> list[Metric]:
+        """Samples about gridtap's side of the device (counters of a proxy, API error counts,
+        rate-limit state) that stay published while the device is down or not heard from yet;
+        :meth:`collect` must not return them too. Called after every collection."""
+        return []
+
+    def routes(self) -> Sequence[Route]:
+        """HTTP routes this device adds to the ``/metrics`` listener (see :mod:`gridtap.routes`)."""
+        return ()
+
+    # --- configuration written for the exporter this plugin replaces ----------------------
+    @classmethod
+    def rewrite_argv(cls, argv: list[str]) -> list[str]:
+        """``run <plugin> ...`` arguments as the replaced exporter spelt them (``--config.file``),
+        rewritten to gridtap's. Called with the whole argument list; default: unchanged."""
+        return argv
+
+    @classmethod
+    def adapt_config(cls, loaded: dict[str, Any], path: str) -> dict[str, Any]:
+        """A config file in the replaced exporter's own format, turned into gridtap's (a
+        ``devices:`` list); a gridtap file comes back unchanged. Raise ConfigError for keys
+        that fit neither."""
+        return loaded
 
     def start(self) -> None:  # noqa: B027 - optional hook
         """Begin background work (a listening proxy, say). Polled devices need nothing."""
@@ -59,6 +121,10 @@ class Plugin(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release ports, sockets and threads."""
+
+    def status(self) -> dict[str, Any]:
+        """Extra facts for ``/status`` (firmware, rate-limit windows...). Never secrets."""
+        return {}
 
     # --- `gridtap decode PLUGIN FILE` -------------------------------------------------
     @classmethod
@@ -90,6 +156,10 @@ class Plugin(ABC):
         device settings (as a config mapping); None when the plugin has no demo.
         """
         return None
+
+
+def _nothing() -> None:
+    pass
 
 
 def names() -> list[str]:

@@ -21,8 +21,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO
 
-from prometheus_client import start_http_server
-
 from .config import Duration
 from .errors import ConfigError
 from .model import Batch
@@ -156,18 +154,28 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-def open_metrics_server(listen: str, collectors: Sequence[Collector]) -> Any:
+def open_metrics_server(listen: str, collectors: Sequence[Collector], auth: Any = None) -> Any:
     """Bind ``/metrics`` now (so a bad or busy address is reported before anything starts);
-    each scrape serves the latest batch of whatever is in ``collectors`` at that moment."""
+    each scrape serves the latest batch of whatever is in ``collectors`` at that moment, and
+    the devices' routes (webhooks) are served beside it (see :mod:`gridtap.serve`)."""
+    from . import serve
+
     host, port = parse_listen(listen)
+    auth = auth if auth is not None else serve.Auth()
 
     def snapshot() -> list[Batch]:
         return [b for b in (c.snapshot() for c in collectors) if b is not None]
 
-    try:
-        server, _thread = start_http_server(port, host, registry=prometheus.registry_for(snapshot))
-    except OSError as e:
-        raise ConfigError("listen", f"cannot listen on {listen}: {e.strerror}") from None
+    def exposition(openmetrics: bool) -> bytes:
+        return prometheus.encode(snapshot(), openmetrics=openmetrics, build_info=True)
+
+    def status() -> dict[str, Any]:
+        return serve.status_document([(c.snapshot(), c.plugin.status()) for c in collectors])
+
+    def routes() -> list[Any]:
+        return [r for c in collectors for r in c.plugin.routes()]
+
+    server = serve.open_server(host, port, exposition, status, routes, auth, listen)
     bound_host, bound_port = server.server_address[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     log.info("serving /metrics on http://%s:%d/metrics", shown, bound_port)
@@ -176,12 +184,20 @@ def open_metrics_server(listen: str, collectors: Sequence[Collector]) -> Any:
 
 def serve_prometheus(
     collectors: Sequence[Collector], listen: str, stopper: Stopper, on_cycle: Callable[[], None] | None = None,
-    server: Any = None,
+    server: Any = None, webhook: Any = None,
 ) -> int:
     """Collect in the background and serve ``/metrics`` until stopped (``server``: one made
-    earlier by :func:`open_metrics_server`)."""
+    earlier by :func:`open_metrics_server`; ``webhook``: the settings holding the credentials
+    that routes acting on a device demand)."""
+    from . import serve
+
+    auth = webhook.webhook_auth() if webhook is not None else serve.Auth()
+    host, _port = parse_listen(listen)
+    serve.check_route_auth(host, [r for c in collectors for r in c.plugin.routes()], auth, listen)
     if server is None:
-        server = open_metrics_server(listen, collectors)
+        server = open_metrics_server(listen, collectors, auth)
+    else:
+        server.auth = auth
     for c in collectors:
         c.start()
     try:

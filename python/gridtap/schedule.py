@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import DeviceError
+from .errors import DeviceError, Waiting
 from .health import health_defs
 from .model import Batch
 from .plugin import Plugin
@@ -25,10 +26,20 @@ class DeviceState:
     ok: bool | None = None
     error: str = ""
     last_success_ns: int | None = None
+    waiting: bool = False
 
 
 class Collector:
-    """Collects one device and keeps its latest batch."""
+    """Collects one device and keeps its latest batch.
+
+    In the background (:meth:`start`) it collects every ``interval`` and also at once when the
+    plugin says a new reading arrived (:meth:`Plugin.updated`), so pushed readings reach the
+    outputs without waiting for the next tick. Every new batch goes to each :meth:`subscribe`-d
+    callback, on the collector's thread.
+    """
+
+    #: Pushed readings closer together than this are collected once (a burst of uploads).
+    min_push_gap = 0.02
 
     def __init__(self, plugin: Plugin, interval: float) -> None:
         self.plugin = plugin
@@ -36,50 +47,81 @@ class Collector:
         self.state = DeviceState()
         self.latest: Batch | None = None
         self._lock = threading.Lock()
+        self._collect_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._subscribers: list[Callable[[Batch], None]] = []
+        plugin.set_update_callback(self._wake.set)
 
     @property
     def name(self) -> str:
         return f"{self.plugin.name}/{self.plugin.device}"
 
+    def subscribe(self, callback: Callable[[Batch], None]) -> None:
+        """Call ``callback(batch)`` with every batch collected from now on."""
+        self._subscribers.append(callback)
+
     def collect_once(self) -> Batch:
-        """Collect now (blocking) and return the batch, health metrics included."""
+        """Collect now (blocking) and return the batch, health metrics and diagnostics included."""
+        with self._collect_lock:
+            batch = self._collect()
+        for callback in self._subscribers:
+            try:
+                callback(batch)
+            except Exception:  # an output's bug must not stop collection
+                log.warning("%s: delivering a batch failed", self.name, exc_info=True)
+        return batch
+
+    def _collect(self) -> Batch:
         started_ns = time.time_ns()
         t0 = time.monotonic()
         up, last_success, duration = health_defs(self.plugin.name)
+        waiting = False
         try:
             metrics = list(self.plugin.collect())
             ok, error = True, ""
+        except Waiting as e:
+            metrics, ok, error, waiting = [], False, str(e), True
         except DeviceError as e:
             metrics, ok, error = [], False, str(e)
         except Exception as e:  # a plugin bug must not kill the device's thread
             log.debug("%s: unexpected error", self.name, exc_info=True)
             metrics, ok, error = [], False, f"unexpected {type(e).__name__}: {e}"
         took = time.monotonic() - t0
-        self._note_state(ok, error)
+        self._note_state(ok, error, waiting)
         if ok:
             self.state.last_success_ns = started_ns
-        metrics.append(up(1 if ok else 0))
-        metrics.append(duration(took))
+        try:
+            metrics.extend(self.plugin.diagnostics())
+        except Exception as e:  # noqa: BLE001 - diagnostics are best effort
+            log.debug("%s: diagnostics failed: %s", self.name, e, exc_info=True)
+        if not waiting:
+            # Waiting for a device that pushes on its own schedule is not "down": no _up at all.
+            metrics.append(up(1 if ok else 0))
+            metrics.append(duration(took))
         if self.state.last_success_ns is not None:
             metrics.append(last_success(self.state.last_success_ns / 1e9))
-        batch = Batch(self.plugin.name, self.plugin.device, started_ns, metrics, ok)
+        batch = Batch(self.plugin.name, self.plugin.device, started_ns, metrics, ok, error,
+                      self.plugin.subdevice_labels)
         with self._lock:
             self.latest = batch
         return batch
 
-    def _note_state(self, ok: bool, error: str) -> None:
+    def _note_state(self, ok: bool, error: str, waiting: bool = False) -> None:
         previous = self.state.ok
         if ok and previous is not True:
-            if previous is False:
+            if previous is False and not self.state.waiting:
                 log.info("%s: device is back", self.name)
             else:
                 log.info("%s: first collection succeeded", self.name)
-        elif not ok and (previous is not False or error != self.state.error):
-            level = logging.WARNING if previous is not False else logging.DEBUG
+        elif waiting:
+            if not self.state.waiting or error != self.state.error:
+                log.info("%s: %s", self.name, error)
+        elif not ok and (previous is not False or self.state.waiting or error != self.state.error):
+            level = logging.WARNING if previous is not False or self.state.waiting else logging.DEBUG
             log.log(level, "%s: collection failed: %s", self.name, error)
-        self.state.ok, self.state.error = ok, error
+        self.state.ok, self.state.error, self.state.waiting = ok, error, waiting
 
     def snapshot(self) -> Batch | None:
         with self._lock:
@@ -87,19 +129,35 @@ class Collector:
 
     # --- background mode ------------------------------------------------------------
     def start(self) -> None:
+        if self._thread is not None:
+            return
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        next_due = time.monotonic()
         while not self._stop.is_set():
-            t0 = time.monotonic()
+            self._wake.clear()
             self.collect_once()
-            self._stop.wait(max(0.0, self.interval - (time.monotonic() - t0)))
+            now = time.monotonic()
+            if next_due <= now:  # a tick (not a pushed reading): keep the cadence, unless far behind
+                next_due += self.interval
+                if next_due <= now:
+                    next_due = now + self.interval
+            # Sleep until the next tick, or until the plugin reports a pushed reading.
+            while not self._stop.is_set():
+                if self._wake.wait(max(0.0, next_due - time.monotonic())):
+                    self._stop.wait(self.min_push_gap)  # let a burst of uploads settle into one collection
+                    break
+                if time.monotonic() >= next_due:
+                    break
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+            self._thread = None
 
 
 class FreshBatches:

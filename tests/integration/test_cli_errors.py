@@ -146,7 +146,7 @@ def test_demo_refuses_a_busy_listen_address_before_starting_simulators(tmp_path)
 
 @pytest.mark.parametrize("argv", [
     [], ["run"], ["run", "intergas"], ["run", "goodwe"], ["serve"], ["decode", "intergas"], ["decode", "goodwe"],
-    ["simulate", "intergas"], ["simulate", "goodwe"], ["demo"], ["sgready"], ["plugins"],
+    ["simulate", "intergas"], ["simulate", "goodwe"], ["demo"], ["plugins"],
 ])
 def test_help_and_version_everywhere(argv):
     proc = _run(*argv, "--help")

@@ -49,13 +49,15 @@ def _add(by_name: dict[str, PromFamily], metric: Metric, _ts: int) -> None:
 class SnapshotCollector(Collector):
     """Serves whatever ``snapshot()`` returns; no I/O happens during a scrape."""
 
-    def __init__(self, snapshot: Callable[[], list[Batch]]) -> None:
+    def __init__(self, snapshot: Callable[[], list[Batch]], build_info: bool = True) -> None:
         self._snapshot = snapshot
+        self._build_info = build_info
 
     def collect(self) -> Iterator[PromFamily]:
-        fam = PromFamily(BUILD_INFO.family, BUILD_INFO.help, "info")
-        fam.add_sample(BUILD_INFO.name, {"version": __version__}, 1.0)
-        yield fam
+        if self._build_info:
+            fam = PromFamily(BUILD_INFO.family, BUILD_INFO.help, "info")
+            fam.add_sample(BUILD_INFO.name, {"version": __version__}, 1.0)
+            yield fam
         yield from families(self._snapshot())
 
 
@@ -65,6 +67,13 @@ def registry_for(snapshot: Callable[[], list[Batch]]) -> CollectorRegistry:
     return registry
 
 
-def encode(batches: list[Batch]) -> bytes:
-    """Text exposition (format 0.0.4) of ``batches``, for ``--once`` and ``decode``."""
-    return generate_latest(registry_for(lambda: batches))
+def encode(batches: list[Batch], openmetrics: bool = False, build_info: bool = True) -> bytes:
+    """Text exposition (format 0.0.4), or OpenMetrics, of ``batches`` (with
+    ``gridtap_build_info`` unless ``build_info`` is False)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(lambda: batches, build_info))
+    if openmetrics:
+        from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+        return generate_openmetrics(registry)
+    return generate_latest(registry)
