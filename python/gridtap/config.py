@@ -9,6 +9,7 @@ every mistake is reported as one line naming the key.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import re
@@ -221,14 +222,34 @@ def build(schema: type, prefix: str, *layers: tuple[Mapping[str, Any], bool]) ->
     return schema(**values)
 
 
-def env_layer(plugin: str, schema: type, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``GRIDTAP_<PLUGIN>_<KEY>`` variables that name a key of ``schema``."""
+def env_layer(plugin: str, schema: type, environ: Mapping[str, str] | None = None,
+              aliases: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``GRIDTAP_<PLUGIN>_<KEY>`` variables that name a key of ``schema``.
+
+    ``aliases`` maps other variable names to keys (the replaced exporter's ``ISG_URL``, say),
+    so an existing environment file keeps working; ``GRIDTAP_*`` wins where both are set.
+    A ``GRIDTAP_<PLUGIN>_*`` variable that names no key is a ConfigError (with a suggestion):
+    a typo in an environment file must not be ignored while the same typo in YAML is refused.
+    """
     environ = os.environ if environ is None else environ
-    out = {}
-    for f in dataclasses.fields(schema):
-        var = f"GRIDTAP_{plugin.upper()}_{f.name.upper()}"
+    out: dict[str, str] = {}
+    names = [f.name for f in dataclasses.fields(schema)]
+    for var, key in (aliases or {}).items():
+        if key not in names:
+            raise ValueError(f"env alias {var} names no setting {key!r}")
         if var in environ:
-            out[f.name] = environ[var]
+            out[key] = environ[var]
+    prefix = f"GRIDTAP_{plugin.upper()}_"
+    for var, value in environ.items():
+        if not var.startswith(prefix):
+            continue
+        key = var[len(prefix):].lower()
+        if key in names:
+            out[key] = value
+        else:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean {prefix}{close[0].upper()}?)" if close else ""
+            raise ConfigError(var, f"unknown setting for {plugin}{hint}")
     return out
 
 

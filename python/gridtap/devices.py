@@ -98,7 +98,7 @@ def device_spec(
     except ValueError as e:
         raise ConfigError(f"{where}.interval", str(e)) from None
     layers: list[tuple[Mapping[str, Any], bool]] = [(raw, False)]
-    layers.append((config.env_layer(plugin_cls.name, plugin_cls.config_schema, env), True))
+    layers.append((config.env_layer(plugin_cls.name, plugin_cls.config_schema, env, plugin_cls.env_aliases), True))
     if flags:
         layers.append(({k: v for k, v in flags.items() if k != "interval" and v is not None}, True))
     settings = config.build(plugin_cls.config_schema, where, *layers)

@@ -67,6 +67,9 @@ class Plugin(ABC):
     #: sees a meter and an inverter; a cloud account with several inverters). Outputs that
     #: keep one group per device (Pushgateway) keep one per value of these too.
     subdevice_labels: ClassVar[tuple[str, ...]] = ()
+    #: Environment variables of the replaced exporter -> setting key (``{"ISG_URL": "url"}``);
+    #: ``GRIDTAP_<PLUGIN>_<KEY>`` still works and wins.
+    env_aliases: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, config: Any, device: str) -> None:
         self.config = config

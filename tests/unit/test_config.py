@@ -120,3 +120,35 @@ def test_yaml_duplicate_keys_and_non_utf8_are_config_errors(tmp_path):
     latin1.write_bytes("interval: 10s\nname: k\u00e9tel\n".encode("latin-1"))
     with pytest.raises(ConfigError, match=r"latin1.yaml: not UTF-8 text \(line 2\)"):
         config.load_yaml(latin1)
+
+
+def test_env_typo_is_refused_with_a_suggestion() -> None:
+    from dataclasses import dataclass
+
+    from gridtap import config
+    from gridtap.errors import ConfigError
+
+    @dataclass
+    class Schema:
+        port: str = config.setting("x")
+
+    with pytest.raises(ConfigError) as e:
+        config.env_layer("intergas", Schema, {"GRIDTAP_INTERGAS_PROT": "/dev/ttyUSB0"})
+    assert str(e.value) == ("config error: GRIDTAP_INTERGAS_PROT: unknown setting for intergas "
+                            "(did you mean GRIDTAP_INTERGAS_PORT?)")
+    assert config.env_layer("intergas", Schema, {"GRIDTAP_INTERGAS_PORT": "/dev/x", "OTHER": "1"}) == {"port": "/dev/x"}
+
+
+def test_env_aliases_of_the_replaced_exporter_and_gridtap_wins() -> None:
+    from dataclasses import dataclass
+
+    from gridtap import config
+
+    @dataclass
+    class Schema:
+        url: str = config.setting("")
+
+    env = {"ISG_URL": "http://old"}
+    assert config.env_layer("isg", Schema, env, {"ISG_URL": "url"}) == {"url": "http://old"}
+    env["GRIDTAP_ISG_URL"] = "http://new"
+    assert config.env_layer("isg", Schema, env, {"ISG_URL": "url"}) == {"url": "http://new"}
