@@ -105,9 +105,10 @@ STATUS_SENSORS = (
 FLAG_NAMES = FLAGS1 + FLAGS2
 PARAMETER_NAMES = PARAMETERS
 
-#: 0x7FFF / 100 = "not available"; int16 <= -5100 = unconnected NTC (spec §4).
+#: 0x7FFF / 100 = "not available"; an unconnected NTC reads 0xEC14 (-51.00) or 0xEC27 (-50.81)
+#: (spec §4), so everything at or below -50.81 is a missing sensor, not a temperature.
 NOT_AVAILABLE = 327.67
-UNCONNECTED = -51.0
+UNCONNECTED = -50.81
 
 
 @dataclass(frozen=True, slots=True)

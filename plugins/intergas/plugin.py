@@ -76,7 +76,7 @@ class IntergasConfig:
         list(DEFAULT_COMMANDS), help="blocks to poll each time, from S?, S2, CRC, HN, V?, REV",
     )
     drop_sentinels: bool = setting(
-        True, help="leave out 327.67 (absent) and <= -51 (unconnected) temperatures, and the pressure "
+        True, help="leave out 327.67 (absent) and <= -50.81 (unconnected) temperatures, and the pressure "
         "while the pressure-sensor flag is clear",
     )
 

@@ -198,3 +198,20 @@ def test_lan2rf_heaterlists(name: str, slots: list[str]) -> None:
     assert len(heaters) == 8
     assert [h for h in heaters if h] == slots
     assert session.urls == ["http://gw/heaterlist.json"]
+
+
+@pytest.mark.parametrize(("raw", "temperature"), [(0xEC14, -51.00), (0xEC27, -50.81)])
+def test_both_unconnected_sensor_readings_are_dropped(raw: int, temperature: float) -> None:
+    """Spec §4 names two readings of an unconnected NTC; -50.81 used to be published."""
+    from gridtap_plugins.intergas import encode, simulator
+
+    values = dict(simulator.BoilerModel(start=0.0).values("S?", now=0.0))
+    values["t6_buiten"] = temperature
+    block = encode.encode_block("S?", values)
+    assert block[10:12] == raw.to_bytes(2, "little")  # outside temperature, int16 LE / 100
+    d = decode_block("S?", block)
+    assert d["t6_buiten"] == temperature
+    sensors = {dict(s.labels)["sensor"] for s in m.status_metrics(d) if s.name == "intergas_temperature_celsius"}
+    assert "buiten" not in sensors and "flow" in sensors
+    kept = m.status_metrics(d, m.Options(drop_sentinels=False))
+    assert [s.value for s in kept if dict(s.labels).get("sensor") == "buiten"] == [temperature]
