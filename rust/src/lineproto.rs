@@ -422,6 +422,59 @@ fn field_value<'a>(value: &'a Bound<'_, PyAny>, integer: bool, uint: bool) -> Py
 struct DefInfo {
     field: Option<u32>,
     integer: bool,
+    /// Index into the call's state-set table for `Kind.STATESET` definitions.
+    stateset: Option<usize>,
+}
+
+/// A state set's tag key (the family name, as Prometheus names the label) and its states.
+struct StateSet {
+    family: String,
+    states: Vec<String>,
+}
+
+/// A state set becomes one line per state: the labels plus `<family>=<state>`, field 1i for
+/// the current state and 0i for the others. Telegraf's `outputs.prometheus_client` turns
+/// that into exactly the samples gridtap's own /metrics serves (it drops string fields, so
+/// a `state="heating"` field would be lost there). A value outside the declared states is
+/// written as one more state, as the exposition does.
+fn put_stateset(
+    enc: &mut BatchEncoder,
+    set: &StateSet,
+    field: u32,
+    value: &Bound<'_, PyAny>,
+    labels: &Bound<'_, PyAny>,
+    device: &str,
+) -> PyResult<()> {
+    let current = value.cast::<PyString>().map_err(|_| {
+        crate::errors::EncodeError::new_err(format!("state set {} needs a state name, not a number", set.family))
+    })?;
+    let current = current.to_str()?;
+    let tuple = labels.cast::<PyTuple>()?;
+    let mut items: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = Vec::with_capacity(tuple.len());
+    for pair in tuple.iter() {
+        let pair = pair.cast::<PyTuple>()?;
+        items.push((pair.get_item(0)?, pair.get_item(1)?));
+    }
+    let mut base: Vec<(&str, &str)> = Vec::with_capacity(items.len() + 2);
+    let mut has_device = false;
+    for (k, v) in &items {
+        let k = k.cast::<PyString>()?.to_str()?;
+        has_device |= k == "device";
+        base.push((k, v.cast::<PyString>()?.to_str()?));
+    }
+    if !has_device {
+        base.push(("device", device));
+    }
+    let extra = (!set.states.iter().any(|s| s == current)).then_some(current);
+    for state in set.states.iter().map(String::as_str).chain(extra) {
+        let mut tags = base.clone();
+        tags.retain(|(k, _)| *k != set.family);
+        tags.push((set.family.as_str(), state));
+        tags.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        let line = enc.line_for(&tags, None);
+        enc.put(line, field, &FieldValue::Int(i64::from(state == current)));
+    }
+    Ok(())
 }
 
 /// `encode(batches, uint=False) -> bytes`: line protocol for a sequence of
@@ -441,6 +494,7 @@ fn encode(py: Python<'_>, batches: &Bound<'_, PyAny>, uint: bool) -> PyResult<Ve
     // another object while this call runs (batches may come from a generator).
     let mut held_defs: Vec<Py<PyAny>> = Vec::new();
     let mut label_lines: FxMap<usize, usize> = FxMap::with_capacity_and_hasher(64, Default::default());
+    let mut statesets: Vec<StateSet> = Vec::new();
     for batch in batches.try_iter()? {
         let batch = batch?;
         let plugin: String = batch.getattr(intern!(py, "plugin"))?.extract()?;
@@ -482,15 +536,35 @@ fn encode(py: Python<'_>, batches: &Bound<'_, PyAny>, uint: bool) -> PyResult<Ve
                 None => {
                     let name_obj = def.getattr(intern!(py, "name"))?;
                     let name = name_obj.cast::<PyString>()?.to_str()?;
+                    // Duck-typed definitions without a kind are plain values.
+                    let kind = def.getattr_opt(intern!(py, "kind"))?;
+                    let is_stateset = match &kind {
+                        Some(k) => k.str()?.to_str()? == "stateset",
+                        None => false,
+                    };
+                    let stateset = if is_stateset {
+                        let states: Vec<String> = def.getattr(intern!(py, "states"))?.extract()?;
+                        let family = name.strip_suffix("_total").unwrap_or(name).to_string();
+                        statesets.push(StateSet { family, states });
+                        Some(statesets.len() - 1)
+                    } else {
+                        None
+                    };
                     let info = DefInfo {
                         field: enc.field_id(name),
                         integer: def.getattr(intern!(py, "integer"))?.extract()?,
+                        stateset,
                     };
                     defs.insert(def.as_ptr() as usize, info);
                     held_defs.push(def.to_owned().unbind());
                     info
                 }
             };
+            if let Some(set) = info.stateset {
+                let Some(field) = info.field else { continue };
+                put_stateset(enc, &statesets[set], field, &value, &labels, &device)?;
+                continue;
+            }
             let fv = field_value(&value, info.integer, uint)?;
             let Some(field) = info.field else { continue };
             if matches!(fv, FieldValue::Float(x) if !x.is_finite()) {

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from gridtap.model import Batch, Kind, MetricDef
+from gridtap.model import Batch, MetricDef
 
 from . import servers
 
@@ -45,9 +45,8 @@ N_FLOAT, N_INT, N_BOOL, N_STR = 30, 10, 5, 5
 FLOAT_DEFS = [MetricDef(f"{PLUGIN}_temperature_{i}_celsius", "a float", unit="celsius") for i in range(N_FLOAT)]
 INT_DEFS = [MetricDef(f"{PLUGIN}_code_{i}", "an integer", integer=True) for i in range(N_INT)]
 BOOL_DEFS = [MetricDef(f"{PLUGIN}_flag_{i}", "a boolean") for i in range(N_BOOL)]
-STR_DEFS = [
-    MetricDef(f"{PLUGIN}_state_{i}", "a state", kind=Kind.STATESET, states=("on", "off")) for i in range(N_STR)
-]
+# String fields (a state set is written as one 0/1 line per state instead: test_lineproto).
+STR_DEFS = [MetricDef(f"{PLUGIN}_text_{i}", "a text") for i in range(N_STR)]
 FLOATS = [0.0, -0.0, 1.5, -273.15, 1e-300, 5e-324, 1.7976931348623157e308, 0.1 + 0.2, 123456.789, -1e21]
 INTS = [0, 1, -1, 2**63 - 1, -(2**63), 42, 1_000_000_007, -99]
 STRINGS = ['plain', 'with "quotes"', "back\\slash", "ends with backslash\\", "ünïcödé ✓ 温度", "a,b=c d", ""]

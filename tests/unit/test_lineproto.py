@@ -35,8 +35,24 @@ def test_groups_one_line_per_label_set_with_device_tag():
     assert both([batch]).decode() == (
         "intergas,device=boiler,sensor=flow temperature_celsius=47.59,burner_starts_total=52436i 1700000000000000000\n"
         "intergas,device=boiler,sensor=return temperature_celsius=36.57 1700000000000000000\n"
-        'intergas,device=boiler display_state="standby" 1700000000000000000\n'
+        # A state set is one line per state, the state as a tag named like the family: what
+        # Telegraf's prometheus_client output turns into the samples of gridtap's /metrics.
+        "intergas,device=boiler,intergas_display_state=standby display_state=1i 1700000000000000000\n"
+        "intergas,device=boiler,intergas_display_state=tapwater display_state=0i 1700000000000000000\n"
     )
+
+
+def test_a_state_outside_the_declared_set_is_one_more_state():
+    batch = Batch("intergas", "boiler", 5, [STATE("fault")])
+    assert both([batch]).decode() == (
+        "intergas,device=boiler,intergas_display_state=standby display_state=0i 5\n"
+        "intergas,device=boiler,intergas_display_state=tapwater display_state=0i 5\n"
+        "intergas,device=boiler,intergas_display_state=fault display_state=1i 5\n"
+    )
+    with pytest.raises(lineproto.EncodeError):
+        lineproto.encode([Batch("intergas", "boiler", 5, [STATE(3)])])
+    with pytest.raises(lineproto_ref.EncodeError):
+        lineproto_ref.encode([Batch("intergas", "boiler", 5, [STATE(3)])])
 
 
 @pytest.mark.parametrize(("labels", "expected_tags"), [

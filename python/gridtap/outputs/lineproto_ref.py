@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from ..model import Batch
+from ..model import Batch, Kind
 
 _CONTROL = {"\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
 
@@ -74,21 +74,32 @@ def encode(batches: Iterable[Batch], uint: bool = False) -> bytes:
         prefix = batch.plugin + "_"
         lines: dict[str, dict[str, str]] = {}
         for metric in batch.metrics:
-            text = format_value(metric.value, metric.definition.integer, uint)
-            if text is None:
-                continue
-            name = metric.definition.name
+            d = metric.definition
+            name = d.name
+            if getattr(d, "kind", None) is Kind.STATESET:
+                # One line per state with the state as a tag (see rust/src/lineproto.rs put_stateset).
+                if not isinstance(metric.value, str):
+                    raise EncodeError(f"state set {d.family} needs a state name, not a number")
+                states = d.states if metric.value in d.states else (*d.states, metric.value)
+                cases = [({d.family: s}, "1i" if s == metric.value else "0i") for s in states]
+            else:
+                text = format_value(metric.value, d.integer, uint)
+                if text is None:
+                    continue
+                cases = [({}, text)]
             field = escape_key(name[len(prefix):] if name.startswith(prefix) else name)
             if not field:
                 continue
-            labels = dict(metric.labels)
-            labels.setdefault("device", batch.device)
-            series = measurement
-            for key in sorted(labels, key=lambda k: k.encode()):
-                ek, ev = escape_key(key), escape_key(labels[key])
-                if ek and ev:
-                    series += f",{ek}={ev}"
-            lines.setdefault(series, {})[field] = text
+            for extra, text in cases:
+                labels = dict(metric.labels)
+                labels.setdefault("device", batch.device)
+                labels.update(extra)
+                series = measurement
+                for key in sorted(labels, key=lambda k: k.encode()):
+                    ek, ev = escape_key(key), escape_key(labels[key])
+                    if ek and ev:
+                        series += f",{ek}={ev}"
+                lines.setdefault(series, {})[field] = text
         stamp = "" if batch.timestamp_ns is None else f" {batch.timestamp_ns}"
         for series, fields in lines.items():
             if fields:
