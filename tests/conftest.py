@@ -8,6 +8,9 @@ project never copies it.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,3 +32,21 @@ def fixture_path(*parts: str) -> Path:
 def read_hex(path: Path) -> bytes:
     """Bytes of a fixture ``.hex`` file (``#`` comments, hex pairs), via the product's reader."""
     return read_hex_file(path)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_state_dir() -> Iterator[Path]:
+    """Every state file gridtap writes (tokens, caches, the Pushgateway ledger) goes to a
+    temporary folder of this test session, never to the user's ~/.local/state; the
+    environment variable reaches every gridtap process the tests start, too."""
+    path = Path(tempfile.mkdtemp(prefix="gridtap-test-state-"))
+    old = os.environ.get("GRIDTAP_STATE_DIR")
+    os.environ["GRIDTAP_STATE_DIR"] = str(path)
+    try:
+        yield path
+    finally:
+        if old is None:
+            os.environ.pop("GRIDTAP_STATE_DIR", None)
+        else:
+            os.environ["GRIDTAP_STATE_DIR"] = old
+        shutil.rmtree(path, ignore_errors=True)

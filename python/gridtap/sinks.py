@@ -8,6 +8,7 @@ unreachable broker must not stop collection, nor the /metrics server.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,15 +100,25 @@ class Sink(Protocol):
 class PushgatewaySink:
     name = "pushgateway"
 
-    def __init__(self, settings: PushgatewaySettings) -> None:
+    def __init__(self, settings: PushgatewaySettings, ledger_path: Path | None = None) -> None:
+        from .outputs import pushgateway
+
         self.settings = settings
+        self.ledger = pushgateway.GroupLedger(settings.url, settings.job, ledger_path)
         self._pushed: list[Batch] = []
+
+    def _auth(self) -> dict[str, Any]:
+        s = self.settings
+        return {"timeout": float(s.timeout), "username": s.username, "password": s.password}
 
     def publish(self, batches: list[Batch]) -> None:
         from .outputs import pushgateway
 
         s = self.settings
-        pushgateway.push(batches, s.url, s.job, timeout=float(s.timeout), username=s.username, password=s.password)
+        pushed = pushgateway.push(batches, s.url, s.job, **self._auth())
+        gone = self.ledger.vanished(pushed)
+        if gone:  # physical devices that went stale: their groups go, as their series do on /metrics
+            pushgateway.delete_groups(gone, s.url, s.job, **self._auth())
         self._pushed = batches
 
     def close(self) -> None:
@@ -115,8 +126,9 @@ class PushgatewaySink:
             from .outputs import pushgateway
 
             s = self.settings
-            pushgateway.delete(self._pushed, s.url, s.job, timeout=float(s.timeout), username=s.username,
-                               password=s.password)
+            keys = [k for b in self._pushed for k in self.ledger.forget(b.plugin, b.device)]
+            pushgateway.delete_groups(keys, s.url, s.job, **self._auth())
+            pushgateway.delete(self._pushed, s.url, s.job, **self._auth())
 
 
 class MqttSink:
@@ -168,3 +180,48 @@ class Delivery:
                 sink.close()
             except GridtapError as e:
                 log.warning("%s: %s", sink.name, e)
+
+
+class DeliveryWorker:
+    """Hands batches to a :class:`Delivery` on its own thread, so a slow or unreachable sink
+    never holds up a collector (or another device). Only the newest batch of each device waits
+    in line: memory stays bounded and nothing stale is pushed after something fresher.
+
+    A batch submitted while the thread is idle is delivered at once (pushed readings reach the
+    Pushgateway and MQTT within milliseconds of their collection).
+    """
+
+    def __init__(self, delivery: Delivery) -> None:
+        self.delivery = delivery
+        self._pending: dict[tuple[str, str], Batch] = {}
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="delivery", daemon=True)
+        self._thread.start()
+
+    def submit(self, batch: Batch) -> None:
+        with self._cond:
+            self._pending[(batch.plugin, batch.device)] = batch
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closing:
+                    self._cond.wait()
+                if not self._pending and self._closing:
+                    return
+                batches = list(self._pending.values())
+                self._pending.clear()
+            try:
+                self.delivery.publish(batches)
+            except Exception:  # noqa: BLE001 - a sink bug must not end delivery for good
+                log.warning("delivery failed", exc_info=True)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Deliver what is pending (within ``timeout``), then close the sinks."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join(timeout)
+        self.delivery.close()

@@ -34,6 +34,19 @@ def test_run_once_pushes_to_the_gateway(boiler, gateway):  # noqa: F811
         in text
 
 
+def test_run_once_that_cannot_read_the_device_pushes_it_down(boiler, gateway):  # noqa: F811
+    """Issue 11: a failed --once pushed nothing, so the gateway kept the last values and up 1."""
+    args = ["run", "intergas", "--name", "dead", "--output", "pushgateway", "--pushgateway", gateway, "--once"]
+    assert servers.run_gridtap([*args, "--port", boiler]).returncode == 0
+    assert 'intergas_up{device="dead",instance="",job="gridtap",plugin="intergas"} 1' in \
+        servers.http_get(gateway + "/metrics")[2].decode()
+    proc = servers.run_gridtap([*args, "--port", f"socket://127.0.0.1:{servers.free_port()}", "--timeout", "0.3s"])
+    assert proc.returncode == 1, proc.stderr.decode()
+    text = servers.http_get(gateway + "/metrics")[2].decode()
+    assert 'intergas_up{device="dead",instance="",job="gridtap",plugin="intergas"} 0' in text
+    assert 'intergas_temperature_celsius{device="dead"' not in text
+
+
 def test_unreachable_gateway_is_one_line(boiler):
     port = servers.free_port()
     proc = servers.run_gridtap(["run", "intergas", "--port", boiler, "--output", "pushgateway", "--pushgateway",

@@ -39,8 +39,12 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         binary = servers.require("prometheus-pushgateway",
                                  "install the Debian package `prometheus-pushgateway` (tests/setup-and-run.sh)")
     port = servers.free_port()
-    proc = servers.spawn("pushgateway", [binary, f"--web.listen-address=127.0.0.1:{port}"],
-                         tmp_path_factory.mktemp("pushgateway"))
+    work = tmp_path_factory.mktemp("pushgateway")
+    # Its own persistence file: without one Debian's gateway reads and rewrites the package's
+    # default file, shared with every other run on the machine.
+    proc = servers.spawn("pushgateway", [binary, f"--web.listen-address=127.0.0.1:{port}",
+                                         f"--persistence.file={work / 'persistence'}",
+                                         "--persistence.interval=1s"], work)
     url = f"http://127.0.0.1:{port}"
     try:
         servers.wait_until(lambda: servers.http_get(url + "/-/ready", timeout=1)[0] == 200, 10,
@@ -142,3 +146,44 @@ def test_delete_removes_the_groups(gateway: str) -> None:
 def test_unreachable_gateway(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="cannot reach the gateway"):
         pushgateway.push([boiler()], f"127.0.0.1:{servers.free_port()}", timeout=2)
+
+
+SERIAL = "GW-4711"
+INVERTER_POWER = MetricDef(f"{P}_inverter_power_watts", "Power of one inverter", unit="watts")
+
+
+def proxy_batch(*serials: str, ok: bool = True) -> Batch:
+    """A batch like a Goodwe proxy's: health under the configured name, and physical devices
+    that label themselves (device=inverter, serial=...)."""
+    metrics = [INVERTER_POWER(float(s[-4:]) / 47.11, device="inverter", serial=s) for s in serials]
+    metrics += [UP(1 if ok else 0), DURATION(0.1)]
+    return Batch(P, "sems-proxy", 1, metrics, ok, subdevice_labels=("serial",))
+
+
+def test_physical_devices_keep_their_own_device_label_and_group(gateway: str, tmp_path: Path) -> None:
+    """Issue 11: the grouping key device=sems-proxy used to override the series' device="inverter"."""
+    from gridtap.sinks import PushgatewaySettings, PushgatewaySink
+
+    sink = PushgatewaySink(PushgatewaySettings(url=gateway), ledger_path=tmp_path / "ledger.json")
+    sink.publish([proxy_batch(SERIAL, "GW-4712")])
+    got = samples(gateway)
+    inverter = {"plugin": P, "device": "inverter", "serial": SERIAL}
+    assert got[(f"{P}_inverter_power_watts", lbl(**inverter))] == 100.0
+    assert got[(f"{P}_inverter_power_watts", lbl(plugin=P, device="inverter", serial="GW-4712"))] == 4712 / 47.11
+    assert got[(f"{P}_up", lbl(plugin=P, device="sems-proxy"))] == 1.0
+    # the same series /metrics serves: no label renamed, none added but job/instance
+    assert not any(name == f"{P}_inverter_power_watts" and ("device", "sems-proxy") in labels
+                   for name, labels in got)
+
+    # One inverter goes stale (drops out of the batch): its group goes, the other stays.
+    sink.publish([proxy_batch("GW-4712")])
+    got = samples(gateway)
+    assert (f"{P}_inverter_power_watts", lbl(**inverter)) not in got
+    assert got[(f"{P}_inverter_power_watts", lbl(plugin=P, device="inverter", serial="GW-4712"))] == 4712 / 47.11
+
+    # A later process (the next --once run) reads the ledger and cleans up after a failed read.
+    later = PushgatewaySink(PushgatewaySettings(url=gateway), ledger_path=tmp_path / "ledger.json")
+    later.publish([proxy_batch(ok=False)])
+    got = samples(gateway)
+    assert not any(name == f"{P}_inverter_power_watts" for name, _ in got)
+    assert got[(f"{P}_up", lbl(plugin=P, device="sems-proxy"))] == 0.0

@@ -3,11 +3,19 @@
 The body is built by :func:`gridtap.outputs.prometheus.families`, so the pushed names, types
 and labels are exactly those of ``/metrics`` (plus the gateway's ``job`` / grouping labels).
 
-Grouping key: ``{"plugin": <plugin>, "device": <device>}`` (under ``job``, default ``gridtap``).
+Grouping key: ``{"plugin": <plugin>, "device": <device>}`` (under ``job``, default ``gridtap``),
+one group per *physical* device:
 
-* ``device`` is already a label of every sample (``Batch.labelled``); the gateway lets URL
-  grouping labels override body labels, so using the same name and value changes nothing in
-  the series and a query reads the same on /metrics and on the gateway.
+* ``device`` is the sample's own ``device`` label: the configured device name (every sample
+  has it, ``Batch.labelled``) unless the plugin labels its own devices (a Goodwe proxy's
+  ``device="meter"`` / ``"inverter"``). The gateway lets URL grouping labels override body
+  labels, so grouping by the very value the series carries changes nothing in the series,
+  and a query reads the same on /metrics and on the gateway.
+* a plugin's ``subdevice_labels`` (``serial``, ``plant_id`` ...) that a sample carries are
+  part of its group's key too, so two inverters behind one proxy are two groups.
+* a group pushed earlier by a device and absent now (a physical device that went stale) is
+  deleted, so the gateway never keeps a dead device's values; :class:`GroupLedger` remembers
+  the groups across ``--once`` runs too.
 * ``instance`` is left alone: Prometheus sets it to the gateway's address when scraping (or
   keeps "" with ``honor_labels``); a made-up ``plugin/device`` instance would also force
   base64 in every URL because of the ``/``.
@@ -22,10 +30,13 @@ and would be repeated in every group).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import re
 import urllib.error
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -35,7 +46,7 @@ from prometheus_client.metrics_core import Metric as PromFamily
 from prometheus_client.registry import Collector
 
 from ..config import Secret
-from ..errors import OutputError
+from ..errors import GridtapError, OutputError
 from ..model import Batch
 from .prometheus import families
 
@@ -44,9 +55,26 @@ log = logging.getLogger("gridtap.outputs.pushgateway")
 MAX_MESSAGE = 300  # characters of the gateway's reply kept in an error
 
 
+GroupKey = tuple[tuple[str, str], ...]
+
+
 def grouping_key(plugin: str, device: str) -> dict[str, str]:
     """The grouping labels (besides ``job``) of one device's group; see the module docstring."""
     return {"plugin": plugin, "device": device}
+
+
+def groups(batch: Batch) -> list[tuple[GroupKey, Batch]]:
+    """The batch split into one group per physical device (see the module docstring), each as
+    (grouping key, a batch of its labelled samples); the configured device's own group first."""
+    base: GroupKey = tuple(grouping_key(batch.plugin, batch.device).items())
+    out: dict[GroupKey, list] = {base: []}
+    for m in batch.labelled():
+        labels = dict(m.labels)
+        key = {"plugin": batch.plugin, "device": labels.get("device", batch.device)}
+        key.update({k: labels[k] for k in batch.subdevice_labels if k in labels and k not in key})
+        out.setdefault(tuple(key.items()), []).append(m)
+    return [(key, Batch(batch.plugin, dict(key)["device"], batch.timestamp_ns, metrics, batch.ok))
+            for key, metrics in out.items() if metrics or key == base]
 
 
 class _Families(Collector):
@@ -90,29 +118,107 @@ def push(
     timeout: float = 10.0,
     username: str | None = None,
     password: Secret | None = None,
-) -> None:
-    """PUT each device's latest batch to its group ``job/<job>/plugin/<p>/device/<d>``.
+) -> dict[tuple[str, str], list[GroupKey]]:
+    """PUT each physical device's samples (latest batch per device) to its own group.
 
     All groups are tried even when one is refused (a type conflict in one device must not
     starve the others); an unreachable gateway stops at the first group. Raises
     :class:`OutputError` (one line, never the password) naming the groups that failed.
+    Returns the groups pushed, per (plugin, configured device).
     """
     url, username, password = _split_auth(url, username, password)
     handler = _handler(username, password)
     failures: list[str] = []
-    groups = latest_per_device(batches)
-    for batch in groups:
-        try:
-            push_to_gateway(url, job, registry_for_batch(batch), grouping_key(batch.plugin, batch.device),
-                            timeout=timeout, handler=handler)
-        except urllib.error.HTTPError as exc:
-            failures.append(f"{batch.plugin}/{batch.device}: {_http_problem(exc)}")
-        except OSError as exc:  # refused, DNS, timeout: the gateway itself is unreachable
-            raise OutputError(_message(url, job, f"{batch.plugin}/{batch.device}", _os_problem(exc), password)
-                              ) from None
+    pushed: dict[tuple[str, str], list[GroupKey]] = {}
+    count = 0
+    for batch in latest_per_device(batches):
+        for key, group in groups(batch):
+            count += 1
+            name = "/".join(v for _, v in key)
+            try:
+                push_to_gateway(url, job, registry_for_batch(group), dict(key), timeout=timeout, handler=handler)
+            except urllib.error.HTTPError as exc:
+                failures.append(f"{name}: {_http_problem(exc)}")
+                continue
+            except OSError as exc:  # refused, DNS, timeout: the gateway itself is unreachable
+                raise OutputError(_message(url, job, name, _os_problem(exc), password)) from None
+            pushed.setdefault((batch.plugin, batch.device), []).append(key)
     if failures:
-        what = f"{len(failures)} of {len(groups)} groups refused"
+        what = f"{len(failures)} of {count} groups refused"
         raise OutputError(_message(url, job, what, "; ".join(failures), password))
+    return pushed
+
+
+def delete_groups(keys: Iterable[GroupKey], url: str, job: str = "gridtap", *, timeout: float = 10.0,
+                  username: str | None = None, password: Secret | None = None) -> None:
+    """DELETE the groups with these grouping keys (missing groups are fine)."""
+    url, username, password = _split_auth(url, username, password)
+    handler = _handler(username, password)
+    for key in keys:
+        try:
+            delete_from_gateway(url, job, dict(key), timeout=timeout, handler=handler)
+        except urllib.error.HTTPError as exc:
+            raise OutputError(_message(url, job, "delete " + "/".join(v for _, v in key), _http_problem(exc),
+                                       password)) from None
+        except OSError as exc:
+            raise OutputError(_message(url, job, "delete", _os_problem(exc), password)) from None
+
+
+class GroupLedger:
+    """Which groups each configured device pushed last, kept in a small state file so a later
+    process (the next ``--once`` run) can delete the groups of physical devices that vanished."""
+
+    def __init__(self, url: str, job: str, path: Path | None = None) -> None:
+        if path is None:
+            from .. import state
+
+            digest = hashlib.sha1(f"{safe_url(url)} {job}".encode()).hexdigest()[:12]
+            path = state.default_dir("pushgateway") / f"groups-{digest}.json"
+        self.path = path
+        self._loaded: dict[str, list[GroupKey]] | None = None
+
+    def _load(self) -> dict[str, list[GroupKey]]:
+        if self._loaded is None:
+            from .. import state
+
+            raw = state.read_json(self.path)
+            self._loaded = {}
+            if isinstance(raw, dict):
+                for dev, keys in raw.items():
+                    with contextlib.suppress(TypeError, ValueError):
+                        self._loaded[dev] = [tuple((str(k), str(v)) for k, v in key) for key in keys]
+        return self._loaded
+
+    def vanished(self, pushed: dict[tuple[str, str], list[GroupKey]]) -> list[GroupKey]:
+        """Groups pushed before by these devices but not now; the ledger then holds ``pushed``."""
+        known = self._load()
+        gone: list[GroupKey] = []
+        changed = False
+        for (plugin, device), keys in pushed.items():
+            name = f"{plugin}/{device}"
+            old = known.get(name, [])
+            gone += [k for k in old if k not in keys]
+            if sorted(old) != sorted(keys):
+                known[name] = list(keys)
+                changed = True
+        if changed:
+            self._save()
+        return gone
+
+    def forget(self, plugin: str, device: str) -> list[GroupKey]:
+        keys = self._load().pop(f"{plugin}/{device}", [])
+        if keys:
+            self._save()
+        return keys
+
+    def _save(self) -> None:
+        from .. import state
+
+        try:
+            state.ensure_dir(self.path.parent, "pushgateway state")
+            state.write_json(self.path, {k: [list(map(list, key)) for key in v] for k, v in self._load().items()})
+        except (OSError, GridtapError) as e:  # a ledger we cannot write costs only the clean-up
+            log.debug("pushgateway: cannot keep %s: %s", self.path, e)
 
 
 def delete(
