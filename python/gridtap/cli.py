@@ -7,7 +7,9 @@ read ends ``--once`` with one line and exit code 1. Tracebacks only with ``--log
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import errno
 import json
 import logging
 import sys
@@ -15,11 +17,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__, captures, config, devices, logs, plugin, runtime, sinks
+from . import __version__, captures, config, console, devices, logs, plugin, runtime, sinks
 from .errors import ConfigError, GridtapError, InputError
 from .model import Batch
 from .outputs import lineproto, prometheus
-from .schedule import Collector, FreshBatches
+from .schedule import Collector
 
 log = logging.getLogger("gridtap")
 
@@ -31,6 +33,13 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"gridtap: {message} (see --help)\n")
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        # argparse swallows write errors; --help into a full disk must be said, not lost.
+        if message and (file is None or file is sys.stdout):
+            console.write(message)
+        elif message:
+            super()._print_message(message, file)
 
 
 def _common_options(p: argparse.ArgumentParser) -> None:
@@ -187,9 +196,9 @@ def _plugin_commands(sub: Any, classes: Sequence[type[plugin.Plugin]]) -> None:
 
 
 # --- helpers --------------------------------------------------------------------------
-def _duration(flag: str, text: str) -> float:
+def _duration(flag: str, text: str, allow_zero: bool = False) -> float:
     try:
-        return float(config.Duration.parse(text))
+        return float(config.Duration.parse(text, allow_zero=allow_zero))
     except ValueError as e:
         raise ConfigError(flag, str(e)) from None
 
@@ -208,39 +217,12 @@ def _flags(args: argparse.Namespace) -> dict[str, str]:
     return {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
 
 
-def _read_capture(path: str, mode: str) -> bytes:
-    try:
-        data = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()  # noqa: SIM115
-    except OSError as e:
-        raise InputError(f"cannot read {path}: {e.strerror}") from None
-    if mode == "binary":
-        return data
-    text = None
-    try:
-        text = data.decode("ascii")
-    except UnicodeDecodeError:
-        if mode == "hex":
-            raise InputError(f"{path}: not hex text") from None
-    if text is not None:
-        parsed = captures.parse_hex(text)
-        if parsed is not None:
-            return parsed
-        problem = captures.hex_problem(text)
-        if problem is not None:  # mostly hex with a typo: say so rather than decode it as bytes
-            raise InputError(f"{path}: not hex text: {problem}")
-        if mode == "hex":
-            raise InputError(f"{path}: not hex text (odd length or a non-hex character)")
-    return data
-
-
 # --- commands -------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
     cls = plugin.load(args.plugin)
     flags = _flags(args)
     if args.interval:
         flags["interval"] = args.interval
-    if args.name is not None and not args.name.strip():
-        raise ConfigError("--name", "must not be empty")
     if not args.config:
         _setup_logs(args)
     found = devices.load_device(cls, config_path=args.config, name=args.name, flags=flags)
@@ -285,30 +267,36 @@ def _delivery(args: argparse.Namespace, common: devices.Common, only: str | None
 
 def _once(collector: Collector, args: argparse.Namespace, delivery: sinks.Delivery | None,
           stopper: runtime.Stopper, interval_explicit: bool) -> int:
-    wait = _duration("--wait", args.wait) if args.wait else collector.plugin.once_wait
+    wait = _duration("--wait", args.wait, allow_zero=True) if args.wait else collector.plugin.once_wait
     # The outcome is said once, below; the scheduler's per-attempt warnings would repeat it.
     logging.getLogger("gridtap.schedule").setLevel(logging.ERROR)
     deadline = time.monotonic() + wait
     batch = collector.collect_once()
     while not batch.ok and time.monotonic() < deadline and not stopper.wait(0.5):
         batch = collector.collect_once()
+    if stopper.exit_code:
+        return stopper.exit_code  # Ctrl-C while waiting for the device
     if not batch.ok:
+        if delivery is not None:
+            # A push output must learn that the device is down, or the Pushgateway would keep
+            # serving the last good values (and up 1) forever.
+            for sink in delivery.sinks:
+                with contextlib.suppress(GridtapError):
+                    sink.publish([batch])
         print(f"gridtap: {collector.name}: {collector.state.error}", file=sys.stderr)
         return 1
-    out = sys.stdout.buffer
     if args.output == "influx":
-        out.write(lineproto.encode([batch], args.uint))
+        console.write(lineproto.encode([batch], args.uint))
     elif args.output == "collectd":
         from .outputs import collectd
 
         host, interval = runtime.collectd_settings(collector.interval, interval_explicit)
-        out.write(collectd.encode([batch], host, interval).encode())
+        console.write(collectd.encode([batch], host, interval).encode())
     elif delivery is not None:
         for sink in delivery.sinks:
             sink.publish([batch])  # an OutputError here is the one line and exit 1
     else:
-        out.write(prometheus.encode([batch]))
-    out.flush()
+        console.write(prometheus.encode([batch]))
     return 0
 
 
@@ -323,18 +311,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     delivery = _delivery(args, common)
     collectors = [Collector(s.create(), s.interval) for s in specs]
     stopper = runtime.Stopper().install()
-    fresh = FreshBatches(collectors)
-
-    def deliver_fresh() -> None:
-        delivery.publish(fresh.take())
-
+    worker = sinks.DeliveryWorker(delivery) if delivery.sinks else None
+    if worker is not None:
+        for c in collectors:
+            c.subscribe(worker.submit)  # every batch as it is collected: pushed readings go out at once
     try:
         for c in collectors:
             c.plugin.start()
-        return runtime.serve_prometheus(collectors, args.listen or common.listen, stopper,
-                                        on_cycle=deliver_fresh if delivery.sinks else None)
+        return runtime.serve_prometheus(collectors, args.listen or common.listen, stopper, webhook=common)
     finally:
-        delivery.close()
+        if worker is not None:
+            worker.close()
+        else:
+            delivery.close()
         for c in collectors:
             c.plugin.close()
 
@@ -342,7 +331,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_decode(args: argparse.Namespace) -> int:
     _setup_logs(args)
     cls = plugin.load(args.plugin)
-    data = _read_capture(args.file, args.input)
+    data = captures.read_capture(args.file, args.input)
     from ._native import DecodeError
 
     try:
@@ -350,15 +339,13 @@ def cmd_decode(args: argparse.Namespace) -> int:
     except DecodeError as e:
         raise InputError(f"{args.file}: {e}") from None
     batch = Batch(cls.name, "capture", time.time_ns(), metrics)
-    out = sys.stdout.buffer
     if args.format == "influx":
-        out.write(lineproto.encode([batch]))
+        console.write(lineproto.encode([batch]))
     elif args.format == "prometheus":
-        out.write(prometheus.encode([batch]))
+        console.write(prometheus.encode([batch]))
     else:
         rows = [{"name": m.name, "labels": dict(m.labels), "value": m.value} for m in metrics]
-        out.write((json.dumps(rows, indent=1) + "\n").encode())
-    out.flush()
+        console.write((json.dumps(rows, indent=1) + "\n").encode())
     return 0
 
 
@@ -376,8 +363,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(_args: argparse.Namespace) -> int:
-    for cls in _plugin_classes():
-        print(f"{cls.name:<12} {cls.description}")
+    console.write("".join(f"{cls.name:<12} {cls.description}\n" for cls in _plugin_classes()))
     return 0
 
 
@@ -403,22 +389,41 @@ def _rewrite_argv(argv: list[str], classes: Sequence[type[plugin.Plugin]]) -> li
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    classes = _plugin_classes()
-    parser = build_parser(classes)
-    args = parser.parse_args(_rewrite_argv(list(sys.argv[1:] if argv is None else argv), classes))
     try:
-        if getattr(args, "plugin_command", None):
-            return cmd_plugin_command(args)
-        return COMMANDS[args.command](args)
-    except GridtapError as e:
-        print(f"gridtap: {logs.redact(str(e))}", file=sys.stderr)
-        if getattr(args, "log_level", None) == "debug":
-            log.debug("details", exc_info=True)
+        classes = _plugin_classes()
+        parser = build_parser(classes)
+        try:
+            args = parser.parse_args(_rewrite_argv(list(sys.argv[1:] if argv is None else argv), classes))
+        except SystemExit:
+            console.flush()  # --help / --version text: a full disk is said, not ignored
+            raise
+        try:
+            command = cmd_plugin_command if getattr(args, "plugin_command", None) else COMMANDS[args.command]
+            code = command(args)
+            console.flush()
+            return code
+        except GridtapError as e:
+            if getattr(e, "quiet", False):
+                return 0
+            print(f"gridtap: {logs.redact(str(e))}", file=sys.stderr)
+            if getattr(args, "log_level", None) == "debug":
+                log.debug("details", exc_info=True)
+            return e.exit_code
+    except console.StdoutError as e:
+        if e.quiet:
+            return 0
+        print(f"gridtap: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
+        console.stdout_error(BrokenPipeError())  # point stdout at /dev/null: no complaint at exit
         return 0
+    except OSError as e:  # a print() of --help or `plugins` into a full disk or a closed stdout
+        if e.errno in (errno.ENOSPC, errno.EBADF, errno.EIO, errno.EDQUOT, errno.EFBIG):
+            print(f"gridtap: {console.stdout_error(e)}", file=sys.stderr)
+            return 1
+        raise
 
 
 if __name__ == "__main__":

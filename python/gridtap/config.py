@@ -50,7 +50,8 @@ class Duration(float):
     MAX = 30 * 86400.0
 
     @classmethod
-    def parse(cls, text: str | float | int) -> Duration:
+    def parse(cls, text: str | float | int, allow_zero: bool = False) -> Duration:
+        """``allow_zero`` for waits, where 0 means "do not wait" (never for intervals)."""
         if isinstance(text, bool):
             raise ValueError("expected a duration like 10s")
         if isinstance(text, int | float):
@@ -60,6 +61,8 @@ class Duration(float):
             if not m:
                 raise ValueError(f"expected a duration like 10s or 500ms, got {text!r}")
             seconds = float(m.group(1)) * cls._UNITS[m.group(2) or "s"]
+        if allow_zero and seconds == 0:
+            return cls(0.0)
         if not seconds > 0:  # also catches NaN
             raise ValueError(f"must be greater than zero, got {text!r}")
         if seconds > cls.MAX:

@@ -43,14 +43,17 @@ def run_demo(listen: str, interval: float, duration: float | None) -> int:
         deadline = None if duration is None else time.monotonic() + duration
 
         fresh = FreshBatches(collectors)
+        writer = runtime.StdoutWriter(stopper)
 
         def print_latest() -> None:
-            sys.stdout.buffer.write(lineproto.encode(fresh.take()))
-            sys.stdout.flush()
+            writer.write(lineproto.encode(fresh.take()))
             if deadline is not None and time.monotonic() >= deadline:
                 stopper.event.set()
 
-        # On stderr, so stdout carries nothing but line protocol (it can be piped to influx).
-        print(f"gridtap demo: Prometheus metrics on http://{listen}/metrics; line protocol on stdout. Ctrl-C stops.",
-              file=sys.stderr, flush=True)
-        return runtime.serve_prometheus(collectors, listen, stopper, on_cycle=print_latest, server=server)
+        # A log line on stderr (in the chosen log format), so stdout carries nothing but line
+        # protocol (it can be piped to influx).
+        log.info("gridtap demo: Prometheus metrics on http://%s/metrics; line protocol on stdout. Ctrl-C stops.",
+                    listen)
+        code = runtime.serve_prometheus(collectors, listen, stopper, on_cycle=print_latest, server=server)
+        writer.raise_if_failed()
+        return code

@@ -85,7 +85,9 @@ def device_spec(
     """One device from its YAML mapping, the environment and flags (later ones win)."""
     raw = dict(raw)
     raw.pop("plugin", None)
-    name = raw.pop("name", None) or plugin_cls.name
+    name = raw.pop("name", None)
+    if name is None:
+        name = plugin_cls.name
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise ConfigError(f"{where}.name", f"expected a short name of letters, digits, _.:-, got {name!r}")
     interval = raw.pop("interval", None)

@@ -19,27 +19,38 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, BinaryIO
+from typing import Any
 
+from . import console
 from .config import Duration
 from .errors import ConfigError
 from .model import Batch
 from .outputs import collectd, lineproto, prometheus
 from .schedule import Collector
-from .sinks import Delivery
+from .sinks import Delivery, DeliveryWorker
 
 log = logging.getLogger("gridtap.runtime")
 
 
 class Stopper:
-    """Set by SIGTERM/SIGINT; everything that waits, waits on it."""
+    """Set by SIGTERM/SIGINT; everything that waits, waits on it.
+
+    ``exit_code``: 130 after Ctrl-C (SIGINT), as shells expect of an interrupted command;
+    SIGTERM (how Telegraf, collectd and systemd stop us) and stdin EOF are a clean 0.
+    """
 
     def __init__(self) -> None:
         self.event = threading.Event()
+        self.exit_code = 0
 
     def install(self) -> Stopper:
+        def stop(signum: int, _frame: Any) -> None:
+            if signum == signal.SIGINT:
+                self.exit_code = 130
+            self.event.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self.event.set())
+            signal.signal(sig, stop)
         return self
 
     def wait(self, seconds: float) -> bool:
@@ -48,12 +59,6 @@ class Stopper:
     @property
     def stopped(self) -> bool:
         return self.event.is_set()
-
-
-def _write(out: BinaryIO, data: bytes) -> None:
-    if data:
-        out.write(data)
-        out.flush()
 
 
 def _stdin_is_pipe() -> bool:
@@ -76,13 +81,39 @@ def _watch_stdin_eof(stopper: Stopper) -> None:
     threading.Thread(target=watch, name="stdin-eof", daemon=True).start()
 
 
+class StdoutWriter:
+    """Writes whole batches to stdout and flushes; a write error stops the process (the
+    caller then raises it: one line, see :mod:`gridtap.console`). Safe from several threads."""
+
+    def __init__(self, stopper: Stopper) -> None:
+        self.stopper = stopper
+        self.error: console.StdoutError | None = None
+        self._lock = threading.Lock()
+
+    def write(self, data: bytes) -> None:
+        if not data or self.error is not None:
+            return
+        with self._lock:
+            try:
+                console.write(data)
+            except console.StdoutError as e:
+                self.error = e
+                self.stopper.event.set()
+
+    def raise_if_failed(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
 def run_influx(collectors: Sequence[Collector], signal_mode: str, stopper: Stopper, uint: bool = False) -> int:
-    out = sys.stdout.buffer
+    """Line protocol on stdout for Telegraf's execd.
 
-    def cycle() -> None:
-        batches = [c.collect_once() for c in collectors]
-        _write(out, lineproto.encode(batches, uint))
-
+    ``STDIN``: one collection per newline Telegraf writes (newlines that arrive together, or
+    while a collection runs, count as one). ``none``: every device collects in the background
+    on its own interval, and a device that pushes (``Plugin.updated``) is written as soon as
+    its reading is in; each batch is written whole and flushed.
+    """
+    writer = StdoutWriter(stopper)
     if signal_mode == "STDIN":
         fd = sys.stdin.fileno()
         pending = b""
@@ -95,20 +126,25 @@ def run_influx(collectors: Sequence[Collector], signal_mode: str, stopper: Stopp
                 continue
             chunk = os.read(fd, 4096)
             if not chunk:
-                return 0  # stdin closed: Telegraf is stopping us
+                break  # stdin closed: Telegraf is stopping us
             pending += chunk
             if b"\n" in pending:
                 pending = b""  # several newlines queued while busy still mean one collection
-                cycle()
-        return 0
+                writer.write(lineproto.encode([c.collect_once() for c in collectors], uint))
+        writer.raise_if_failed()
+        return stopper.exit_code
     if _stdin_is_pipe():
         _watch_stdin_eof(stopper)
-    interval = min(c.interval for c in collectors)
-    while not stopper.stopped:
-        t0 = time.monotonic()
-        cycle()
-        stopper.wait(max(0.0, interval - (time.monotonic() - t0)))
-    return 0
+    for c in collectors:
+        c.subscribe(lambda batch: writer.write(lineproto.encode([batch], uint)))
+        c.start()
+    try:
+        stopper.event.wait()
+    finally:
+        for c in collectors:
+            c.stop()
+    writer.raise_if_failed()
+    return stopper.exit_code
 
 
 def collectd_settings(interval: float, explicit: bool = False) -> tuple[str, float]:
@@ -126,25 +162,30 @@ def collectd_settings(interval: float, explicit: bool = False) -> tuple[str, flo
 
 def run_collectd(collectors: Sequence[Collector], interval: float, stopper: Stopper, explicit: bool = False) -> int:
     host, interval = collectd_settings(interval, explicit)
-    out = sys.stdout.buffer
+    writer = StdoutWriter(stopper)
     while not stopper.stopped:
         t0 = time.monotonic()
         batches = [c.collect_once() for c in collectors]
-        _write(out, collectd.encode(batches, host, interval).encode())
+        writer.write(collectd.encode(batches, host, interval).encode())
         stopper.wait(max(0.0, interval - (time.monotonic() - t0)))
-    return 0
+    writer.raise_if_failed()
+    return stopper.exit_code
 
 
 def run_push(collectors: Sequence[Collector], interval: float, delivery: Delivery, stopper: Stopper) -> int:
-    """``--output pushgateway|mqtt``: collect every ``interval`` and hand the batches over."""
+    """``--output pushgateway|mqtt``: every device collects in the background (on its interval,
+    and at once when it pushes a reading); each batch is handed to the sinks as it comes."""
+    worker = DeliveryWorker(delivery)
+    for c in collectors:
+        c.subscribe(worker.submit)
+        c.start()
     try:
-        while not stopper.stopped:
-            t0 = time.monotonic()
-            delivery.publish([c.collect_once() for c in collectors])
-            stopper.wait(max(0.0, interval - (time.monotonic() - t0)))
+        stopper.event.wait()
     finally:
-        delivery.close()
-    return 0
+        for c in collectors:
+            c.stop()
+        worker.close()
+    return stopper.exit_code
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -209,4 +250,4 @@ def serve_prometheus(
         server.server_close()
         for c in collectors:
             c.stop()
-    return 0
+    return stopper.exit_code

@@ -13,6 +13,8 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
+from . import console
+
 
 class Simulator(Protocol):
     def start(self) -> None: ...
@@ -34,7 +36,7 @@ def run_in_foreground(sim: Simulator, address: Callable[[], str],
         except (OSError, TimeoutError) as e:
             print(f"gridtap: simulator cannot start: {e}", file=sys.stderr)
             return 1
-        print(f"ready {address()}", flush=True)
+        console.write(f"ready {address()}\n")
         while not done.wait(0.2) and running():
             pass
         return 0
