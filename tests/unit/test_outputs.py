@@ -36,6 +36,19 @@ def test_putval_lines():
     ]
 
 
+def test_timestamps_are_gauges_not_durations():
+    """Issue 11: collectd typed the last-success timestamp as a duration."""
+    from gridtap.health import health_defs
+
+    _up, last, took = health_defs("intergas")
+    text = collectd.encode([Batch("intergas", "boiler", 1_700_000_000_000_000_000,
+                                  [last(1_699_999_990.5), took(0.25)])], "h", 10.0)
+    assert text.splitlines() == [
+        "PUTVAL h/intergas-boiler/gauge-last_success_timestamp_seconds interval=10.000 1700000000.000:1699999990.5",
+        "PUTVAL h/intergas-boiler/duration-collect_duration interval=10.000 1700000000.000:0.25",
+    ]
+
+
 def test_putval_cleans_identifiers_and_bounds_lines():
     long = MetricDef("x_v", "v")
     text = collectd.encode([Batch("x", "dev ice/1", 0, [long(1.0, a="b c/d" * 100)])], "h", 1.0)

@@ -41,6 +41,8 @@ def collectd_type(metric: Metric) -> str:
     d = metric.definition
     if d.kind is Kind.COUNTER and (d.integer or d.unit in ("joules", "seconds")):
         return "derive"
+    if d.name.endswith("_timestamp_seconds"):
+        return "gauge"  # a point in time, not a duration (types.db has no timestamp type)
     return TYPE_BY_UNIT.get(d.unit, "gauge") if d.kind is not Kind.COUNTER else "gauge"
 
 
