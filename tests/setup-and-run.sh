@@ -9,7 +9,8 @@
 #      [test] extra into the current Python.
 #   3. the same wheel into /opt/gridtap-venv (Debian's python3), a gridtap that user `nobody`
 #      can run: collectd's exec plugin refuses root, and /root (pyenv) is mode 0700.
-#   4. Telegraf built from the Go module proxy, cached in ~/.cache/gridtap/telegraf-<version>.
+#   4. Telegraf (inputs.execd, outputs.file, outputs.prometheus_client) built from the Go module
+#      proxy, cached in ~/.cache/gridtap/telegraf-<version>-<plugins>.
 #   (Rust builds go to ~/.cache/gridtap/cargo-target, so a later run only rebuilds what changed.)
 # Checks (each runs; the script fails at the end naming every failed one):
 #   cargo test, cargo clippy -D warnings, ruff, pytest (whole suite, integration included,
@@ -33,7 +34,10 @@ export PATH
 
 PY="${PYTHON:-python3}"
 TELEGRAF_VERSION="v1.37.2"
-TELEGRAF_DIR="$HOME/.cache/gridtap/telegraf-$TELEGRAF_VERSION"
+# The build tags are part of the cache key: a binary without outputs.prometheus_client must not
+# be taken for one with it.
+TELEGRAF_TAGS="custom,inputs.execd,outputs.file,outputs.prometheus_client"
+TELEGRAF_DIR="$HOME/.cache/gridtap/telegraf-$TELEGRAF_VERSION-execd-file-prometheus_client"
 EXEC_VENV="${GRIDTAP_EXEC_VENV:-/opt/gridtap-venv}"
 WHEEL_DIR="$ROOT/target/ci-wheels"
 # One Rust build cache for the wheel build, cargo test and clippy, kept between runs (CI gets a
@@ -164,7 +168,7 @@ build_telegraf() {
         return 0
     fi
     mkdir -p "$TELEGRAF_DIR"
-    GOBIN="$TELEGRAF_DIR" GOFLAGS=-mod=mod go install -tags "custom,inputs.execd,outputs.file" \
+    GOBIN="$TELEGRAF_DIR" GOFLAGS=-mod=mod go install -tags "$TELEGRAF_TAGS" \
         "github.com/influxdata/telegraf/cmd/telegraf@$TELEGRAF_VERSION"
     "$TELEGRAF_DIR/telegraf" --version
 }

@@ -31,9 +31,11 @@ from pathlib import Path
 from typing import Any
 
 TELEGRAF_VERSION = "v1.37.2"
+TELEGRAF_TAGS = "custom,inputs.execd,outputs.file,outputs.prometheus_client"
+TELEGRAF_DIR = f"telegraf-{TELEGRAF_VERSION}-execd-file-prometheus_client"
 TELEGRAF_BUILD = (
-    f"GOBIN=$HOME/.cache/gridtap/telegraf-{TELEGRAF_VERSION} GOFLAGS=-mod=mod go install "
-    f'-tags "custom,inputs.execd,outputs.file" github.com/influxdata/telegraf/cmd/telegraf@{TELEGRAF_VERSION}'
+    f"GOBIN=$HOME/.cache/gridtap/{TELEGRAF_DIR} GOFLAGS=-mod=mod go install "
+    f'-tags "{TELEGRAF_TAGS}" github.com/influxdata/telegraf/cmd/telegraf@{TELEGRAF_VERSION}'
     " (tests/setup-and-run.sh does this)"
 )
 #: A gridtap that a non-root user can run, for collectd's exec plugin (made by tests/setup-and-run.sh).
@@ -537,7 +539,7 @@ def telegraf_bin() -> str:
     """The cached Telegraf build (or TELEGRAF_BIN, or one on PATH); :class:`Missing` names the build."""
     env = os.environ.get("TELEGRAF_BIN")
     cands = [env] if env else []
-    cands.append(str(Path.home() / ".cache" / "gridtap" / f"telegraf-{TELEGRAF_VERSION}" / "telegraf"))
+    cands.append(str(Path.home() / ".cache" / "gridtap" / TELEGRAF_DIR / "telegraf"))
     which = shutil.which("telegraf")
     if which:
         cands.append(which)
@@ -566,8 +568,11 @@ class Telegraf:
 
 
 def start_telegraf(workdir: Path, command: Sequence[str], signal_mode: str = "STDIN",
-                   environment: Iterable[str] = (), timeout: float = 30) -> Telegraf:
-    """Telegraf with ``inputs.execd`` running ``command`` and ``outputs.file`` into the workdir."""
+                   environment: Iterable[str] = (), timeout: float = 30,
+                   prometheus_listen: str | None = None) -> Telegraf:
+    """Telegraf with ``inputs.execd`` running ``command`` and ``outputs.file`` into the workdir;
+    with ``prometheus_listen`` also ``outputs.prometheus_client`` (metric_version 2, no expiry,
+    no Go/process collectors) on that address."""
     binary = telegraf_bin()
     workdir.mkdir(parents=True, exist_ok=True)
     out_path = workdir / "telegraf-out.lp"
@@ -593,6 +598,16 @@ def start_telegraf(workdir: Path, command: Sequence[str], signal_mode: str = "ST
   data_format = "influx"
 """
     )
+    if prometheus_listen is not None:
+        with conf.open("a") as f:
+            f.write(f"""
+[[outputs.prometheus_client]]
+  listen = {_toml_str(prometheus_listen)}
+  metric_version = 2
+  expiration_interval = "0s"
+  collectors_exclude = ["gocollector", "process"]
+  export_timestamp = false
+""")
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
     proc = spawn("telegraf", [binary, "--config", str(conf)], workdir, env=env)
