@@ -371,7 +371,8 @@ class PowerwallClient:
     def _login(self, ctx: Collection) -> None:
         """Log in (at most once per collection). Sets the token or raises."""
         if ctx.login_attempted:
-            raise ApiError("login", ctx.login_error or "not logged in (the login of this collection failed)")
+            raise ApiError("login", ctx.login_error or "not logged in (the login of this collection failed)",
+                           None)
         ctx.login_attempted = True
         ctx.logins += 1
         body = {"username": "customer", "email": self.email, "password": self._password, "force_sm_off": False}
@@ -416,7 +417,8 @@ class PowerwallClient:
         if not 200 <= status < 300 or not isinstance(token, str) or not token:
             self.logins["failed"] += 1
             error, message = _error_fields(resp)
-            ctx.login_error = (f"login to {where} failed: HTTP {status}" + (f" ({error}: {message})" if error else "")
+            said = ": ".join(t for t in (error, message) if t)
+            ctx.login_error = (f"login to {where} failed: HTTP {status}" + (f" ({said})" if said else "")
                                if not 200 <= status < 300 else f"login to {where} gave no token")
             raise ApiError("login", ctx.login_error, status)
         logs.register_secret(token)

@@ -595,3 +595,25 @@ def unique(metrics: Iterable[Metric]) -> tuple[list[Metric], list[Metric]]:
             seen.add(key)
             kept.append(m)
     return kept, dropped
+
+
+#: foogod/powerwall_exporter's names that gridtap spells differently (every other seed name is
+#: kept as it is). The dev_* label ``tyoe`` (sic) is ``type`` here.
+SEED_NAMES: dict[str, str] = {
+    "powerwall_commission_count": COMMISSIONS.name,  # a _count suffix is for histograms; it only grows
+    "powerwall_problems_detected_count": PROBLEMS.name,
+    "powerwall_battery_output_amps": BATTERY_AMPERES.name,
+    "powerwall_battery_output_hz": BATTERY_HERTZ.name,
+    "powerwall_instant_reactive_power_watts": REACTIVE_POWER.name,  # var, not W
+    "powerwall_instant_apparent_power_watts": APPARENT_POWER.name,  # VA, not W
+    "powerwall_frequency_hz": FREQUENCY.name,
+    "powerwall_instant_average_amps": AVERAGE_AMPERES.name,
+    "powerwall_instant_total_amps": TOTAL_AMPERES.name,
+    "powerwall_dev_instant_reactive_power_watts": DEV_REACTIVE.name,
+    "powerwall_dev_instant_apparent_power_watts": DEV_APPARENT.name,
+    "powerwall_dev_frequency_hz": DEV_FREQUENCY.name,
+    "powerwall_dev_instant_average_amps": DEV_AVERAGE_AMPERES.name,
+    "powerwall_dev_instant_total_amps": DEV_TOTAL_AMPERES.name,
+}
+#: Series gridtap adds to the seed's (README "Added").
+ADDED: tuple[MetricDef, ...] = (APP_CHARGE, APP_RESERVE, GRID_CONNECTED, BATTERY_WATTS, ENDPOINT_OK)

@@ -204,7 +204,7 @@ class PowerwallPlugin(Plugin):
         """One line when the set of failing endpoints changes, one when they recover."""
         if failures != self._failing:
             if failures:
-                log.warning("%s: partial collection: %s", self.where, "; ".join(failures.values()))
+                log.warning("%s: partial collection: %s", self.where, "; ".join(dict.fromkeys(failures.values())))
             elif self._failing:
                 log.info("%s: every endpoint answers again", self.where)
             self._failing = dict(failures)

@@ -16,9 +16,11 @@
 * Counters for tests: requests per path, login attempts by result, SNI names seen.
 
 Control: in-process through :class:`PowerwallSimulator`'s methods, or over plain HTTP on a
-loopback port (``--control HOST:PORT``): ``GET /counters``, ``POST /control`` with a JSON
-object of ``revoke``, ``sitemaster`` (running|stopped), ``drop`` (seconds), ``drop_mode``,
-``rotate_cert``, ``powerwall3``, ``rate_limit`` (seconds), ``password``; ``POST /reset``.
+loopback port (``--control HOST:PORT``): ``GET /counters``, ``GET /certificate``, ``POST /control``
+with a JSON object of ``revoke``, ``revoke_on`` (an endpoint: revoke when it is next asked for),
+``sitemaster`` (running|stopped), ``drop`` (seconds), ``drop_mode`` (reset|silent), ``drop_on``
+(an endpoint: drop for ``drop`` seconds when it is next asked for), ``rotate_cert``,
+``powerwall3``, ``rate_limit`` (seconds), ``password``; ``POST /reset`` zeroes the counters.
 """
 
 from __future__ import annotations
@@ -133,6 +135,10 @@ class PowerwallSimulator:
         self.sitemaster_running = True
         self.drop_until = 0.0
         self.drop_mode = "reset"
+        #: Endpoint whose next request first revokes every token (a token expiring mid-collection).
+        self.revoke_on: str | None = None
+        #: Endpoint whose next request first starts a drop of this many seconds (Wi-Fi lost mid-collection).
+        self.drop_on: tuple[str, float] | None = None
         self.hits: Counter[str] = Counter()
         self.logins: Counter[str] = Counter()
         self.sni: Counter[str] = Counter()
@@ -243,6 +249,11 @@ class PowerwallSimulator:
     def control(self, cmd: dict[str, Any]) -> None:
         if cmd.get("revoke"):
             self.revoke_tokens()
+        if cmd.get("revoke_on"):
+            self.revoke_on = str(cmd["revoke_on"])
+        if cmd.get("drop_on"):
+            self.drop_on = (str(cmd["drop_on"]), float(cmd.get("drop", 1.0)))
+            cmd = {k: v for k, v in cmd.items() if k != "drop"}
         if "sitemaster" in cmd:
             self.set_sitemaster(cmd["sitemaster"] == "running")
         if "powerwall3" in cmd:
@@ -264,6 +275,13 @@ class PowerwallSimulator:
         endpoint = path[len("/api/"):]
         with self.lock:
             self.hits[endpoint] += 1
+            if self.revoke_on == endpoint:
+                self.revoke_on = None
+                self.tokens.clear()
+        if self.drop_on is not None and self.drop_on[0] == endpoint:
+            seconds, self.drop_on = self.drop_on[1], None
+            self.drop(seconds)
+            return 0, b"", {}  # the connection is gone: no answer
         if endpoint == "login/Basic":
             return self._login(method, headers, body)
         if endpoint == "logout":
@@ -414,6 +432,9 @@ class _GatewayHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         status, data, extra = sim.answer(method, urlsplit(self.path).path, self.headers, body)
+        if status == 0:
+            self.close_connection = True
+            return
         self.send_response(status)
         content_type = extra.pop("Content-Type", "application/json")
         if content_type:
