@@ -94,6 +94,7 @@ class PowerwallPlugin(Plugin):
         self._duplicates: frozenset[str] = frozenset()
         self._failed_before = False
         self._facts: dict[str, Any] = {}
+        self._tls_said = False
 
     def _store(self, config: PowerwallConfig, device: str) -> Any:
         from gridtap import state
@@ -109,7 +110,11 @@ class PowerwallPlugin(Plugin):
         state.ensure_dir(path.parent, f"{self.where}.token_file")
         return TokenStore(path)
 
-    def start(self) -> None:
+    def _say_tls_mode(self) -> None:
+        """Once, at the first collection (not at start: a listener that cannot bind is then the only line)."""
+        if self._tls_said:
+            return
+        self._tls_said = True
         if self.client.pinned_sha256:
             from .tls import shown_fingerprint
 
@@ -122,6 +127,7 @@ class PowerwallPlugin(Plugin):
     # ------------------------------------------------------------------ collection
     def collect(self) -> list[Metric]:
         with self._lock:
+            self._say_tls_mode()
             try:
                 out = self._collect()
             except DeviceError as e:
