@@ -223,7 +223,7 @@ class PowerwallClient:
             if b.get("kind") != "rejected" or same_password:
                 self.backoff = Backoff(float(b["until"]), str(b.get("message", "")), str(b.get("kind", "")),
                                        int(b.get("step", 1)))
-                log.warning("powerwall: %s", self.backoff.message)
+                log.debug("powerwall: back-off kept in %s: %s", self.store.path, self.backoff.message)
 
     def _save(self) -> None:
         if self.store is None:
