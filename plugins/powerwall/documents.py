@@ -232,14 +232,20 @@ class GatewayDocuments:
         return {c: self._readings(c, flows[c], flows, counts[c]) for c in ("site", "battery", "load", "solar")}
 
     def _site_meter(self, flows: dict[str, float]) -> dict[str, Any]:
-        readings = self._readings("site", flows["site"], flows, None)
-        readings.pop("timeout")
-        readings.pop("instant_total_current")
+        agg = self._readings("site", flows["site"], flows, None)
         half = flows["site"] / 2
-        readings.update({"v_l1n": 121.7, "v_l2n": 121.8, "real_power_a": round(half, 1),
-                         "real_power_b": round(half, 1), "reactive_power_a": -129, "reactive_power_b": -83,
+        order = ("last_communication_time", "instant_power", "instant_reactive_power", "instant_apparent_power",
+                 "frequency", "energy_exported", "energy_imported", "instant_average_voltage",
+                 "instant_average_current", "i_a_current", "i_b_current", "i_c_current",
+                 "last_phase_voltage_communication_time")
+        readings: dict[str, Any] = {k: agg[k] for k in order}
+        readings.update({"v_l1n": 121.7, "v_l2n": 121.8,
+                         "last_phase_power_communication_time": agg["last_phase_power_communication_time"],
+                         "real_power_a": round(half, 1), "real_power_b": round(half, 1), "reactive_power_a": -129,
+                         "reactive_power_b": -83,
+                         "last_phase_energy_communication_time": "0001-01-01T00:00:00Z",
                          "serial_number": "JBL00000SIM000", "version": "fa0c1ad02efda3", "timeout": 1500000000,
-                         "instant_total_current": readings["instant_average_current"]})
+                         "instant_total_current": agg["instant_average_current"]})
         return {"id": 0, "location": "site", "type": "synchrometerX", "cts": [True, True, False, False],
                 "inverted": [False, False, False, False],
                 "connection": {"short_id": GATEWAY_DIN, "device_serial": "JBL00000SIM000synchrometerX",
