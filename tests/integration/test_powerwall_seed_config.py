@@ -195,3 +195,19 @@ def _scrape(port: int, path: str, needle: str) -> str | None:
         if status == 200 and needle in text:
             return text
     return None
+
+
+def test_telegraf_execd_reads_the_battery(workdir, sim, telegraf):
+    """telegraf.d/powerwall.conf's command, with the seed's file, under a real Telegraf."""
+    cfg = seed_file(workdir / "powerwall.yaml", sim)
+    server = servers.start_telegraf(workdir / "telegraf", [servers.gridtap_bin(), "run", "powerwall", "--output",
+                                                           "influx", "--signal", "STDIN", "--config", str(cfg)],
+                                    environment=[f"GRIDTAP_STATE_DIR={workdir / 'state'}"])
+    try:
+        servers.wait_until(lambda: "charge_ratio=" in server.output() and "instant_power_watts=" in server.output(),
+                           40, "powerwall lines in Telegraf's output", server.proc)
+    finally:
+        server.proc.stop()
+    lines = [ln for ln in servers.parse_line_protocol(server.output()) if ln.measurement == "powerwall"]
+    assert any(ln.tags.get("category") == "solar" for ln in lines)
+    assert sim.counters()["logins"] == {"ok": 1}  # one login however many intervals Telegraf asked for
