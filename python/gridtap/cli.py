@@ -248,7 +248,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if delivery is not None:
             return runtime.run_push([collector], spec.interval, delivery, stopper)
         listen = args.listen or ("listen" in found.loaded and common.listen) or cls.default_listen or common.listen
-        return runtime.serve_prometheus([collector], listen, stopper, webhook=common)
+        return runtime.serve_prometheus([collector], listen, stopper, webhook=common, metrics_path=common.metrics_path)
     finally:
         device.close()
         if delivery is not None:
@@ -318,7 +318,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         for c in collectors:
             c.plugin.start()
-        return runtime.serve_prometheus(collectors, args.listen or common.listen, stopper, webhook=common)
+        return runtime.serve_prometheus(collectors, args.listen or common.listen, stopper, webhook=common,
+                                        metrics_path=common.metrics_path)
     finally:
         if worker is not None:
             worker.close()

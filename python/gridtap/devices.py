@@ -26,6 +26,8 @@ class Common:
     log_level: Literal["debug", "info", "warning", "error"] | None = config.setting(
         None, help="log level (default info; warning for run --once)")
     listen: str = config.setting("127.0.0.1:9870", help="HOST:PORT of the Prometheus /metrics server")
+    metrics_path: str = config.setting(
+        "/metrics", help="another path that serves the exposition too (an exporter's own web.metrics_path)")
     devices: list[Any] = config.setting([], help="the devices, each a mapping with plugin, name and settings")
     pushgateway: Any = config.setting(None, help="push every collection to a Pushgateway (url, job, ...)")
     mqtt: Any = config.setting(None, help="publish every collection over MQTT with HA discovery (host, ...)")

@@ -195,7 +195,8 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-def open_metrics_server(listen: str, collectors: Sequence[Collector], auth: Any = None) -> Any:
+def open_metrics_server(listen: str, collectors: Sequence[Collector], auth: Any = None,
+                        metrics_path: str = "/metrics") -> Any:
     """Bind ``/metrics`` now (so a bad or busy address is reported before anything starts);
     each scrape serves the latest batch of whatever is in ``collectors`` at that moment, and
     the devices' routes (webhooks) are served beside it (see :mod:`gridtap.serve`)."""
@@ -216,16 +217,16 @@ def open_metrics_server(listen: str, collectors: Sequence[Collector], auth: Any 
     def routes() -> list[Any]:
         return [r for c in collectors for r in c.plugin.routes()]
 
-    server = serve.open_server(host, port, exposition, status, routes, auth, listen)
+    server = serve.open_server(host, port, exposition, status, routes, auth, listen, metrics_path)
     bound_host, bound_port = server.server_address[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    log.info("serving /metrics on http://%s:%d/metrics", shown, bound_port)
+    log.info("serving /metrics on http://%s:%d%s", shown, bound_port, metrics_path)
     return server
 
 
 def serve_prometheus(
     collectors: Sequence[Collector], listen: str, stopper: Stopper, on_cycle: Callable[[], None] | None = None,
-    server: Any = None, webhook: Any = None,
+    server: Any = None, webhook: Any = None, metrics_path: str = "/metrics",
 ) -> int:
     """Collect in the background and serve ``/metrics`` until stopped (``server``: one made
     earlier by :func:`open_metrics_server`; ``webhook``: the settings holding the credentials
@@ -236,7 +237,7 @@ def serve_prometheus(
     host, _port = parse_listen(listen)
     serve.check_route_auth(host, [r for c in collectors for r in c.plugin.routes()], auth, listen)
     if server is None:
-        server = open_metrics_server(listen, collectors, auth)
+        server = open_metrics_server(listen, collectors, auth, metrics_path)
     else:
         server.auth = auth
     for c in collectors:

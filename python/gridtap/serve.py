@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import gzip
 import hmac
+import html
 import ipaddress
 import json
 import logging
@@ -119,8 +120,9 @@ class MetricsServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], exposition: Callable[[bool], bytes],
                  status: Callable[[], dict[str, Any]], routes: Callable[[], Sequence[Route]],
-                 auth: Auth) -> None:
+                 auth: Auth, metrics_path: str = "/metrics") -> None:
         self.exposition = exposition
+        self.metrics_path = metrics_path
         self.status = status
         self.routes = routes
         self.auth = auth
@@ -172,7 +174,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._drain()
             self._send(Response.json({"error": f"no {method} route at {path}"}, 404))
             return
-        if path == "/metrics":
+        if path in ("/metrics", self.server.metrics_path):
             accept = self.headers.get("Accept", "")
             openmetrics = "application/openmetrics-text" in accept
             body = self.server.exposition(openmetrics)
@@ -188,8 +190,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif path in ("/ready", "/-/ready", "/-/healthy"):
             self._send(Response(200, b"ready\n"), head=method == "HEAD")
         elif path == "/":
+            shown = html.escape(self.server.metrics_path, quote=True)
             page = ('<html><head><title>gridtap</title></head><body><h1>gridtap</h1>'
-                    '<p><a href="/metrics">/metrics</a> <a href="/status">/status</a></p></body></html>\n')
+                    f'<p><a href="{shown}">{shown}</a> <a href="/status">/status</a></p></body></html>\n')
             self._send(Response(200, page.encode(), "text/html; charset=utf-8"), head=method == "HEAD")
         else:
             self._send(Response(404, b"not found\n"), head=method == "HEAD")
@@ -249,11 +252,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(response.body)
 
 
+RESERVED_PATHS = ("/", "/status", "/ready", "/-/ready", "/-/healthy")
+
+
 def open_server(host: str, port: int, exposition: Callable[[bool], bytes], status: Callable[[], dict[str, Any]],
-                routes: Callable[[], Sequence[Route]], auth: Auth, shown: str) -> MetricsServer:
-    """Bind now and serve on a daemon thread; ConfigError (one line) when the address is unusable."""
+                routes: Callable[[], Sequence[Route]], auth: Auth, shown: str,
+                metrics_path: str = "/metrics") -> MetricsServer:
+    """Bind now and serve on a daemon thread; ConfigError (one line) when the address is unusable.
+
+    ``metrics_path`` serves the exposition beside ``/metrics`` (a replaced exporter's path, so
+    existing scrape configs keep working)."""
+    if not metrics_path.startswith("/") or "?" in metrics_path or metrics_path in RESERVED_PATHS:
+        raise ConfigError("metrics_path", f"expected a path like /metrics (not {', '.join(RESERVED_PATHS[1:])}), "
+                                          f"got {metrics_path!r}")
     try:
-        server = MetricsServer((host, port), exposition, status, routes, auth)
+        server = MetricsServer((host, port), exposition, status, routes, auth, metrics_path)
     except OSError as e:
         raise ConfigError("listen", f"cannot listen on {shown}: {e.strerror}") from None
     threading.Thread(target=server.serve_forever, name="metrics-listener", daemon=True).start()

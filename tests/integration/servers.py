@@ -720,3 +720,34 @@ def parse_line_protocol(text: str) -> list[LPLine]:
         ts = int(sections[2]) if len(sections) == 3 else None
         out.append(LPLine(measurement, tags, fields, ts, raw))
     return out
+
+
+# --------------------------------------------------------------------------------------
+# The powerwall simulator (gridtap simulate powerwall) with its loopback control endpoint
+
+
+@dataclass
+class PowerwallSim:
+    proc: Proc
+    address: str
+    control_url: str
+
+    def control(self, **cmd: Any) -> dict:
+        req = urllib.request.Request(self.control_url + "/control", data=json.dumps(cmd).encode(), method="POST")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def counters(self) -> dict:
+        with urllib.request.urlopen(self.control_url + "/counters", timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def certificate_pem(self) -> str:
+        with urllib.request.urlopen(self.control_url + "/certificate", timeout=10) as resp:
+            return json.loads(resp.read())["pem"]
+
+
+def start_powerwall_sim(workdir: Path, *extra: str) -> PowerwallSim:
+    """``gridtap simulate powerwall`` on a free port, with ``--control`` on another."""
+    control = f"127.0.0.1:{free_port()}"
+    proc, addr = start_simulator("powerwall", workdir, "--control", control, *extra)
+    return PowerwallSim(proc, addr, f"http://{control}")

@@ -1,0 +1,1 @@
+"""Tesla Powerwall plugin (see README.md)."""

@@ -1,0 +1,485 @@
+"""The gateway's local HTTPS API, with the login handled so that it never locks the owner out.
+
+Rules (spec 2.3, 5, 6; where we do better than the seed exporter it says so):
+
+* ``/api/status`` needs no login; every other endpoint sends the token as ``AuthCookie``.
+* No token yet: log in before the first authenticated request. A 401/403 answer: forget the
+  token, log in once more and repeat that request once. **At most one login attempt per
+  collection** (the seed could make 14 with a wrong password and so reach the 429 lockout).
+* A 404 is an answer, never a reason to log in (older clients re-logged in on the vitals 404).
+* A rejected password, a 429 or a 404 on the login itself (a Powerwall 3) starts a back-off:
+  no request at all until it ends, at least 5 minutes, doubling up to an hour while it
+  repeats. It survives a restart when a state file is kept, unless the password changed.
+* Network errors (refused, reset, timed out, a failed handshake) are retried every
+  ``retry_interval``, as the seed does, but within **one budget of ``retry_timeout`` per
+  collection** rather than per request. Any HTTP answer is final. A certificate that does
+  not match the pinned one is never retried: it fails closed at once.
+* The token may be kept in a 0600 state file, so a restart costs no login (spec 2.3).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import InsecureRequestWarning
+
+from gridtap import logs, state
+from gridtap.errors import DeviceError
+
+from . import tls
+from .tls import Address
+
+log = logging.getLogger("gridtap.powerwall")
+
+#: First back-off after a rejected login / 429 / unsupported gateway, and its ceiling.
+BACKOFF_FIRST = 300.0
+BACKOFF_MAX = 3600.0
+_KDF_ROUNDS = 100_000
+
+
+class NetworkError(DeviceError):
+    """No HTTP answer (after the retries): the rest of the collection is not attempted."""
+
+
+class CertificateChanged(DeviceError):
+    """The gateway presented another certificate than the pinned one: fail closed."""
+
+
+class BackingOff(DeviceError):
+    """Not talking to the gateway until the back-off ends (rejected login, 429, Powerwall 3)."""
+
+
+class ApiError(Exception):
+    """An HTTP answer that is not a usable document (non-2xx, not JSON): this endpoint only."""
+
+    def __init__(self, endpoint: str, message: str, status: int | None = None) -> None:
+        super().__init__(f"{endpoint}: {message}")
+        self.endpoint = endpoint
+        self.status = status
+
+
+@dataclass
+class Collection:
+    """Per-collection bookkeeping: the one login attempt and the one retry budget."""
+
+    login_attempted: bool = False
+    login_error: str = ""
+    retry_started: float | None = None
+    logins: int = 0
+
+
+@dataclass
+class Backoff:
+    until: float  # wall-clock epoch seconds
+    message: str
+    kind: str  # rejected | rate_limited | unsupported
+    step: int = 1
+
+
+@dataclass
+class TokenStore:
+    """The state file: the token for one gateway and login, and any back-off in force."""
+
+    path: Path
+    salt: str = field(default_factory=lambda: secrets.token_hex(16))
+
+    def load(self) -> dict[str, Any]:
+        data = state.read_json(self.path)
+        if not isinstance(data, dict):
+            return {}
+        if isinstance(data.get("salt"), str):
+            self.salt = data["salt"]
+        return data
+
+    def save(self, data: dict[str, Any]) -> None:
+        try:
+            state.write_json(self.path, {**data, "salt": self.salt})
+        except OSError as e:
+            log.warning("powerwall: cannot write the state file %s: %s (the token stays in memory)", self.path,
+                        e.strerror)
+
+    def password_check(self, password: str) -> str:
+        """A slow salted hash, so the file can tell "same password" without holding it."""
+        return hashlib.pbkdf2_hmac("sha256", password.encode(), self.salt.encode(), _KDF_ROUNDS).hex()
+
+
+def _describe(exc: BaseException) -> str:
+    """A network failure in a few words (requests' messages repeat the whole pool and URL)."""
+    seen = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(e, ConnectionResetError):
+            return "connection reset"
+        if isinstance(e, TimeoutError | requests.Timeout) or "timed out" in str(e):
+            return "timed out"
+        if isinstance(e, OSError) and e.errno is not None and e.strerror:
+            return e.strerror.lower()
+        reason = getattr(e, "reason", None)
+        nxt = reason if isinstance(reason, BaseException) else None
+        if nxt is None and e.args and isinstance(e.args[0], BaseException):
+            nxt = e.args[0]
+        e = nxt or e.__cause__ or e.__context__
+    text = str(exc)
+    if "RemoteDisconnected" in text or "Remote end closed" in text:
+        return "the gateway closed the connection"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS handshake failed"
+    return text.split(" (Caused by")[0][:160]
+
+
+def _is_fingerprint_mismatch(exc: BaseException) -> bool:
+    return "Fingerprints did not match" in str(exc)
+
+
+class _GatewayAdapter(HTTPAdapter):
+    """Every connection to the gateway: SNI ``server_name``, no CA check, and, when pinned,
+    urllib3's SHA-256 fingerprint check before a byte of the request is sent."""
+
+    def __init__(self, server_name: str, pinned_sha256: str | None) -> None:
+        self.server_name = server_name
+        self.pinned_sha256 = pinned_sha256
+        super().__init__(max_retries=0, pool_connections=1, pool_maxsize=2)
+
+    def build_connection_pool_key_attributes(self, request: Any, verify: Any, cert: Any = None) -> Any:
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, False, cert)
+        pool_kwargs["cert_reqs"] = "CERT_NONE"
+        pool_kwargs["server_hostname"] = self.server_name
+        if self.pinned_sha256:
+            pool_kwargs["assert_fingerprint"] = self.pinned_sha256
+        return host_params, pool_kwargs
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        super().cert_verify(conn, url, False, cert)  # no CA bundle: the pin (or nothing) decides
+
+
+class PowerwallClient:
+    """One gateway. Thread-safe enough for one collector thread plus ``status()`` readers."""
+
+    def __init__(
+        self, address: Address, email: str, password: str, *, timeout: float = 2.0, retry_interval: float = 1.0,
+        retry_timeout: float = 0.0, server_name: str = "powerwall", pinned_der: bytes | None = None,
+        pin_path: str | None = None, store: TokenStore | None = None,
+        clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.address = address
+        self.email = email
+        self._password = password
+        self.timeout = timeout
+        self.retry_interval = retry_interval
+        self.retry_timeout = retry_timeout
+        self.server_name = server_name
+        self.pinned_sha256 = tls.fingerprint(pinned_der) if pinned_der else None
+        self.pin_path = pin_path
+        self.store = store
+        self.clock, self.wall, self.sleep = clock, wall, sleep
+        self.token: str | None = None
+        self.backoff: Backoff | None = None
+        self.requests: Counter[str] = Counter()
+        self.logins: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self.session = requests.Session()
+        self.session.verify = False  # see _GatewayAdapter: SNI, and the pin when there is one
+        self.session.trust_env = False  # never an HTTPS_PROXY or .netrc between us and the gateway
+        self.session.cookies.set_policy(_NoCookies())
+        self.session.mount("https://", _GatewayAdapter(server_name, self.pinned_sha256))
+        self.session.headers.update({"Accept": "application/json", "User-Agent": "gridtap-powerwall"})
+        if not self.pinned_sha256:
+            warnings.simplefilter("ignore", InsecureRequestWarning)  # said once, in words, by the plugin
+        self._restore()
+
+    # ------------------------------------------------------------------ state file
+    def _restore(self) -> None:
+        if self.store is None:
+            return
+        data = self.store.load()
+        if data.get("address") != str(self.address) or data.get("email") != self.email:
+            return
+        token = data.get("token")
+        if isinstance(token, str) and token:
+            self.token = token
+            logs.register_secret(token)
+            log.debug("powerwall: reusing the token kept in %s", self.store.path)
+        b = data.get("backoff")
+        if isinstance(b, dict) and isinstance(b.get("until"), int | float) and b["until"] > self.wall():
+            same_password = b.get("password") == self.store.password_check(self._password)
+            if b.get("kind") != "rejected" or same_password:
+                self.backoff = Backoff(float(b["until"]), str(b.get("message", "")), str(b.get("kind", "")),
+                                       int(b.get("step", 1)))
+                log.debug("powerwall: back-off kept in %s: %s", self.store.path, self.backoff.message)
+
+    def _save(self) -> None:
+        if self.store is None:
+            return
+        data: dict[str, Any] = {"address": str(self.address), "email": self.email}
+        if self.token:
+            data["token"] = self.token
+        if self.backoff is not None:
+            data["backoff"] = {"until": self.backoff.until, "message": self.backoff.message,
+                               "kind": self.backoff.kind, "step": self.backoff.step}
+            if self.backoff.kind == "rejected":
+                data["backoff"]["password"] = self.store.password_check(self._password)
+        self.store.save(data)
+
+    # ------------------------------------------------------------------ back-off
+    def check_backoff(self) -> None:
+        """BackingOff while a back-off is in force; clears one that has ended."""
+        b = self.backoff
+        if b is None:
+            return
+        if self.wall() < b.until:
+            raise BackingOff(b.message)
+        # Ended: one attempt is allowed; a repeat failure doubles the next wait (see _start_backoff).
+
+    def backoff_remaining(self) -> float:
+        b = self.backoff
+        return max(0.0, b.until - self.wall()) if b is not None else 0.0
+
+    def _start_backoff(self, kind: str, describe: Callable[[str], str], at_least: float = 0.0) -> BackingOff:
+        previous = self.backoff
+        step = previous.step + 1 if previous is not None and previous.kind == kind else 1
+        wait = max(at_least, min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (step - 1)))
+        until = self.wall() + wait
+        stamp = time.strftime("%H:%M:%SZ", time.gmtime(until))
+        self.backoff = Backoff(until, describe(stamp), kind, step)
+        self._save()
+        return BackingOff(self.backoff.message)
+
+    def _clear_backoff(self) -> None:
+        if self.backoff is not None:
+            self.backoff = None
+            self._save()
+
+    # ------------------------------------------------------------------ requests
+    def new_collection(self) -> Collection:
+        return Collection()
+
+    def _send(self, method: str, path: str, ctx: Collection, *, token: str | None = None,
+              body: dict[str, Any] | None = None) -> requests.Response:
+        """One request with the seed's network retries (within the collection's budget)."""
+        url = f"{self.address.base_url}/api/{path}"
+        headers = {"Cookie": f"AuthCookie={token}"} if token else {}
+        while True:
+            t0 = self.clock()
+            try:
+                resp = self.session.request(method, url, headers=headers, json=body, timeout=self.timeout,
+                                            allow_redirects=False)
+                resp.content  # noqa: B018 - the whole body inside the try: a drop mid-body is a network error
+            except requests.exceptions.SSLError as e:
+                if _is_fingerprint_mismatch(e):
+                    self.requests["tls"] += 1
+                    raise CertificateChanged(self._changed_message()) from None
+                error: BaseException = e
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
+                error = e
+            else:
+                self.requests[str(resp.status_code)] += 1
+                log.debug("powerwall: %s %s -> %d (%s)", method, url, resp.status_code,
+                          "(sensitive)" if path.startswith("login/") else f"{len(resp.content)} bytes")
+                return resp
+            self.requests["network"] += 1
+            if ctx.retry_started is None:
+                ctx.retry_started = t0
+            spent = self.clock() - ctx.retry_started
+            reason = _describe(error)
+            if self.retry_timeout <= 0 or spent >= self.retry_timeout:
+                retried = f" (retried for {spent:.0f}s)" if self.retry_timeout > 0 else ""
+                raise NetworkError(f"gateway {self.address} unreachable: {method} /api/{path}: {reason}{retried}") \
+                    from None
+            log.debug("powerwall: %s %s: %s; retrying", method, url, reason)
+            self.sleep(max(0.0, min(self.retry_interval - (self.clock() - t0),
+                                    self.retry_timeout - (self.clock() - ctx.retry_started))))
+
+    def _changed_message(self) -> str:
+        presented = ""
+        try:
+            der = tls.fetch_certificate(self.address, self.server_name, self.timeout)
+            presented = f" presents SHA-256 {tls.shown_fingerprint(tls.fingerprint(der))}, which"
+        except OSError:
+            pass
+        pinned = tls.shown_fingerprint(self.pinned_sha256 or "")
+        return (f"TLS certificate of gateway {self.address} changed: it{presented} is not the certificate pinned in "
+                f"{self.pin_path} (SHA-256 {pinned}); nothing is read from it. If the gateway was replaced or "
+                f"reset, pin its new certificate with `gridtap powerwall fetchcert --config FILE`")
+
+    def get(self, endpoint: str, ctx: Collection, *, auth: bool = True) -> Any:
+        """The JSON document of ``GET /api/<endpoint>``; ApiError for an answer that is not one."""
+        with self._lock:
+            self.check_backoff()
+            if not auth:
+                return self._document(endpoint, self._send("GET", endpoint, ctx))
+            if self.token is None:
+                self._login(ctx)
+            resp = self._send("GET", endpoint, ctx, token=self.token)
+            if resp.status_code in (401, 403):
+                self._forget_token()
+                if ctx.login_attempted:  # one login per collection, whatever happens
+                    raise ApiError(endpoint, self._auth_failure(resp), resp.status_code)
+                log.debug("powerwall: %s answered %d: logging in again", endpoint, resp.status_code)
+                self._login(ctx)
+                resp = self._send("GET", endpoint, ctx, token=self.token)
+                if resp.status_code in (401, 403):
+                    self._forget_token()
+                    raise ApiError(endpoint, self._auth_failure(resp), resp.status_code)
+            if resp.status_code == 429:
+                raise self._rate_limited(resp)
+            return self._document(endpoint, resp)
+
+    @staticmethod
+    def _auth_failure(resp: requests.Response) -> str:
+        error, message = _error_fields(resp)
+        return f"authentication failed ({resp.status_code} {error or 'no reason given'}: {message})".replace(": )", ")")
+
+    def _forget_token(self) -> None:
+        if self.token is not None:
+            self.token = None
+            self._save()
+
+    def _document(self, endpoint: str, resp: requests.Response) -> Any:
+        if resp.status_code == 429:
+            raise self._rate_limited(resp)
+        if not 200 <= resp.status_code < 300:
+            error, message = _error_fields(resp)
+            detail = f" ({error}: {message})" if error or message else " (empty body)" if not resp.content else ""
+            hint = " - is the sitemaster stopped?" if resp.status_code == 502 else ""
+            raise ApiError(endpoint, f"HTTP {resp.status_code} {resp.reason or ''}".strip() + detail + hint,
+                           resp.status_code)
+        try:
+            return json.loads(resp.content.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            what = "an empty body" if not resp.content else f"{len(resp.content)} bytes that are not JSON ({e})"
+            raise ApiError(endpoint, f"answered {what}", resp.status_code) from None
+
+    # ------------------------------------------------------------------ login
+    def _login(self, ctx: Collection) -> None:
+        """Log in (at most once per collection). Sets the token or raises."""
+        if ctx.login_attempted:
+            raise ApiError("login", ctx.login_error or "not logged in (the login of this collection failed)",
+                           None)
+        ctx.login_attempted = True
+        ctx.logins += 1
+        body = {"username": "customer", "email": self.email, "password": self._password, "force_sm_off": False}
+        try:
+            resp = self._send("POST", "login/Basic", ctx, body=body)
+        except NetworkError:
+            self.logins["failed"] += 1
+            raise
+        status = resp.status_code
+        where = f"gateway {self.address}"
+        if status == 404:
+            self.logins["unsupported"] += 1
+            raise self._start_backoff("unsupported", lambda until: (
+                f"{where} answered 404 to the customer login (POST /api/login/Basic): it has no local customer "
+                f"login, as a Powerwall 3 has none (its local JSON API is not reachable this way), so gridtap "
+                f"cannot read it. Use a Powerwall 2 / Powerwall+ gateway address, or the Tesla app; local TEDAPI "
+                f"access (the gateway's Wi-Fi, 192.168.91.1) is not supported yet. Next check at {until}"))
+        if status == 429:
+            self.logins["rate_limited"] += 1
+            raise self._rate_limited(resp)
+        if status in (401, 403):
+            self.logins["rejected"] += 1
+            error, message = _error_fields(resp)
+            said = f"{status} {error}" + (f": {message}" if message else "") if error else f"HTTP {status}"
+            if "default password" in error.lower():
+                advice = ("the gateway no longer accepts its default password: set your own customer password "
+                          "on the gateway's web page and put it in login_password")
+            elif "physical access" in error.lower():
+                advice = "the gateway wants a physical switch toggle for this account"
+            else:
+                advice = ("check login_password: the gateway's customer password (its web page), not the "
+                          "Tesla account's")
+            raise self._start_backoff("rejected", lambda until: (
+                f"login to {where} rejected ({said}): {advice}; no new login attempt before {until} "
+                "(a back-off, so that a wrong password never locks the gateway)"))
+        token = None
+        try:
+            doc = json.loads(resp.content.decode("utf-8"))
+            token = doc.get("token") if isinstance(doc, dict) else None
+        except (UnicodeDecodeError, ValueError):
+            pass
+        if not 200 <= status < 300 or not isinstance(token, str) or not token:
+            self.logins["failed"] += 1
+            error, message = _error_fields(resp)
+            said = ": ".join(t for t in (error, message) if t)
+            ctx.login_error = (f"login to {where} failed: HTTP {status}" + (f" ({said})" if said else "")
+                               if not 200 <= status < 300 else f"login to {where} gave no token")
+            raise ApiError("login", ctx.login_error, status)
+        logs.register_secret(token)
+        self.token = token
+        self.logins["ok"] += 1
+        self._clear_backoff()
+        self._save()
+        log.debug("powerwall: logged in to %s", where)
+
+    def _rate_limited(self, resp: requests.Response) -> BackingOff:
+        retry_after = resp.headers.get("Retry-After", "")
+        at_least = float(retry_after) if retry_after.isdigit() else 0.0
+        error, _message = _error_fields(resp)
+        return self._start_backoff("rate_limited", lambda until: (
+            f"gateway {self.address} answered 429 ({error or 'too many requests'}): gridtap sends it nothing until "
+            f"{until}; if this repeats, stop other tools that log in to it"), at_least)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _error_fields(resp: requests.Response) -> tuple[str, str]:
+    """The ``error`` and ``message`` of a gateway error body ("", "" when there are none)."""
+    try:
+        doc = json.loads(resp.content.decode("utf-8")) if resp.content else None
+    except (UnicodeDecodeError, ValueError):
+        return "", ""
+    if not isinstance(doc, dict):
+        return "", ""
+    return str(doc.get("error") or ""), str(doc.get("message") or "")
+
+
+class _NoCookies:
+    """A cookie policy that keeps nothing: the token is sent explicitly, and only it (spec 2.2)."""
+
+    netscape = True
+    rfc2965 = False
+    hide_cookie2 = False
+
+    def set_ok(self, cookie: Any, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: Any, request: Any) -> bool:
+        return False
+
+    def domain_return_ok(self, domain: str, request: Any) -> bool:
+        return False
+
+    def path_return_ok(self, path: str, request: Any) -> bool:
+        return False
+
+
+def default_store(device: str) -> TokenStore | None:
+    """The state file under gridtap's state folder, or None (with a warning) where it cannot be made."""
+    folder = state.default_dir("powerwall")
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(13, "not writable")
+    except OSError as e:
+        log.warning("powerwall: cannot use %s for the login token (%s); it is kept in memory only (set token_file)",
+                    folder, e.strerror)
+        return None
+    return TokenStore(folder / f"{device}.json")
