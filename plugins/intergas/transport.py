@@ -84,6 +84,7 @@ class SerialTransport:
         self._port: serial.SerialBase | None = None
         self._next_open = 0.0
         self._delay = 0.0
+        self._opened_before = False
         self.discarded = 0  # stale bytes dropped so far (diagnostics, tests)
 
     # ---------------------------------------------------------------- link lifetime
@@ -105,8 +106,10 @@ class SerialTransport:
         except (serial.SerialException, OSError, ValueError) as e:
             self._schedule_reopen()
             raise LinkError(f"{self.url}: cannot open: {e}") from None
+        # Logged once per change of state: the first open, and the first after a failure.
+        log.log(logging.INFO if self._delay or not self._opened_before else logging.DEBUG, "opened %s", self.url)
         self._delay = 0.0
-        log.info("opened %s", self.url)
+        self._opened_before = True
 
     def _schedule_reopen(self) -> None:
         self._delay = min(self.backoff_max, max(self.backoff_min, self._delay * 2))
@@ -132,8 +135,12 @@ class SerialTransport:
     def fail(self, reason: str) -> LinkError:
         """Close after a link failure and schedule the reopen; returns the error to raise."""
         self.close()
+        first = self._delay == 0.0
         self._schedule_reopen()
-        log.warning("%s: %s; reopening in %.1f s", self.url, reason, self._delay)
+        # One warning when the link breaks; the retries after it (with a growing back-off)
+        # are debug, so a dead bridge is not a warning every few seconds.
+        log.log(logging.WARNING if first else logging.DEBUG, "%s: %s; reopening in %.1f s", self.url, reason,
+                self._delay)
         return LinkError(f"{self.url}: {reason}")
 
     # ---------------------------------------------------------------- one command

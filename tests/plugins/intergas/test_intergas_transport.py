@@ -275,3 +275,18 @@ def test_replay_serves_fixture_blocks(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no S"):
         IntergasPlugin.simulate(argparse.Namespace(**{**vars(ns), "tcp": "127.0.0.1:0"}))
+
+
+def test_a_dead_bridge_is_one_warning_not_one_per_retry(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 11: "failures are logged once per change of state" did not hold for the reopen
+    retries (a WARNING per retry)."""
+    import logging
+
+    from gridtap_plugins.intergas.transport import SerialTransport
+
+    transport = SerialTransport("socket://127.0.0.1:9", 0.2, backoff=(0.01, 0.02))
+    caplog.set_level(logging.DEBUG, logger="gridtap_plugins.intergas.transport")
+    for _ in range(5):  # the link breaks again and again without ever coming back
+        transport.fail("no reply within 0.2 s")
+    levels = [r.levelno for r in caplog.records]
+    assert levels == [logging.WARNING] + [logging.DEBUG] * 4, [r.getMessage() for r in caplog.records]
