@@ -55,7 +55,7 @@ def _push_options(p: argparse.ArgumentParser) -> None:
                    help="Pushgateway URL (or config key pushgateway.url; more settings in the config file "
                         "or GRIDTAP_PUSHGATEWAY_<KEY>)")
     p.add_argument("--mqtt", metavar="HOST[:PORT]",
-                   help="MQTT broker (or config key mqtt.host; user, password, prefixes in the config file "
+                   help="MQTT broker (or config key mqtt.host; username, password, prefixes in the config file "
                         "or GRIDTAP_MQTT_<KEY>)")
 
 
