@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 
 from gridtap.errors import DeviceError
-from gridtap.model import MetricDef
+from gridtap.model import Kind, MetricDef
 from gridtap.plugin import Plugin
 from gridtap.schedule import Collector
 
@@ -82,3 +82,118 @@ def test_hanging_device_does_not_block_another():
     finally:
         fast.stop()
         slow._stop.set()
+
+
+# --- pushed readings, waiting, diagnostics (issue 11) -------------------------------------
+PACKETS = MetricDef("unit_packets_total", "Packets seen by our side of the link.", kind=Kind.COUNTER, integer=True)
+
+
+class PushingDevice(Plugin):
+    """A device that pushes: readings arrive on another thread and call updated()."""
+
+    name = "unit"
+    config_schema = NoSettings
+
+    def __init__(self) -> None:
+        super().__init__(NoSettings(), "pusher")
+        self.reading: float | None = None
+        self.packets = 0
+
+    def arrive(self, value: float) -> None:
+        self.packets += 1
+        self.reading = value
+        self.updated()
+
+    def collect(self):
+        from gridtap.errors import Waiting
+
+        if self.reading is None:
+            raise Waiting("waiting for the first upload")
+        return [VALUE(self.reading)]
+
+    def diagnostics(self):
+        return [PACKETS(self.packets)]
+
+
+def test_a_pushed_reading_is_collected_and_handed_on_at_once() -> None:
+    device = PushingDevice()
+    collector = Collector(device, interval=3600.0)  # the tick alone would never come in time
+    seen: list[tuple[float, object]] = []
+    collector.subscribe(lambda batch: seen.append((time.monotonic(), batch)))
+    collector.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not seen and time.monotonic() < deadline:  # the first, immediate collection
+            time.sleep(0.01)
+        t0 = time.monotonic()
+        device.arrive(1234.5)
+        while len(seen) < 2 and time.monotonic() < deadline:
+            time.sleep(0.002)
+    finally:
+        collector.stop()
+    assert len(seen) >= 2
+    when, batch = seen[1]
+    assert when - t0 < 0.1, f"{(when - t0) * 1000:.0f} ms"
+    assert [(m.name, m.value) for m in batch.metrics if m.name == "unit_value_watts"] == [("unit_value_watts", 1234.5)]
+
+
+def test_waiting_is_not_down_and_diagnostics_stay(caplog) -> None:
+    device = PushingDevice()
+    collector = Collector(device, interval=1.0)
+    caplog.set_level(logging.INFO, logger="gridtap.schedule")
+    for _ in range(3):
+        batch = collector.collect_once()
+    names = {m.name for m in batch.metrics}
+    assert "unit_up" not in names and "unit_collect_duration_seconds" not in names  # no "down" alert
+    assert [m.value for m in batch.metrics if m.name == "unit_packets_total"] == [0]
+    assert not batch.ok and batch.error == "waiting for the first upload"
+    infos = [r for r in caplog.records if "waiting" in r.getMessage()]
+    assert len(infos) == 1 and infos[0].levelno == logging.INFO
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+    device.arrive(5.0)
+    up = {m.name: m.value for m in collector.collect_once().metrics}
+    assert up["unit_up"] == 1 and up["unit_value_watts"] == 5.0 and up["unit_packets_total"] == 1
+
+
+def test_diagnostics_stay_while_the_device_is_down() -> None:
+    device = PushingDevice()
+    device.arrive(5.0)
+
+    def broken():
+        raise DeviceError("gone")
+
+    device.collect = broken  # type: ignore[method-assign]
+    batch = Collector(device, interval=1.0).collect_once()
+    values = {m.name: m.value for m in batch.metrics}
+    assert values["unit_up"] == 0 and "unit_value_watts" not in values and values["unit_packets_total"] == 1
+
+
+def test_delivery_worker_keeps_only_the_newest_batch_per_device() -> None:
+    import threading
+
+    from gridtap.model import Batch
+    from gridtap.sinks import Delivery, DeliveryWorker
+
+    release = threading.Event()
+    delivered: list[list[int]] = []
+
+    class SlowSink:
+        name = "slow"
+
+        def publish(self, batches):
+            release.wait(5)
+            delivered.append([b.timestamp_ns for b in batches])
+
+        def close(self):
+            pass
+
+    worker = DeliveryWorker(Delivery([SlowSink()]))
+    worker.submit(Batch("unit", "a", 1))
+    time.sleep(0.05)  # the first one is being delivered (and blocks)
+    for ts in (2, 3, 4):
+        worker.submit(Batch("unit", "a", ts))  # a slow sink never piles up old batches
+    worker.submit(Batch("unit", "b", 10))
+    release.set()
+    worker.close()
+    assert delivered == [[1], [4, 10]]
