@@ -135,16 +135,23 @@ def run_influx(collectors: Sequence[Collector], signal_mode: str, stopper: Stopp
         return stopper.exit_code
     if _stdin_is_pipe():
         _watch_stdin_eof(stopper)
+    _collect_in_background(collectors, stopper, lambda batch: writer.write(lineproto.encode([batch], uint)))
+    writer.raise_if_failed()
+    return stopper.exit_code
+
+
+def _collect_in_background(collectors: Sequence[Collector], stopper: Stopper, handle: Callable[[Batch], None]
+                           ) -> None:
+    """Every device collects on its own thread (on its interval, and at once when it pushes a
+    reading); each batch goes to ``handle`` as it comes, until the process is told to stop."""
     for c in collectors:
-        c.subscribe(lambda batch: writer.write(lineproto.encode([batch], uint)))
+        c.subscribe(handle)
         c.start()
     try:
         stopper.event.wait()
     finally:
         for c in collectors:
             c.stop()
-    writer.raise_if_failed()
-    return stopper.exit_code
 
 
 def collectd_settings(interval: float, explicit: bool = False) -> tuple[str, float]:
@@ -176,14 +183,9 @@ def run_push(collectors: Sequence[Collector], interval: float, delivery: Deliver
     """``--output pushgateway|mqtt``: every device collects in the background (on its interval,
     and at once when it pushes a reading); each batch is handed to the sinks as it comes."""
     worker = DeliveryWorker(delivery)
-    for c in collectors:
-        c.subscribe(worker.submit)
-        c.start()
     try:
-        stopper.event.wait()
+        _collect_in_background(collectors, stopper, worker.submit)
     finally:
-        for c in collectors:
-            c.stop()
         worker.close()
     return stopper.exit_code
 

@@ -432,6 +432,17 @@ struct StateSet {
     states: Vec<String>,
 }
 
+/// The (key, value) pairs of a label tuple, as Python objects that outlive the &str views taken of them.
+fn label_items<'py>(labels: &Bound<'py, PyAny>) -> PyResult<Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
+    let tuple = labels.cast::<PyTuple>()?;
+    let mut items = Vec::with_capacity(tuple.len());
+    for pair in tuple.iter() {
+        let pair = pair.cast::<PyTuple>()?;
+        items.push((pair.get_item(0)?, pair.get_item(1)?));
+    }
+    Ok(items)
+}
+
 /// A state set becomes one line per state: the labels plus `<family>=<state>`, field 1i for
 /// the current state and 0i for the others. Telegraf's `outputs.prometheus_client` turns
 /// that into exactly the samples gridtap's own /metrics serves (it drops string fields, so
@@ -449,12 +460,7 @@ fn put_stateset(
         crate::errors::EncodeError::new_err(format!("state set {} needs a state name, not a number", set.family))
     })?;
     let current = current.to_str()?;
-    let tuple = labels.cast::<PyTuple>()?;
-    let mut items: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = Vec::with_capacity(tuple.len());
-    for pair in tuple.iter() {
-        let pair = pair.cast::<PyTuple>()?;
-        items.push((pair.get_item(0)?, pair.get_item(1)?));
-    }
+    let items = label_items(labels)?;
     let mut base: Vec<(&str, &str)> = Vec::with_capacity(items.len() + 2);
     let mut has_device = false;
     for (k, v) in &items {
@@ -573,13 +579,8 @@ fn encode(py: Python<'_>, batches: &Bound<'_, PyAny>, uint: bool) -> PyResult<Ve
             let line = match label_lines.get(&(labels.as_ptr() as usize)) {
                 Some(&line) => line,
                 None => {
-                    let tuple = labels.cast::<PyTuple>()?;
-                    // The items stay alive in `tuple`, so borrowed &str views are valid here.
-                    let mut items: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = Vec::with_capacity(tuple.len());
-                    for pair in tuple.iter() {
-                        let pair = pair.cast::<PyTuple>()?;
-                        items.push((pair.get_item(0)?, pair.get_item(1)?));
-                    }
+                    // The items stay alive in `items`, so borrowed &str views are valid here.
+                    let items = label_items(&labels)?;
                     let mut tags: Vec<(&str, &str)> = Vec::with_capacity(items.len() + 1);
                     raw_key.clear();
                     let mut has_device = false;
