@@ -39,6 +39,8 @@ SENSOR_OPEN, SENSOR_SHORT = (-600) & 0xFFFF, (-500) & 0xFFFF
 _TYPE_SCALE = {2: (True, Fraction(1, 10)), 7: (True, Fraction(1, 100)), 6: (False, Fraction(1)),
                8: (False, Fraction(1)), "int16": (True, Fraction(1))}
 TABLES = ("input", "holding")
+_REGISTER_KEYS = {"at", "type", "unit", "metric", "labels", "pair", "bits", "states", "flag", "off_raw", "off_metric",
+                  "sensor_fault", "controllers", "designation"}
 
 
 def wire_address(manual: int) -> int:
@@ -174,6 +176,9 @@ def parse(doc: Mapping[str, Any], where: str) -> Catalogue:
         blocks.append(block)
         for j, r in enumerate(raw.get("registers") or []):
             rw = f"{bw}.registers[{j}] (at {r.get('at')})"
+            unknown = set(r) - _REGISTER_KEYS
+            if unknown:
+                raise _fail(rw, f"unknown key(s) {sorted(map(str, unknown))}")
             stem = r.get("metric")
             if stem not in m.MODBUS_BY_STEM:
                 raise _fail(rw, f"unknown metric {stem!r}")
@@ -186,7 +191,7 @@ def parse(doc: Mapping[str, Any], where: str) -> Catalogue:
                 pair=int(r["pair"]) if r.get("pair") is not None else None,
                 bits={int(k): str(v) for k, v in r["bits"].items()} if r.get("bits") else None,
                 states={int(k): str(v) for k, v in r["states"].items()} if r.get("states") else None,
-                flag=bool(r.get("flag", False)), off=r.get("off"),
+                flag=bool(r.get("flag", False)), off=r.get("off_raw"),
                 off_metric=m.MODBUS_BY_STEM[off_metric] if off_metric else None,
                 sensor_fault=bool(r.get("sensor_fault", False)),
                 controllers=tuple(r["controllers"]) if r.get("controllers") else None,
@@ -281,7 +286,8 @@ def load_user_map(path: str) -> UserMap:
             elif kind in (2, 6, 7):
                 conv = base_unit(unit)
                 if conv is None:
-                    raise ConfigError(ew, f"unit {unit!r} is not one gridtap converts ({', '.join(k for k in _known())})")
+                    known = ", ".join(_known())
+                    raise ConfigError(ew, f"unit {unit!r} is not one gridtap converts ({known})")
                 base = conv[0]
                 metric_name = m.P + stem + (f"_{base}" if base and not stem.endswith(base) else "")
                 d = MetricDef(metric_name, f"{name}{' in ' + unit if unit else ''} (user map)", unit=base,
@@ -354,7 +360,7 @@ def _outputs(reg: Register, base: int, opts: Options) -> list[dict[str, Any]]:
                  "words": dict(reg.states), "other_word": "unknown"}]
     if reg.pair is not None:
         return [{"op": "pair", "lo": i, "hi": reg.pair - base, "factor": 1000, "mul": mul, "div": div,
-                 "metric": (reg.metric, reg.labels)}]
+                 "float": not reg.metric.integer, "metric": (reg.metric, reg.labels)}]
     out: list[dict[str, Any]] = []
     absent: list[int] = []
     if reg.off is not None:
@@ -367,7 +373,7 @@ def _outputs(reg: Register, base: int, opts: Options) -> list[dict[str, Any]]:
         out.append({"op": "code", "reg": i, "table": {SENSOR_OPEN: 1, SENSOR_SHORT: 2}, "default": 0,
                     "metric": (fault, (("register", str(reg.at)),))})
     out.insert(0, {"op": "value", "reg": i, "signed": signed, "mul": mul, "div": div, "absent": absent,
-                   "metric": (reg.metric, reg.labels)})
+                   "float": not reg.metric.integer, "metric": (reg.metric, reg.labels)})
     return out
 
 
@@ -434,3 +440,18 @@ def register_values(compiled: Compiled, read_index: int, registers: Sequence[int
     """{manual address: raw value} of one read (for ``gridtap decode`` and tests)."""
     read = compiled.reads[read_index]
     return {read.wire + 1 + i: v for i, v in enumerate(registers)}
+
+
+def compile_range(catalogue: Catalogue, controller: int, table: str, first: int, count: int,
+                  opts: Options = Options()) -> Compiled:
+    """A map for a register dump: ``count`` registers of ``table`` from manual address ``first``
+    (``gridtap decode isg --address``); registers the dump only half covers are left out."""
+    from gridtap.errors import InputError
+
+    if count < 1 or first < 1 or first + count - 1 > 0x10000:
+        raise InputError(f"isg: a dump of {count} registers from {first} is outside the register space")
+    last = first + count - 1
+    registers = tuple(r for r in catalogue.registers
+                      if r.table == table and all(first <= a <= last for a in r.addresses))
+    dump = Catalogue(catalogue.family, catalogue.controllers, (Block("dump", table, first, last),), registers)
+    return compile_map(dump, controller, opts)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from gridtap.model import Display, DisplayByLabel, Kind, MetricDef
+from gridtap.model import Display, Kind, MetricDef
 
 P = "isg_"
 

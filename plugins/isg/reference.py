@@ -7,9 +7,10 @@ type and absence). It takes the same map description:
 ``blocks`` is a list of ``(register_count, outputs)``; each output is a dict with ``op``:
 
 * ``value``: ``reg``, ``signed`` (int16), ``mul``/``div`` (an exact integer fraction),
-  ``absent`` (raw values meaning "no value", besides 0x8000);
+  ``absent`` (raw values meaning "no value", besides 0x8000), ``float`` (a float even when
+  ``div`` is 1);
 * ``bit``: ``reg``, ``bit`` - bit ``n`` of that register's own raw value;
-* ``pair``: ``lo``, ``hi``, ``factor`` (1000), ``mul``/``div`` - ``LOW + factor * HIGH``;
+* ``pair``: ``lo``, ``hi``, ``factor`` (1000), ``mul``/``div``, ``float`` - ``LOW + factor * HIGH``;
 * ``code``: ``reg``, ``table`` ({raw: code}), ``default`` (code for other raw values, or None
   for "unknown", i.e. absent);
 
@@ -61,8 +62,8 @@ def _registers(value: Any) -> list[int]:
     return out
 
 
-def _scaled(x: int, mul: int, div: int) -> int | float:
-    return x * mul if div == 1 else (float(x) * float(mul)) / float(div)
+def _scaled(x: int, mul: int, div: int, as_float: bool = False) -> int | float:
+    return x * mul if div == 1 and not as_float else (float(x) * float(mul)) / float(div)
 
 
 def _check(op: Mapping[str, Any], length: int) -> None:
@@ -91,7 +92,7 @@ def apply(op: Mapping[str, Any], regs: Sequence[int]) -> int | float | None:
         if raw == NOT_AVAILABLE or raw in (op.get("absent") or ()):
             return None
         x = raw - 0x10000 if op.get("signed") and raw & 0x8000 else raw
-        return _scaled(x, op.get("mul", 1), op.get("div", 1))
+        return _scaled(x, op.get("mul", 1), op.get("div", 1), bool(op.get("float")))
     if kind == "bit":
         raw = regs[op["reg"]]
         return None if raw == NOT_AVAILABLE else (raw >> op["bit"]) & 1
@@ -99,7 +100,7 @@ def apply(op: Mapping[str, Any], regs: Sequence[int]) -> int | float | None:
         lo, hi = regs[op["lo"]], regs[op["hi"]]
         if NOT_AVAILABLE in (lo, hi):
             return None  # never the bare LOW part: that would fake a counter reset
-        return _scaled(lo + op.get("factor", 1000) * hi, op.get("mul", 1), op.get("div", 1))
+        return _scaled(lo + op.get("factor", 1000) * hi, op.get("mul", 1), op.get("div", 1), bool(op.get("float")))
     raw = regs[op["reg"]]
     if raw == NOT_AVAILABLE:
         return None

@@ -9,7 +9,7 @@
 //!
 //! Outputs:
 //! * `value`: one register, signed (int16) or not, `absent` raw values (0x8000 always, 0x9000
-//!   where "off" means no value, the LWZ sensor-fault values);
+//!   where "off" means no value, the LWZ sensor-fault values); `float` keeps whole results floats;
 //! * `bit`: bit `n` of its own register (`(raw >> n) & 1`);
 //! * `pair`: `LOW + factor * HIGH` (energy totals); either half 0x8000 makes it absent;
 //! * `code`: a raw value looked up in a table (0/1 flags where anything else is unknown, the
@@ -32,9 +32,9 @@ pub const MAX_BLOCK: usize = 125;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
-    Value { reg: usize, signed: bool, mul: i64, div: i64, absent: Vec<u16> },
+    Value { reg: usize, signed: bool, mul: i64, div: i64, absent: Vec<u16>, float: bool },
     Bit { reg: usize, bit: u8 },
-    Pair { lo: usize, hi: usize, factor: i64, mul: i64, div: i64 },
+    Pair { lo: usize, hi: usize, factor: i64, mul: i64, div: i64, float: bool },
     Code { reg: usize, table: Vec<(u16, i64)>, default: Option<i64> },
 }
 
@@ -53,8 +53,10 @@ pub struct BlockMap {
     pub ops: Vec<Op>,
 }
 
-fn scaled(x: i64, mul: i64, div: i64) -> Out {
-    if div == 1 {
+/// `x * mul / div`, an integer when `div` is 1 unless `float` asks for a float (a metric whose
+/// samples must all be floats, so a line-protocol field never changes type).
+fn scaled(x: i64, mul: i64, div: i64, float: bool) -> Out {
+    if div == 1 && !float {
         Out::Int(x * mul)
     } else {
         Out::Float((x as f64 * mul as f64) / div as f64)
@@ -100,13 +102,13 @@ impl Op {
     #[inline]
     fn apply(&self, regs: &[u16]) -> Out {
         match self {
-            Op::Value { reg, signed, mul, div, absent } => {
+            Op::Value { reg, signed, mul, div, absent, float } => {
                 let raw = regs[*reg];
                 if raw == NOT_AVAILABLE || absent.contains(&raw) {
                     return Out::Absent;
                 }
                 let x = if *signed { raw as i16 as i64 } else { raw as i64 };
-                scaled(x, *mul, *div)
+                scaled(x, *mul, *div, *float)
             }
             Op::Bit { reg, bit } => {
                 let raw = regs[*reg];
@@ -116,12 +118,12 @@ impl Op {
                     Out::Int(((raw >> bit) & 1) as i64)
                 }
             }
-            Op::Pair { lo, hi, factor, mul, div } => {
+            Op::Pair { lo, hi, factor, mul, div, float } => {
                 let (l, h) = (regs[*lo], regs[*hi]);
                 if l == NOT_AVAILABLE || h == NOT_AVAILABLE {
                     return Out::Absent;
                 }
-                scaled(l as i64 + factor * h as i64, *mul, *div)
+                scaled(l as i64 + factor * h as i64, *mul, *div, *float)
             }
             Op::Code { reg, table, default } => {
                 let raw = regs[*reg];
@@ -222,6 +224,7 @@ fn parse_op(spec: &Bound<'_, PyDict>) -> PyResult<Op> {
             mul: get_opt(spec, "mul", 1)?,
             div: get_opt(spec, "div", 1)?,
             absent: get_opt(spec, "absent", Vec::new())?,
+            float: get_opt(spec, "float", false)?,
         },
         "bit" => Op::Bit { reg: get_req(spec, "reg")?, bit: get_req(spec, "bit")? },
         "pair" => Op::Pair {
@@ -230,6 +233,7 @@ fn parse_op(spec: &Bound<'_, PyDict>) -> PyResult<Op> {
             factor: get_opt(spec, "factor", 1000)?,
             mul: get_opt(spec, "mul", 1)?,
             div: get_opt(spec, "div", 1)?,
+            float: get_opt(spec, "float", false)?,
         },
         "code" => {
             let table: Vec<(u16, i64)> = match spec.get_item("table")? {
@@ -429,7 +433,7 @@ mod tests {
     use super::*;
 
     fn value(reg: usize, signed: bool, mul: i64, div: i64) -> Op {
-        Op::Value { reg, signed, mul, div, absent: vec![] }
+        Op::Value { reg, signed, mul, div, absent: vec![], float: false }
     }
 
     #[test]
@@ -444,11 +448,13 @@ mod tests {
         // 1.21 bar (raw 121, type 7) = 121000 Pa: mul 1000 / div 1 keeps it an integer.
         let m = BlockMap::new(1, vec![value(0, true, 1000, 1)]).unwrap();
         assert_eq!(m.decode(&[121]).unwrap(), vec![Out::Int(121_000)]);
+        let float = Op::Value { reg: 0, signed: true, mul: 1000, div: 1, absent: vec![], float: true };
+        assert_eq!(BlockMap::new(1, vec![float]).unwrap().decode(&[121]).unwrap(), vec![Out::Float(121_000.0)]);
     }
 
     #[test]
     fn off_value_and_unsigned() {
-        let off = Op::Value { reg: 0, signed: true, mul: 1, div: 10, absent: vec![0x9000] };
+        let off = Op::Value { reg: 0, signed: true, mul: 1, div: 10, absent: vec![0x9000], float: false };
         let switch = Op::Code { reg: 0, table: vec![(0x9000, 0)], default: Some(1) };
         let m = BlockMap::new(2, vec![off.clone(), switch.clone(), value(1, false, 1, 1)]).unwrap();
         assert_eq!(m.decode(&[0x9000, 65535]).unwrap(), vec![Out::Absent, Out::Int(0), Out::Int(65535)]);
@@ -466,7 +472,7 @@ mod tests {
 
     #[test]
     fn pairs_are_low_plus_1000_high_and_absent_with_either_half() {
-        let pair = Op::Pair { lo: 0, hi: 1, factor: 1000, mul: 3_600_000, div: 1 };
+        let pair = Op::Pair { lo: 0, hi: 1, factor: 1000, mul: 3_600_000, div: 1, float: false };
         let m = BlockMap::new(2, vec![pair]).unwrap();
         assert_eq!(m.decode(&[341, 44]).unwrap(), vec![Out::Int(44_341 * 3_600_000)]);
         assert_eq!(m.decode(&[341, 0x8000]).unwrap(), vec![Out::Absent]);
