@@ -303,9 +303,18 @@ def load_user_map(path: str) -> UserMap:
                     d.unit, d.kind, d.label_names):
                 raise ConfigError(ew, f"{d.name} is defined twice with different units or labels")
             defs.setdefault(d.name, d)
-    clash = {d.name for d in defs.values()} & {d.name for d in m.ALL}
-    if clash:
-        raise ConfigError(path, f"names {sorted(clash)} are gridtap's own metrics; rename them")
+    from gridtap.health import health_defs
+
+    ours = {d.name: d for d in (*m.ALL, *health_defs("isg"))}
+    for name, d in list(defs.items()):
+        mine = ours.get(name)
+        if mine is None:
+            continue
+        if (mine.unit, mine.kind, mine.label_names, mine.states) == (d.unit, d.kind, d.label_names, d.states) and \
+                mine in m.MODBUS:
+            defs[name] = mine  # the same metric as gridtap's own (the seed's BUS_STATUS): one definition
+        else:
+            raise ConfigError(path, f"{name} is one of gridtap's own metrics with other units or labels; rename it")
     # One definition object per name, so every sample of a family shares it.
     registers = [dataclasses.replace(r, metric=defs[r.metric.name]) for r in registers]
     return UserMap(family, blocks, registers, list(defs.values()))
@@ -420,7 +429,8 @@ def compile_map(catalogue: Catalogue, controller: int, opts: Options = Options()
         split = [r.at for k, r in mine if k not in placed]
         if split:
             raise ConfigError(name, f"registers {split} would be split over two reads")
-    return Compiled(catalogue.family, controller, reads, spec, registers)
+    read = [r for k, r in enumerate(registers) if k in placed]
+    return Compiled(catalogue.family, controller, reads, spec, read)
 
 
 def family_of(controller: int) -> str | None:

@@ -194,13 +194,17 @@ class RegisterStore:
     0x8000 where the model has nothing, and whatever was written (SGReady: until it reverts)."""
 
     def __init__(self, model: HeatPumpModel, controller: int, *, missing: set[str], sgready_revert: float,
-                 operating_mode: str = "automatic", sgready_on: bool = True) -> None:
+                 operating_mode: str = "automatic", sgready_on: bool = True, busy: set[str] | None = None,
+                 sgready_ignore: bool = False, sgready_unreadable: bool = False) -> None:
         self.model = model
         self.family = catalogue.family_of(controller) or model.family
         self.controller = controller
         self.catalogue = catalogue.load(self.family)
         self.compiled = catalogue.compile_map(self.catalogue, controller, catalogue.Options(sensor_faults=False))
         self.missing = missing
+        self.busy = busy or set()
+        self.sgready_ignore = sgready_ignore
+        self.sgready_unreadable = sgready_unreadable
         self.sgready_revert = sgready_revert
         self.lock = threading.RLock()
         self.written: dict[tuple[str, int], int] = {}
@@ -270,6 +274,7 @@ class RegisterStore:
 
     def sgready_state(self) -> int:
         wire = catalogue.wire_address
+        self._revert_if_due(time.time())
         if not self.written.get(("holding", wire(4001)), 0):
             return 2
         inputs = (self.written.get(("holding", wire(4002)), 0), self.written.get(("holding", wire(4003)), 0))
@@ -285,14 +290,24 @@ class RegisterStore:
             out = []
             for a in range(first, first + count):
                 key = (table, a)
+                if self.sgready_unreadable and table == "holding" and a in (4001, 4002):
+                    out.append(NOT_AVAILABLE)  # some models: the inputs read 0x8000, writes still work
+                    continue
                 out.append(self.written.get(key, model.get(key, NOT_AVAILABLE)))
             return out
+
+    def busy_at(self, table: str, first: int, count: int) -> bool:
+        """A read touching a block that answers exception 06 (device busy)."""
+        return any(r.table == table and r.block in self.busy and first < r.wire + r.count and r.wire < first + count
+                   for r in self.compiled.reads)
 
     def write(self, function: int, address: int, values: list[int], now: float | None = None) -> None:
         now = time.time() if now is None else now
         with self.lock:
             self._revert_if_due(now)
             for i, v in enumerate(values):
+                if self.sgready_ignore and address + i in (4001, 4002):
+                    continue  # acknowledged, not taken (SG Ready's source is not Modbus)
                 self.written[("holding", address + i)] = v
             self.writes.append(Write(function, address, list(values), now))
             del self.writes[:-1000]
@@ -329,8 +344,9 @@ class _ModbusServer:
             if values is not None:
                 store.write(function, address, list(values))
                 return None
-            if function not in (3, 4):
-                return ExcCodes.ILLEGAL_FUNCTION
+            # a read, or the read-back pymodbus does after a write (function 6/16): answer from the store
+            if store.busy_at(table, address, count):
+                return ExcCodes.DEVICE_BUSY
             store.reads += 1
             registers[address - start: address - start + count] = store.snapshot(table, address, count)
             return None
@@ -716,6 +732,9 @@ class IsgSimulator:
     session_pages: int | None = None
     idle_reset: float | None = None
     missing: set[str] = field(default_factory=set)
+    busy: set[str] = field(default_factory=set)
+    sgready_ignore: bool = False
+    sgready_unreadable: bool = False
     sgready_revert: float = 45.0
     operating_mode: str = "automatic"
     sgready_on: bool = True
@@ -728,7 +747,9 @@ class IsgSimulator:
         cid = self.controller_id if self.controller_id is not None else DEFAULT_IDS[self.controller]
         self.model = HeatPumpModel(self.controller, self.start_time)
         self.store = RegisterStore(self.model, cid, missing=set(self.missing), sgready_revert=self.sgready_revert,
-                                   operating_mode=self.operating_mode, sgready_on=self.sgready_on)
+                                   operating_mode=self.operating_mode, sgready_on=self.sgready_on,
+                                   busy=set(self.busy), sgready_ignore=self.sgready_ignore,
+                                   sgready_unreadable=self.sgready_unreadable)
         self.web = WebCounters()
         self.sessions: dict[str, _Session] = {}
         self.page_lock = threading.Lock()
@@ -839,6 +860,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="reset keep-alive connections idle longer than this when the next request comes")
     parser.add_argument("--missing-block", action="append", default=[], metavar="NAME",
                         help="a catalogue block the firmware lacks: exception 02 (e.g. energy_extended)")
+    parser.add_argument("--busy-block", action="append", default=[], metavar="NAME",
+                        help="a catalogue block that answers exception 06 (device busy)")
+    parser.add_argument("--sgready-ignore-writes", action="store_true",
+                        help="acknowledge SGReady input writes without taking them (source not Modbus)")
+    parser.add_argument("--sgready-unreadable", action="store_true",
+                        help="SGReady inputs read 0x8000 (as on some models), writes still work")
     parser.add_argument("--sgready-revert", type=float, default=45.0, metavar="SECONDS",
                         help="SGReady inputs fall back to normal after this long (default 45)")
     parser.add_argument("--operating-mode", default="automatic",
@@ -857,7 +884,7 @@ def from_args(args: argparse.Namespace) -> IsgSimulator:
     if not args.sgready_revert > 0:
         raise ConfigError("--sgready-revert", "must be greater than zero")
     family_blocks = {b.name for b in catalogue.load(args.controller).blocks}
-    unknown = set(args.missing_block) - family_blocks
+    unknown = (set(args.missing_block) | set(args.busy_block)) - family_blocks
     if unknown:
         raise ConfigError("--missing-block", f"unknown block(s) {sorted(unknown)}; {args.controller} has "
                                              f"{', '.join(sorted(family_blocks))}")
@@ -866,6 +893,8 @@ def from_args(args: argparse.Namespace) -> IsgSimulator:
         username=args.user, password=args.password or None,
         web_host=web[0], web_port=web[1], modbus_host=modbus[0], modbus_port=modbus[1],
         session_pages=args.session_pages, idle_reset=args.idle_reset, missing=set(args.missing_block),
+        busy=set(args.busy_block), sgready_ignore=args.sgready_ignore_writes,
+        sgready_unreadable=args.sgready_unreadable,
         sgready_revert=args.sgready_revert, operating_mode=args.operating_mode, sgready_on=not args.sgready_off,
         replay=load_replay(args.replay) if args.replay else None,
     )

@@ -119,12 +119,13 @@ class IsgWebClient:
         raise AssertionError("unreachable")
 
     # --- session -------------------------------------------------------------------------
-    def login(self) -> None:
-        """A fresh session: open ``?s=1,0`` and submit the login form if the ISG shows one."""
+    def login(self) -> str:
+        """A fresh session: open ``?s=1,0`` and submit the login form if the ISG shows one.
+        Returns page 1,0 as the ISG served it after logging in (a cycle need not load it again)."""
         self._new_session()
         html = self._request("GET", "1,0")
         if not is_login_screen(html):
-            return  # no credentials configured on the ISG
+            return html  # no credentials configured on the ISG
         if not self.username:
             raise AuthError(f"{self.shown} asks for a login: set username and password")
         form = {"make": "send", "user": self.username, "pass": self._password or ""}
@@ -135,6 +136,7 @@ class IsgWebClient:
             raise AuthError(f"{self.shown}: login as {self.username!r} refused (the ISG showed its login screen "
                             "again: wrong user name or password?)")
         log.debug("%s: logged in as %r", self.shown, self.username)
+        return html
 
     def fetch(self, pages: Sequence[str]) -> FetchResult:
         """Every page, in order. A page whose transport fails is in ``failed`` (the session is
@@ -142,19 +144,20 @@ class IsgWebClient:
         with self._lock:
             result = FetchResult()
             before = self.logins
+            fresh: dict[str, str] = {}
             if self._session is None or self._loads > self.rollover:
-                self.login()
+                fresh["1,0"] = self.login()
             relogged = False
             for page in pages:
                 try:
-                    html = self._request("GET", page)
+                    html = fresh.pop(page, None) or self._request("GET", page)
                     if is_login_screen(html):
                         if relogged:
                             raise AuthError(f"{self.shown}: the session ended again right after a new login")
                         log.info("%s: session expired; logging in again", self.shown)
                         relogged = True
-                        self.login()
-                        html = self._request("GET", page)
+                        after = self.login()
+                        html = after if page == "1,0" else self._request("GET", page)
                         if is_login_screen(html):
                             raise AuthError(f"{self.shown}: still the login screen after logging in again")
                     result.pages[page] = html

@@ -38,7 +38,7 @@ class Decision:
 
 
 def _state_of(alert: Mapping[str, Any]) -> int | None:
-    labels = alert.get("labels") or {}
+    labels = alert.get("labels", {})
     if not isinstance(labels, dict):
         raise PayloadError("an alert's labels must be an object")
     target = labels.get("target")
