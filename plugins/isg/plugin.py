@@ -45,6 +45,7 @@ log = logging.getLogger("gridtap.isg")
 #: ISG debug, and the hidden EM-DEBUG-INFOS.
 DEFAULT_PAGES = ["1,0", "1,1", "2,0", "2,1", "2,3", "2,4", "4,7"]
 _PAGE_RE = re.compile(r"^\d{1,2}(,\d{1,2}){0,2}$")
+_BACKOFF_NOTE = re.compile(r" \(next try in \d+s\)$")
 
 
 @dataclass
@@ -376,9 +377,10 @@ class IsgPlugin(Plugin):
                     self._reassert_error = ""
                 except (LinkError, BlockError) as e:
                     self._last_write_mono = time.monotonic()  # try again after a period, not in a loop
-                    if str(e) != self._reassert_error:
-                        log.warning("SGReady %s could not be re-asserted: %s", sgready.describe_state(state), e)
-                    self._reassert_error = str(e)
+                    why = _BACKOFF_NOTE.sub("", str(e))
+                    if why != self._reassert_error:
+                        log.warning("SGReady %s could not be re-asserted: %s", sgready.describe_state(state), why)
+                    self._reassert_error = why
 
     def routes(self) -> Sequence[Route]:
         if not self.config.sgready_enable:
