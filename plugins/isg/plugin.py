@@ -59,7 +59,8 @@ class IsgConfig:
     unit_id: int = setting(1, help="Modbus unit id (the ISG uses 1)")
     controller: Literal["auto", "wpm", "lwz"] = setting(
         "auto", help="register map: auto (from the controller id in input 5002), wpm or lwz")
-    pages: list[str] = setting(list(DEFAULT_PAGES), help="web pages (?s= ids) fetched each time, in order")
+    pages: str | list[str] = setting(list(DEFAULT_PAGES), help="web pages (?s= ids) fetched each time, in order: "
+                                     "a YAML list, or one string with spaces or ; between ids ('1,0 1,1 4,7')")
     section_prefix: bool = setting(False, help="web: names are <section>_<label> (the seed's "
                                                "--metricsWithSectionPrefix; also METRICS_WITH_SECTION_PREFIX)")
     skip_circuit2: bool = setting(False, help="leave out heating circuit 2 (hk2 / HK 2; also SKIP_CIRCUIT_2)")
@@ -105,8 +106,10 @@ class IsgPlugin(Plugin):
             raise ConfigError(f"{where}.unit_id", f"must be 0-247, got {config.unit_id}")
         if config.session_rollover < 1:
             raise ConfigError(f"{where}.session_rollover", "must be 1 or more")
-        bad = [p for p in config.pages if not _PAGE_RE.match(p)]
-        if bad or not config.pages:
+        self.pages = re.split(r"[\s;]+", config.pages.strip()) if isinstance(config.pages, str) else list(config.pages)
+        self.pages = [p for p in self.pages if p]
+        bad = [p for p in self.pages if not _PAGE_RE.match(p)]
+        if bad or not self.pages:
             raise ConfigError(f"{where}.pages", f"page ids look like 1,1 or 4,7,1; got {bad or 'none'}")
         self.modbus_host = config.host or (urllib.parse.urlsplit(config.url).hostname if config.url else None)
         if (config.mode == "modbus" or config.sgready_enable) and not self.modbus_host:
@@ -186,7 +189,7 @@ class IsgPlugin(Plugin):
         from . import page as pages
 
         client = self.web()
-        result = client.fetch(self.config.pages)
+        result = client.fetch(self.pages)
         if not result.pages:
             raise DeviceError("; ".join(dict.fromkeys(result.failed.values())) or "no page could be read")
         opts = pages.Options(self.config.section_prefix, self.config.skip_circuit2)
@@ -203,7 +206,7 @@ class IsgPlugin(Plugin):
             if key not in samples or s.value:  # a flag shown on any page is on
                 samples[key] = s
         out = list(samples.values())
-        out += [m.WEB_PAGE_OK(1 if p in result.pages else 0, page=p) for p in self.config.pages]
+        out += [m.WEB_PAGE_OK(1 if p in result.pages else 0, page=p) for p in self.pages]
         for page_id, why in result.failed.items():
             log.debug("?s=%s: %s", page_id, why)
         return out
@@ -311,7 +314,7 @@ class IsgPlugin(Plugin):
     def status(self) -> dict[str, Any]:
         facts: dict[str, Any] = {"mode": self.config.mode}
         if self._web is not None:
-            facts["web"] = {"url": self._web.shown, "logins": self._web.logins, "pages": list(self.config.pages)}
+            facts["web"] = {"url": self._web.shown, "logins": self._web.logins, "pages": list(self.pages)}
         if self._compiled is not None:
             facts["controller"] = {"family": self._compiled.family, "id": self._compiled.controller,
                                    "name": self._controller_name(self._compiled)}
