@@ -243,3 +243,27 @@ def test_catalogue_keys_are_checked():
     doc["blocks"][0]["registers"][0]["unit"] = "bar"
     with pytest.raises(ConfigError, match="is pascals"):
         cat.parse(doc, "test")
+
+
+def test_gridtap_decode_isg_register_dump(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    # LWZ energy block, manual 3001-3006: heat today 12 kWh, heating total 44 MWh + 341 kWh, DHW day 5,
+    # DHW total with an unavailable HIGH half (absent, not 7 kWh)
+    regs = [12, 341, 44, 5, 7, 0x8000]
+    dump = tmp_path / "energy.hex"
+    dump.write_text("# LWZ input 3001-3006\n" + " ".join(f"{r:04x}" for r in regs) + "\n")
+    res = subprocess.run([sys.executable, "-m", "gridtap", "decode", "isg", str(dump), "--controller", "lwz",
+                          "--address", "3001", "--table", "input"], capture_output=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    rows = {(r["name"], tuple(sorted(r["labels"].items()))): r["value"] for r in json.loads(res.stdout)}
+    assert rows == {("isg_heat_today_joules", (("use", "heating"),)): 12 * 3_600_000,
+                    ("isg_heat_joules_total", (("use", "heating"),)): 44341 * 3_600_000,
+                    ("isg_heat_today_joules", (("use", "dhw"),)): 5 * 3_600_000}
+    odd = tmp_path / "odd.bin"
+    odd.write_bytes(b"\x00\x01\x02")
+    bad = subprocess.run([sys.executable, "-m", "gridtap", "decode", "isg", str(odd), "--input", "binary",
+                          "--address", "3001"], capture_output=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.decode().count("\n") == 1
