@@ -90,7 +90,8 @@ def test_modbus_mode_once_with_an_unsupported_block(isg: servers.IsgSim):
     rows = lines(proc)
     assert -1.0 <= field(rows, "outside_temperature_celsius") <= 7.0
     assert field(rows, "heating_pressure_pascals") == 121000.0
-    assert field(rows, "operating_mode") == "automatic"
+    assert field(rows, "operating_mode", isg_operating_mode="automatic") == 1  # a state set: one 0/1 line per state
+    assert field(rows, "operating_mode", isg_operating_mode="comfort") == 0
     assert field(rows, "heat_joules_total", use="heating") >= 44341 * 3.6e6
     assert field(rows, "modbus_block_ok", block="energy") == 1
     assert field(rows, "modbus_block_supported", block="energy_extended") == 0  # exception 02
