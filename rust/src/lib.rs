@@ -8,6 +8,7 @@ pub mod errors;
 pub mod goodwe;
 pub mod intergas;
 pub mod lineproto;
+pub mod modbus;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -20,5 +21,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     lineproto::register(m)?;
     intergas::register(m)?;
     goodwe::register(m)?;
+    modbus::register(m)?;
     Ok(())
 }

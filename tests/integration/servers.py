@@ -751,3 +751,115 @@ def start_powerwall_sim(workdir: Path, *extra: str) -> PowerwallSim:
     control = f"127.0.0.1:{free_port()}"
     proc, addr = start_simulator("powerwall", workdir, "--control", control, *extra)
     return PowerwallSim(proc, addr, f"http://{control}")
+
+
+# --------------------------------------------------------------------------------------
+# ISG simulator (web + Modbus) and Alertmanager
+
+
+@dataclass
+class IsgSim:
+    proc: Proc
+    web: str  # http://127.0.0.1:PORT
+    modbus_port: int
+
+    def state(self) -> dict[str, Any]:
+        """The simulator's counters and SGReady registers (GET /_simulator/state)."""
+        status, _, body = http_get(self.web + "/_simulator/state")
+        assert status == 200, body
+        return json.loads(body)
+
+    def holding(self, address: int, count: int = 1) -> list[int]:
+        """Holding registers from the simulator's store (wire addresses)."""
+        status, _, body = http_get(f"{self.web}/_simulator/registers?table=holding&address={address}&count={count}")
+        assert status == 200, body
+        return json.loads(body)["values"]
+
+    def expire_sessions(self) -> None:
+        req = urllib.request.Request(self.web + "/_simulator/expire", data=b"", method="POST")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status == 200
+
+
+def start_isg_simulator(workdir: Path, *extra: str, timeout: float = 20) -> IsgSim:
+    """``gridtap simulate isg`` on free ports; parses ``ready ADDR web=URL modbus=HOST:PORT``."""
+    argv = [gridtap_bin(), "simulate", "isg", "--web", "127.0.0.1:0", "--modbus", "127.0.0.1:0", *extra]
+    proc = spawn("simulate-isg", argv, workdir, env=gridtap_env(), stdout_pipe=True)
+    assert proc.popen.stdout is not None
+    fd = proc.popen.stdout.fileno()
+    os.set_blocking(fd, False)
+    buf = b""
+
+    def ready() -> dict[str, str] | None:
+        nonlocal buf
+        with contextlib.suppress(BlockingIOError):
+            buf += os.read(fd, 4096)
+        for line in buf.decode(errors="replace").splitlines():
+            if line.startswith("ready "):
+                return dict(part.split("=", 1) for part in line.split()[2:] if "=" in part)
+        return None
+
+    try:
+        found = wait_until(ready, timeout, f"`ready` from gridtap simulate isg (stdout so far: {buf!r})", proc)
+    except BaseException:
+        proc.stop()
+        raise
+    _drain_to_log(proc)
+    return IsgSim(proc, found["web"].rstrip("/"), int(found["modbus"].rsplit(":", 1)[1]))
+
+
+@dataclass
+class Alertmanager:
+    proc: Proc
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def post_alerts(self, alerts: list[dict[str, Any]]) -> None:
+        """Inject alerts through the v2 API (an ``endsAt`` in the past resolves them)."""
+        req = urllib.request.Request(self.url + "/api/v2/alerts", data=json.dumps(alerts).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status == 200, resp.read()
+
+
+def start_alertmanager(workdir: Path, webhook_url: str, timeout: float = 30) -> Alertmanager:
+    """Debian's prometheus-alertmanager on 127.0.0.1 (no cluster gossip), one receiver posting
+    every group to ``webhook_url`` quickly (group_wait 1s, group_interval 2s, resolved sent)."""
+    binary = require("prometheus-alertmanager",
+                     "install the Debian package `prometheus-alertmanager` (tests/setup-and-run.sh)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    conf = workdir / "am.yml"
+    conf.write_text(
+        f"""route:
+  receiver: sgready
+  group_by: ['alertname']
+  group_wait: 1s
+  group_interval: 2s
+  repeat_interval: 1h
+receivers:
+  - name: sgready
+    webhook_configs:
+      - url: {json.dumps(webhook_url)}
+        send_resolved: true
+        max_alerts: 0
+"""
+    )
+    port = free_port()
+    proc = spawn("alertmanager", [binary, f"--config.file={conf}", f"--storage.path={workdir / 'am-data'}",
+                                  f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
+                                  f"--web.external-url=http://127.0.0.1:{port}"], workdir)
+    server = Alertmanager(proc, port)
+
+    def ready() -> bool:
+        status, _, _ = http_get(server.url + "/-/ready", timeout=2)
+        return status == 200
+
+    try:
+        wait_until(ready, timeout, f"alertmanager /-/ready on 127.0.0.1:{port}", proc)
+    except BaseException:
+        proc.stop()
+        raise
+    return server

@@ -1,0 +1,534 @@
+"""gridtap plugin "isg": Stiebel Eltron / Tecalor heat pumps behind an ISG (Internet Service
+Gateway), read through its web UI or its Modbus TCP service, with the SGReady writer.
+
+* ``mode: web`` (the seed's default): log in, fetch the configured pages one at a time, turn
+  every row into a metric (page.py); icon rows are flags kept for the life of the process.
+* ``mode: modbus``: the WPM or LWZ register catalogue, chosen from the controller id, read in
+  blocks of at most 125 registers and decoded in Rust (catalogue.py, rust/src/modbus.rs). An
+  optional block the firmware lacks (exception 02) is marked unsupported; the rest is published.
+* SGReady: ``gridtap sgready set|get`` (sgready_cli.py) and, with ``sgready_enable``, the
+  Alertmanager webhook ``POST /webhooks/alertmanager`` on the /metrics listener; the requested
+  state is re-asserted every ``sgready_reassert`` because the ISG does not latch it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import threading
+import time
+import urllib.parse
+from collections import Counter
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from gridtap.config import Duration, Secret, check_http_url, check_port, setting
+from gridtap.errors import ConfigError, DeviceError, InputError
+from gridtap.model import Metric
+from gridtap.plugin import Command, Plugin
+
+from . import metrics as m
+
+if TYPE_CHECKING:
+    from gridtap.routes import Request, Response, Route
+
+    from .catalogue import Compiled, UserMap
+    from .modbus import ModbusLink
+    from .web import IsgWebClient
+
+log = logging.getLogger("gridtap.isg")
+
+#: The seed's pages: INFO system + heat pump, DIAGNOSE status, commissioning, contractor,
+#: ISG debug, and the hidden EM-DEBUG-INFOS.
+DEFAULT_PAGES = ["1,0", "1,1", "2,0", "2,1", "2,3", "2,4", "4,7"]
+_PAGE_RE = re.compile(r"^\d{1,2}(,\d{1,2}){0,2}$")
+_BACKOFF_NOTE = re.compile(r" \(next try in \d+s\)$")
+
+
+@dataclass
+class IsgConfig:
+    mode: Literal["web", "modbus"] = setting("web", help="web: scrape the ISG's web UI; modbus: its Modbus TCP service")
+    url: str | None = setting(None, help="the ISG's web UI, e.g. http://192.168.1.50 (web mode; also ISG_URL)")
+    username: str | None = setting(None, help="web UI user (also ISG_USER); unset when the ISG has no login")
+    password: Secret | None = setting(None, help="web UI password (also ISG_PASSWORD)")
+    host: str | None = setting(None, help="Modbus host (default: the host of url)")
+    modbus_port: int = setting(502, help="Modbus TCP port")
+    unit_id: int = setting(1, help="Modbus unit id (the ISG uses 1)")
+    controller: Literal["auto", "wpm", "lwz"] = setting(
+        "auto", help="register map: auto (from the controller id in input 5002), wpm or lwz")
+    pages: str | list[str] = setting(list(DEFAULT_PAGES), help="web pages (?s= ids) fetched each time, in order: "
+                                     "a YAML list, or one string with spaces or ; between ids ('1,0 1,1 4,7')")
+    section_prefix: bool = setting(False, help="web: names are <section>_<label> (the seed's "
+                                               "--metricsWithSectionPrefix; also METRICS_WITH_SECTION_PREFIX)")
+    skip_circuit2: bool = setting(False, help="leave out heating circuit 2 (hk2 / HK 2; also SKIP_CIRCUIT_2)")
+    session_rollover: int = setting(60, help="web: log in afresh after this many page loads")
+    timeout: Duration = setting(Duration(10.0), help="time to wait for one page or Modbus answer")
+    mapping_file: str | None = setting(None, help="modbus: extra/overriding registers in isg_exporter's "
+                                                  "modbus-mapping.yaml format")
+    sensor_faults: bool = setting(True, help="modbus: LWZ -60/-50 °C replacement values are sensor faults "
+                                             "(isg_sensor_fault), not temperatures")
+    sgready_enable: bool = setting(False, help="take SGReady requests: POST /webhooks/alertmanager on the "
+                                               "/metrics listener; the state is re-asserted every sgready_reassert")
+    sgready_switch_on: bool = setting(False, help="switch SG Ready on (holding 4001 = 1) before writing the inputs")
+    sgready_reassert: Duration = setting(Duration(300.0), help="re-write a requested SGReady state this often "
+                                                               "(the ISG reverts inputs after 30-60 s)")
+
+
+class IsgPlugin(Plugin):
+    name: ClassVar[str] = "isg"
+    description: ClassVar[str] = "Stiebel Eltron / Tecalor heat pumps via the ISG web UI or Modbus TCP, with SGReady"
+    config_schema: ClassVar[type] = IsgConfig
+    metrics = m.ALL
+    default_interval: ClassVar[float] = 60.0  # the seed's; the ISG is slow and single-threaded
+    default_listen: ClassVar[str | None] = "127.0.0.1:8080"  # the seed's port (it listened on every address)
+    commands: ClassVar[dict[str, Command]] = {
+        "sgready": Command("set or read a heat pump's SGReady state over Modbus (gridtap sgready set 3)",
+                           "gridtap_plugins.isg.sgready_cli", top_level=True),
+    }
+    env_aliases: ClassVar[dict[str, str]] = {
+        "ISG_URL": "url", "ISG_USER": "username", "ISG_PASSWORD": "password", "SKIP_CIRCUIT_2": "skip_circuit2",
+        "METRICS_WITH_SECTION_PREFIX": "section_prefix", "METRICS_SECTION_PREFIX": "section_prefix",
+    }
+
+    def __init__(self, config: IsgConfig, device: str) -> None:
+        super().__init__(config, device)
+        where = f"{self.name}/{device}" if device != self.name else self.name
+        if config.url is not None:
+            check_http_url(f"{where}.url", config.url, "http://192.168.1.50")
+        if config.mode == "web" and config.url is None:
+            raise ConfigError(f"{where}.url", "missing value: give the ISG's address, e.g. http://192.168.1.50 "
+                                              "(or ISG_URL)")
+        check_port(f"{where}.modbus_port", config.modbus_port)
+        if not 0 <= config.unit_id <= 247:
+            raise ConfigError(f"{where}.unit_id", f"must be 0-247, got {config.unit_id}")
+        if config.session_rollover < 1:
+            raise ConfigError(f"{where}.session_rollover", "must be 1 or more")
+        self.pages = re.split(r"[\s;]+", config.pages.strip()) if isinstance(config.pages, str) else list(config.pages)
+        self.pages = [p for p in self.pages if p]
+        bad = [p for p in self.pages if not _PAGE_RE.match(p)]
+        if bad or not self.pages:
+            raise ConfigError(f"{where}.pages", f"page ids look like 1,1 or 4,7,1; got {bad or 'none'}")
+        self.modbus_host = config.host or (urllib.parse.urlsplit(config.url).hostname if config.url else None)
+        if (config.mode == "modbus" or config.sgready_enable) and not self.modbus_host:
+            raise ConfigError(f"{where}.host", "missing value: give the ISG's host (or url)")
+        self.user_map: UserMap | None = None
+        if config.mapping_file:
+            from .catalogue import load_user_map
+
+            self.user_map = load_user_map(config.mapping_file)
+        self._web: IsgWebClient | None = None
+        self._link: ModbusLink | None = None
+        self._link_lock = threading.Lock()
+        self._compiled: Compiled | None = None
+        self._native: Any = None
+        self.unsupported: set[str] = set()
+        self._block_state: dict[str, str] = {}
+        self.known_flags: dict[str, set[tuple[str, str]]] = {}
+        # SGReady
+        self.requested: int | None = None
+        self._last_write = 0.0
+        self._sg_lock = threading.Lock()
+        self.sg_actions: Counter[str] = Counter()
+        self.sg_errors = 0
+        self.sg_writes = 0
+        self._sg_note = ""
+        self._stop = threading.Event()
+        self._reasserter: threading.Thread | None = None
+        self._reassert_error = ""
+
+    # --- connections -----------------------------------------------------------------------------
+    def web(self) -> IsgWebClient:
+        if self._web is None:
+            from .web import IsgWebClient
+
+            assert self.config.url is not None
+            password = self.config.password.reveal() if self.config.password is not None else None
+            self._web = IsgWebClient(self.config.url, self.config.username, password,
+                                     timeout=float(self.config.timeout), rollover=self.config.session_rollover)
+        return self._web
+
+    def link(self) -> ModbusLink:
+        with self._link_lock:
+            if self._link is None:
+                from .modbus import ModbusLink
+
+                if not log.isEnabledFor(logging.DEBUG):  # it logs every refused connect at ERROR
+                    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+                assert self.modbus_host is not None
+                self._link = ModbusLink(self.modbus_host, self.config.modbus_port, self.config.unit_id,
+                                        float(self.config.timeout))
+            return self._link
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.config.sgready_enable and self._reasserter is None:
+            self._reasserter = threading.Thread(target=self._reassert_loop, name=f"isg-sgready-{self.device}",
+                                                daemon=True)
+            self._reasserter.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._reasserter is not None:
+            self._reasserter.join(5)
+            self._reasserter = None
+        if self._web is not None:
+            self._web.close()
+        if self._link is not None:
+            self._link.close()
+
+    # --- collection --------------------------------------------------------------------------------
+    def collect(self) -> list[Metric]:
+        if self.config.mode == "web":
+            return self._collect_web()
+        return self._collect_modbus()
+
+    def _collect_web(self) -> list[Metric]:
+        from . import page as pages
+
+        client = self.web()
+        result = client.fetch(self.pages)
+        if not result.pages:
+            raise DeviceError("; ".join(dict.fromkeys(result.failed.values())) or "no page could be read")
+        opts = pages.Options(self.config.section_prefix, self.config.skip_circuit2)
+        samples: dict[tuple[str, tuple[tuple[str, str], ...]], Metric] = {}
+        seen: dict[str, set[tuple[str, str]]] = {}
+        for page_id, text in result.pages.items():
+            parsed = pages.parse_page(text)
+            r = pages.page_metrics(parsed.rows, opts, where=f"?s={page_id}")
+            for s in r.metrics:
+                samples[(s.name, s.labels)] = s  # a later page wins, as a later row does
+            seen[page_id] = r.flags
+        for s in pages.flag_metrics(seen, self.known_flags):
+            key = (s.name, s.labels)
+            if key not in samples or s.value:  # a flag shown on any page is on
+                samples[key] = s
+        out = list(samples.values())
+        out += [m.WEB_PAGE_OK(1 if p in result.pages else 0, page=p) for p in self.pages]
+        for page_id, why in result.failed.items():
+            log.debug("?s=%s: %s", page_id, why)
+        return out
+
+    def _compile(self, link: ModbusLink) -> tuple[Compiled, Any]:
+        from .catalogue import DEFAULT_ID, Options, compile_map, family_of, load, wire_address
+        from .modbus import BlockError
+
+        if self._compiled is not None:
+            return self._compiled, self._native
+        try:
+            cid: int | None = link.read("input", wire_address(5002), 1)[0]
+        except BlockError as e:
+            if self.config.controller == "auto":
+                raise DeviceError(f"{e}: cannot read the controller id; set controller: wpm or lwz") from None
+            cid = None
+        family = self.config.controller
+        if family == "auto":
+            assert cid is not None
+            found = family_of(cid)
+            if found is None:
+                raise DeviceError(f"controller id {cid} (input 5002) is none gridtap knows (103, 104, 551: LWZ; "
+                                  "390, 391, 449: WPM): set controller: wpm or lwz")
+            family = found
+        if cid is None or family_of(cid) != family:
+            cid = DEFAULT_ID[family]
+        user = self.user_map
+        if user is not None and user.family != family:
+            raise DeviceError(f"mapping_file is a {user.family} map but the controller is {family.upper()} (id {cid}); "
+                              f"set controller: {user.family} to use it anyway")
+        opts = Options(skip_circuit2=self.config.skip_circuit2, sensor_faults=self.config.sensor_faults)
+        compiled = compile_map(load(family), cid, opts, user)
+        self._compiled, self._native = compiled, compiled.build()
+        log.info("%s: controller id %d: the %s register map (%d reads)", link.where, cid, family.upper(),
+                 len(compiled.reads))
+        return compiled, self._native
+
+    def _collect_modbus(self) -> list[Metric]:
+        from .modbus import BlockError
+
+        link = self.link()
+        compiled, native = self._compile(link)
+        out: list[Metric] = []
+        ok: dict[str, bool] = {}
+        errors: list[str] = []
+        for i, read in enumerate(compiled.reads):
+            if read.block in self.unsupported:
+                continue
+            try:
+                registers = link.read(read.table, read.wire, read.count)
+            except BlockError as e:
+                if e.code == 2 and read.optional:
+                    self.unsupported.add(read.block)
+                    log.info("%s: optional block %s (%s %d-%d) is not supported by this firmware "
+                                "(exception 02); not read again", link.where, read.block, read.table, read.wire,
+                                read.wire + read.count - 1)
+                    continue
+                ok[read.block] = False
+                errors.append(str(e))
+                self._note_block(read.block, str(e))
+                continue
+            out += native.metrics(i, registers)
+            ok.setdefault(read.block, True)
+        if not any(ok.values()):
+            raise DeviceError("; ".join(dict.fromkeys(errors)) or "no register block could be read")
+        for block, good in ok.items():
+            if good:
+                self._note_block(block, "")
+        out += [m.BLOCK_OK(int(v), block=b) for b, v in ok.items()]
+        out.append(m.CONTROLLER_INFO(1, family=compiled.family, controller=self._controller_name(compiled),
+                                     id=str(compiled.controller)))
+        return out
+
+    def _note_block(self, block: str, error: str) -> None:
+        """Log a block's failure once, and its recovery."""
+        before = self._block_state.get(block, "")
+        if error and error != before:
+            log.warning("block %s: %s", block, error)
+        elif not error and before:
+            log.info("block %s: readable again", block)
+        self._block_state[block] = error
+
+    @staticmethod
+    def _controller_name(compiled: Compiled) -> str:
+        from .catalogue import load
+
+        return load(compiled.family).controllers.get(compiled.controller, str(compiled.controller))
+
+    def diagnostics(self) -> list[Metric]:
+        out: list[Metric] = []
+        if self._compiled is not None:
+            optional = dict.fromkeys(r.block for r in self._compiled.reads if r.optional)
+            out += [m.BLOCK_SUPPORTED(0 if b in self.unsupported else 1, block=b) for b in optional]
+        if self._web is not None:
+            out.append(m.WEB_LOGINS(self._web.logins))
+        if self.config.sgready_enable:
+            for action in ("lock", "normal", "active", "force", "unknown"):
+                out.append(m.SGREADY_ACTION(self.sg_actions[action], action=action))
+            out.append(m.SGREADY_ERROR(self.sg_errors))
+            out.append(m.SGREADY_WRITES(self.sg_writes))
+            if self.requested is not None:
+                out.append(m.SGREADY_REQUESTED(self.requested))
+        return out
+
+    def status(self) -> dict[str, Any]:
+        facts: dict[str, Any] = {"mode": self.config.mode}
+        if self._web is not None:
+            facts["web"] = {"url": self._web.shown, "logins": self._web.logins, "pages": list(self.pages)}
+        if self._compiled is not None:
+            facts["controller"] = {"family": self._compiled.family, "id": self._compiled.controller,
+                                   "name": self._controller_name(self._compiled)}
+            facts["unsupported_blocks"] = sorted(self.unsupported)
+        if self.config.sgready_enable:
+            facts["sgready"] = {
+                "requested_state": self.requested,
+                "last_write": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._last_write))
+                if self._last_write else None,
+                "reassert_every_seconds": float(self.config.sgready_reassert),
+                "note": self._sg_note or None,
+            }
+        return facts
+
+    # --- SGReady -------------------------------------------------------------------------------------
+    def sgready_family(self) -> str | None:
+        if self._compiled is not None:
+            return self._compiled.family
+        return None if self.config.controller == "auto" else self.config.controller
+
+    def request_sgready(self, state: int) -> tuple[bool, list[str]]:
+        """Ask for ``state``: written now unless the same state was written within the re-assert
+        interval (Alertmanager repeats notifications). Returns (written, lines)."""
+        from . import sgready
+
+        with self._sg_lock:
+            fresh = time.monotonic() - self._last_write_mono < float(self.config.sgready_reassert) \
+                if self._last_write else False
+            if state == self.requested and fresh:
+                return False, [f"SGReady {sgready.describe_state(state)} is already set; not written again"]
+            result = sgready.apply(self.link(), state, switch_on=self.config.sgready_switch_on,
+                                   family=self.sgready_family())
+            self.requested = state
+            self._mark_written()
+            self._sg_note = next((line for line in result.status.lines() if line.startswith("note:")), "")
+            return True, result.lines()
+
+    _last_write_mono = 0.0
+
+    def _mark_written(self) -> None:
+        self._last_write = time.time()
+        self._last_write_mono = time.monotonic()
+        self.sg_writes += 1
+
+    def _reassert_loop(self) -> None:
+        from . import sgready
+        from .modbus import BlockError, LinkError
+
+        period = float(self.config.sgready_reassert)
+        while not self._stop.wait(min(period, 5.0)):
+            with self._sg_lock:
+                state = self.requested
+                due = state is not None and time.monotonic() - self._last_write_mono >= period
+                if not due:
+                    continue
+                assert state is not None
+                try:
+                    sgready.apply(self.link(), state, switch_on=self.config.sgready_switch_on,
+                                  family=self.sgready_family())
+                    self._mark_written()
+                    if self._reassert_error:
+                        log.info("SGReady %s re-asserted again", sgready.describe_state(state))
+                    self._reassert_error = ""
+                except (LinkError, BlockError) as e:
+                    self._last_write_mono = time.monotonic()  # try again after a period, not in a loop
+                    why = _BACKOFF_NOTE.sub("", str(e))
+                    if why != self._reassert_error:
+                        log.warning("SGReady %s could not be re-asserted: %s", sgready.describe_state(state), why)
+                    self._reassert_error = why
+
+    def routes(self) -> Sequence[Route]:
+        if not self.config.sgready_enable:
+            return ()
+        from gridtap.routes import Route
+
+        return (Route("POST", "/webhooks/alertmanager", self._alertmanager, acts=True, max_body=256 * 1024,
+                      description="Alertmanager webhook: firing target=active -> SGReady 3, target=inactive -> 1, "
+                                  "resolved -> 2"),)
+
+    def _alertmanager(self, request: Request) -> Response:
+        from gridtap.routes import Response
+
+        from . import webhook
+        from .modbus import BlockError, LinkError
+
+        try:
+            decision = webhook.decide(request.json())
+        except ValueError as e:  # not JSON, or not a webhook payload
+            self.sg_errors += 1
+            return Response.json({"error": str(e)}, 400)
+        if decision.state is None:
+            self.sg_actions["unknown"] += 1
+            return Response.json({"status": "webhook received", "action": "unknown",
+                                  "note": "no alert carries a target or sgready label; nothing written"})
+        try:
+            written, lines = self.request_sgready(decision.state)
+        except LinkError as e:
+            self.sg_errors += 1
+            log.warning("webhook: SGReady %s not written: %s", decision.action, e)
+            return Response.json({"error": str(e)}, 503)
+        except BlockError as e:
+            self.sg_errors += 1
+            log.warning("webhook: SGReady %s not written: %s", decision.action, e)
+            return Response.json({"error": str(e)}, 502 if e.code in (1, 2, 3, 0) else 503)
+        self.sg_actions[decision.action] += 1
+        log.info("webhook: SGReady %s (%d firing, %d resolved)%s", decision.action, decision.firing,
+                 decision.resolved, "" if written else ", unchanged")
+        return Response.json({"status": "webhook received", "action": decision.action, "state": decision.state,
+                              "written": written, "details": lines})
+
+    # --- the seed's flag spellings ------------------------------------------------------------------
+    @classmethod
+    def rewrite_argv(cls, argv: list[str]) -> list[str]:
+        """``run isg --url X --user U --password P --skipCircuit2 --mode webscraping --port 8080 ...``
+        (isg_exporter's flags) into gridtap's."""
+        out: list[str] = []
+        items = list(argv)
+        has_output = any(a == "--output" or a.startswith("--output=") for a in items)
+        i = 0
+        flags = {"--user": "--username", "--browserRollover": "--session-rollover", "--modbusSlaveId": "--unit-id",
+                 "--loglevel": "--log-level"}
+        switches = {"--skipCircuit2": ("--skip-circuit2", "true"),
+                    "--metricsWithSectionPrefix": ("--section-prefix", "true"), "--debug": ("--log-level", "debug")}
+        levels = {"warn": "warning", "trace": "debug", "fatal": "error", "panic": "error"}
+        while i < len(items):
+            arg = items[i]
+            name, eq, value = arg.partition("=")
+            if name in switches:
+                out += list(switches[name])
+            elif name in flags or name in ("--mode", "--port"):
+                if not eq:
+                    value = items[i + 1] if i + 1 < len(items) else ""
+                    i += 1
+                if name == "--mode":
+                    out += ["--mode", "web" if value == "webscraping" else value]
+                elif name == "--port":
+                    out += ["--listen", f"0.0.0.0:{value}"] + ([] if has_output else ["--output", "prometheus"])
+                elif name == "--loglevel":
+                    out += ["--log-level", levels.get(value, value)]
+                else:
+                    out += [flags[name], value]
+            else:
+                out.append(arg)
+            i += 1
+        return out
+
+    # --- gridtap decode isg FILE ----------------------------------------------------------------------
+    @classmethod
+    def add_decode_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--section-prefix", action="store_true", help="page: names are <section>_<label>")
+        parser.add_argument("--skip-circuit2", action="store_true", help="page: leave out heating circuit 2")
+        parser.add_argument("--controller", choices=("wpm", "lwz"), default="wpm",
+                            help="register dump: the register map (default wpm)")
+        parser.add_argument("--table", choices=("input", "holding"), default="input",
+                            help="register dump: which registers (default input)")
+        parser.add_argument("--address", type=int, default=None, metavar="N",
+                            help="register dump: the manual (1-based) address of its first register; without it "
+                                 "the file is an ISG web page")
+
+    @classmethod
+    def decode(cls, data: bytes, args: argparse.Namespace) -> list[Metric]:
+        if getattr(args, "address", None) is None:
+            return _decode_page(data, args)
+        from .catalogue import DEFAULT_ID, compile_range, load
+
+        family = getattr(args, "controller", "wpm")
+        compiled = compile_range(load(family), DEFAULT_ID[family], args.table, args.address, len(data) // 2)
+        native = compiled.build()
+        from gridtap._native import modbus_registers
+
+        registers = modbus_registers(data)
+        out: list[Metric] = []
+        offset = 0
+        for i, read in enumerate(compiled.reads):
+            out += native.metrics(i, registers[offset: offset + read.count])
+            offset += read.count
+        return out
+
+    # --- gridtap simulate isg -------------------------------------------------------------------------
+    @classmethod
+    def add_simulate_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        from . import simulator
+
+        simulator.add_arguments(parser)
+
+    @classmethod
+    def simulate(cls, args: argparse.Namespace) -> int:
+        from . import simulator
+
+        return simulator.run(args)
+
+    @classmethod
+    def demo(cls) -> AbstractContextManager[dict[str, object]]:
+        from . import simulator
+
+        return simulator.demo_setup()
+
+    def __repr__(self) -> str:
+        return f"IsgPlugin(device={self.device!r}, mode={self.config.mode!r})"
+
+
+def _decode_page(data: bytes, args: argparse.Namespace) -> list[Metric]:
+    from . import page as pages
+
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+    if "<" not in text[:4096]:
+        raise InputError("isg: not an HTML page (for a Modbus register dump give --address)")
+    parsed = pages.parse_page(text)
+    if parsed.login:
+        raise InputError("isg: this page is the ISG's login screen (saved while logged out): no values")
+    opts = pages.Options(getattr(args, "section_prefix", False), getattr(args, "skip_circuit2", False))
+    result = pages.page_metrics(parsed.rows, opts)
+    flags = pages.flag_metrics({"page": result.flags}, {})
+    return result.metrics + flags
