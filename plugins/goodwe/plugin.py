@@ -21,12 +21,12 @@ from dataclasses import dataclass
 
 from gridtap import _native
 from gridtap.config import Duration, check_port, setting
-from gridtap.errors import ConfigError, DeviceError, InputError
+from gridtap.errors import ConfigError, DeviceError, InputError, Waiting
 from gridtap.model import Metric
 from gridtap.plugin import Plugin
 
-from . import batsignal, simulator
-from .metrics import INBOUND_KNOWN, METRICS, PACKETS, GoodweState, frame_metrics
+from . import batsignal
+from .metrics import INBOUND_KNOWN, METRICS, PACKETS, GoodweState, device_label, frame_metrics
 from .proxy import GoodweProxy, ProxyOptions
 
 log = logging.getLogger("gridtap.goodwe")
@@ -42,7 +42,8 @@ class GoodweConfig:
     forward: bool = setting(True, help="forward to SEMS; false = answer the devices ourselves (no cloud)")
     batsignal: bool = setting(False, help="draw the bat signal on the SEMS chart (rewrites forwarded meter power)")
     stale_after: Duration = setting(Duration(300.0),
-                                    help="collect() fails when no device frame arrived for this long")
+                                    help="a device's readings are dropped when it sent no data upload for this "
+                                         "long; with no fresh device at all collect() fails")
     inbound_allow: list[str] = setting(
         [f"0x{t:04x}" for t in sorted(INBOUND_KNOWN)],
         help="SEMS-to-device packet types forwarded to the device; all others are dropped")
@@ -81,6 +82,9 @@ class GoodwePlugin(Plugin):
     metrics = METRICS
     default_interval = 10.0
     once_wait = 300.0  # devices upload every 1-5 minutes; `run --once` waits for one
+    # One proxy serves several physical devices: the sample's own `device` label (meter,
+    # inverter) plus the serial tell them apart (Pushgateway groups, HA devices).
+    subdevice_labels = ("serial",)
 
     def __init__(self, config: GoodweConfig, device: str) -> None:
         super().__init__(config, device)
@@ -89,7 +93,9 @@ class GoodwePlugin(Plugin):
         self.where = where
         check_port(f"{where}.listen_port", config.listen_port, lowest=0)  # 0 = any free port (tests)
         check_port(f"{where}.upstream_port", config.upstream_port)
-        self.state = GoodweState()
+        # Every decoded data upload is a new reading: outputs get it at once (Plugin.updated).
+        self.state = GoodweState(on_data=self.updated)
+        self.started = time.time()
         self.options = ProxyOptions(
             listen_host=config.listen_host, listen_port=config.listen_port,
             upstream_host=config.upstream_host, upstream_port=config.upstream_port,
@@ -127,6 +133,7 @@ class GoodwePlugin(Plugin):
             finally:
                 loop.close()
 
+        self.started = time.time()
         self._thread = threading.Thread(target=main, name=f"goodwe-proxy-{self.device}", daemon=True)
         self._thread.start()
         self._started.wait(10.0)
@@ -153,15 +160,40 @@ class GoodwePlugin(Plugin):
         self._thread = None
 
     def collect(self) -> list[Metric]:
+        """The readings of every physical device that uploaded data within ``stale_after``.
+
+        Each device goes stale on its own; the proxy's counters are :meth:`diagnostics`.
+        Until the first data upload (and at most ``stale_after`` after start) this is
+        :class:`Waiting`: devices push every few minutes, and a restart is not an outage.
+        """
+        now = time.time()
+        stale_after = float(self.config.stale_after)
+        samples = self.state.measurements(now, stale_after)
+        if samples:
+            return samples
         last = self.state.last_data
         if last is None:
-            raise DeviceError("goodwe: no device has sent data yet")
-        age = time.time() - last
-        if age > float(self.config.stale_after):
-            raise DeviceError(f"goodwe: no device data for {age:.0f}s (stale_after {self.config.stale_after:g}s)")
+            waited = now - self.started
+            if waited < stale_after:
+                raise Waiting(f"goodwe: waiting for the first upload (no device has sent data yet; "
+                              f"devices upload every 1-5 minutes, stale_after {self.config.stale_after:g}s)")
+            raise DeviceError(f"goodwe: no device has sent data in the {waited:.0f}s since start "
+                              f"(stale_after {self.config.stale_after:g}s)")
+        raise DeviceError(f"goodwe: no device data for {now - last:.0f}s (stale_after {self.config.stale_after:g}s)")
+
+    def diagnostics(self) -> list[Metric]:
+        """The proxy's own counters (packets, decode errors, drops, bytes, connections, dial
+        failures): published before the first upload and while every device is stale."""
         if self.config.batsignal:
             self.state.batsignal = batsignal.curves(dt.datetime.now(dt.UTC))
-        return self.state.metrics()
+        return self.state.diagnostics()
+
+    def status(self) -> dict[str, object]:
+        now = time.time()
+        return {"devices": [
+            {"serial": d.serial, "device": device_label(d.family << 8),
+             "last_upload_age_seconds": None if d.last_data is None else round(now - d.last_data, 1)}
+            for d in self.state.seen()]}
 
     # --- gridtap decode goodwe FILE -----------------------------------------------------
     @classmethod
@@ -196,13 +228,19 @@ class GoodwePlugin(Plugin):
     # --- gridtap simulate goodwe ---------------------------------------------------------
     @classmethod
     def add_simulate_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        from . import simulator  # noqa: PLC0415 - only `simulate` needs it
+
         simulator.add_arguments(parser)
 
     @classmethod
     def simulate(cls, args: argparse.Namespace) -> int:
+        from . import simulator  # noqa: PLC0415
+
         return simulator.main(args)
 
     # --- gridtap demo ----------------------------------------------------------------------
     @classmethod
     def demo(cls) -> AbstractContextManager[dict[str, object]]:
+        from . import simulator  # noqa: PLC0415
+
         return simulator.demo_setup()

@@ -99,9 +99,9 @@ def test_dns_model_remembered_from_info_upload() -> None:
                                e_day=1, e_total=11, h_total=2, rssi=1)
     data = encoder.outbound_frame(0x0104, serial, encoder.register_dump(blocks), WHEN)
     state.frame("outbound", _native.goodwe_decode_frame(data, "outbound"))
-    info = [m for m in state.metrics() if m.name == "goodwe_device_info"]
+    info = [m for m in state.measurements() if m.name == "goodwe_device_info"]
     assert [dict(m.labels)["model"] for m in info] == ["GW5000-DNS-30"]
-    assert values(state.metrics(), "goodwe_packets_total", type="0x0104") == [1]
+    assert values(state.diagnostics(), "goodwe_packets_total", type="0x0104") == [1]
 
 
 @pytest.mark.parametrize("decoder", DECODE)
