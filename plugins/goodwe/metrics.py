@@ -233,7 +233,8 @@ MODEL_REGISTERS = ((40173, 16), (35011, 5))
 
 OUTBOUND_KNOWN = frozenset({0x0303, 0x0304, 0x0345, 0x0310, 0x0103, 0x0104, 0x0145, 0x0110,
                             0x0203, 0x0204, 0x0245, 0x0210})
-DROP_REASONS = ("checksum", "length", "format", "unknown_type", "junk", "device_mismatch")
+ERROR_REASONS = ("checksum", "length", "format")
+DROP_REASONS = (*ERROR_REASONS, "unknown_type", "junk", "device_mismatch")
 INBOUND_KNOWN = frozenset({0x0303, 0x0304, 0x0345, 0x0103, 0x0104, 0x0145, 0x0203, 0x0204, 0x0245, 0x0116})
 
 
@@ -377,7 +378,7 @@ class PhysicalDevice:
         if cache is not None and cache[0] == version:
             return cache[1]
         info, data, last_data = self.info, self.data, self.last_data
-        frames = [(when, _decoded(upload)) for upload, when in (info, data) if upload is not None]
+        frames = [(kept[1], _decoded(kept[0])) for kept in (info, data) if kept is not None]
         frames.sort(key=lambda f: f[0])
         # One model label per device: the payload's (DT names it in the info upload, ET in
         # every upload), else the DeviceID table.
@@ -409,7 +410,9 @@ class GoodweState:
         self.devices: dict[tuple[str, int], PhysicalDevice] = {}
         self.packets: Counter[tuple[str, str]] = Counter()
         self.unknown: Counter[str] = Counter()
-        self.errors: Counter[tuple[str, str]] = Counter()
+        # Every (direction, error) from the start, so rate() and alerts have a series at 0.
+        self.errors: Counter[tuple[str, str]] = Counter(
+            {(d, e): 0 for d in ("outbound", "inbound") for e in ERROR_REASONS})
         self.dropped: Counter[str] = Counter(dict.fromkeys(DROP_REASONS, 0))
         self.forwarded = {"outbound": 0, "inbound": 0}
         self.upstream_failures = 0
