@@ -384,3 +384,61 @@ class Splitter:
             out.append(("junk", bytes(buf[junk_start:pos])))
         del buf[:pos]
         return out
+
+
+# --- the proxy's SEMS-to-device allow-list ---------------------------------------------
+
+class InboundFilter:
+    """Pure-Python twin of ``gridtap._native.GoodweInboundFilter``.
+
+    Forwarded: keepalives, and valid frames (CRC, length, envelope, whole cipher blocks) of an
+    allowed type whose cleartext is exactly one 16-byte block, addressed to the connection's
+    device once that is known. Everything else is dropped with a reason.
+    """
+
+    def __init__(self, allow: list[int], max_length: int = DEFAULT_MAX_LENGTH) -> None:
+        self.allow = frozenset(allow)
+        self.serial: str | None = None
+        self._split = Splitter("inbound", max_length)
+
+    def set_serial(self, serial: str | None) -> None:
+        self.serial = serial
+
+    @property
+    def pending(self) -> int:
+        return self._split.pending
+
+    def verdict(self, frame: bytes) -> tuple[int | None, str | None]:
+        """(type if it decoded, drop reason or None to forward)."""
+        try:
+            d = decode_frame(frame, "inbound")
+        except LengthError:
+            return None, "length"
+        except ChecksumError:
+            return None, "checksum"
+        except DecodeError:
+            return None, "format"
+        if d["type"] not in self.allow or len(d["cleartext"]) != 16:
+            return d["type"], "unknown_type"
+        if self.serial is not None and d["device_id"] + d["device_serial"] != self.serial:
+            return d["type"], "device_mismatch"
+        return d["type"], None
+
+    def feed(self, data: bytes) -> tuple[bytes | None, list[tuple[int | None, str | None, int]]]:
+        out = bytearray()
+        events: list[tuple[int | None, str | None, int]] = []
+        for kind, raw in self._split.feed(data):
+            if kind == "keepalive":
+                out += raw
+            elif kind == "junk":
+                events.append((None, "junk", len(raw)))
+            else:
+                ptype, reason = self.verdict(raw)
+                events.append((ptype, reason, len(raw)))
+                if reason is None:
+                    out += raw
+        return (bytes(out) if out else None), events
+
+    def flush(self) -> int | None:
+        units = self._split.flush()
+        return len(units[0][1]) if units else None

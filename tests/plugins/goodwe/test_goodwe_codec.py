@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from gridtap import _native
 from gridtap_plugins.goodwe import encoder, reference
-from gridtap_plugins.goodwe.metrics import GoodweState, frame_metrics
-from gridtap_plugins.goodwe.proxy import filter_inbound
+from gridtap_plugins.goodwe.metrics import INBOUND_KNOWN, GoodweState, frame_metrics
+from gridtap_plugins.goodwe.proxy import filter_inbound, inbound_verdict
 
 WHEN = dt.datetime(2024, 4, 12, 17, 23, 43, tzinfo=encoder.BEIJING)
 SERIAL = "91000HKU01234567"
@@ -228,3 +228,69 @@ def test_differential_splitter(pieces: list[str], cuts: list[int], direction: st
         got_r += ref.feed(chunk)
     assert got_n == got_r and native.pending == ref.pending
     assert b"".join(raw for _, raw in got_n) + stream[len(stream) - native.pending:] == stream
+
+
+# --- the proxy's inbound allow-list: Rust against the Python twin -----------------------
+
+_OTHER = "91000HKU99999999"
+
+
+def _inbound_units() -> dict[str, bytes]:
+    enc = _native.goodwe_encrypt
+    return {
+        "ack": encoder.ack(0x0304, SERIAL, WHEN, encrypt=enc),
+        "nack": encoder.ack(0x0104, SERIAL, WHEN, nack=True, encrypt=enc),
+        "clock": encoder.set_time(SERIAL, WHEN, encrypt=enc),
+        "firmware": encoder.inbound_frame(0x01F0, SERIAL, bytes(16), WHEN, encrypt=enc),
+        "two_blocks": encoder.inbound_frame(0x0304, SERIAL, bytes(32), WHEN, encrypt=enc),
+        "other_device": encoder.ack(0x0304, _OTHER, WHEN, encrypt=enc),
+        "bit_flip": (lambda f: f[:30] + bytes([f[30] ^ 4]) + f[31:])(encoder.ack(0x0303, SERIAL, WHEN, encrypt=enc)),
+        "keepalive": reference.KEEPALIVE,
+        "junk": b"\x00zz\x01\x03",
+        "absurd_len": b"GW\x7f\xff\xff\xff\x03\x04",
+    }
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(order=st.lists(st.sampled_from(sorted(_inbound_units())), max_size=8),
+       cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=4),
+       serial=st.sampled_from([None, SERIAL]))
+def test_inbound_filter_matches_python_twin(order: list[str], cuts: list[int], serial: str | None) -> None:
+    units = _inbound_units()
+    stream = b"".join(units[k] for k in order)
+    allow = sorted(INBOUND_KNOWN)
+    rust, twin = _native.GoodweInboundFilter(allow), reference.InboundFilter(allow)
+    rust.set_serial(serial)
+    twin.set_serial(serial)
+    bounds = [0, *sorted(c for c in cuts if c < len(stream)), len(stream)]
+    got: dict[str, list] = {"rust": [b"", []], "twin": [b"", []]}
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        chunk = stream[a:b]
+        for name, f in (("rust", rust), ("twin", twin)):
+            forward, events = f.feed(chunk)
+            if name == "rust" and forward is not None and forward == chunk:
+                assert forward is chunk or not chunk  # forwarded as is: the read itself, no copy
+            got[name][0] += forward or b""
+            got[name][1] += events
+    assert got["rust"] == got["twin"]
+    assert rust.pending == twin.pending
+    assert rust.flush() == twin.flush()
+    # Whatever was forwarded is exactly the allowed units, in order.
+    expected = b"".join(units[k] for k in order if k in ("ack", "nack", "clock", "keepalive")
+                        or (k == "other_device" and serial is None))
+    if "absurd_len" not in order and "junk" not in order:
+        assert got["rust"][0] == expected
+
+
+def test_inbound_filter_agrees_with_inbound_verdict() -> None:
+    """The rule as proxy.inbound_verdict states it, on every kind of unit."""
+    allow = frozenset(INBOUND_KNOWN)
+    for name, raw in _inbound_units().items():
+        if name in ("keepalive", "junk", "absurd_len"):
+            continue
+        f = _native.GoodweInboundFilter(sorted(allow))
+        f.set_serial(SERIAL)
+        forward, events = f.feed(raw)
+        allowed, reason, decoded = inbound_verdict(raw, allow, SERIAL)
+        assert (forward == raw) is allowed, name
+        assert events == [(decoded["type"] if decoded else None, reason, len(raw))], name
