@@ -50,7 +50,7 @@ def info_frame(kind: str, serial: str, when: dt.datetime) -> bytes:
     elif kind == "inverter":
         blocks = encoder.dt_info_blocks("GW3000-DNS-30", e_total=21335, h_total=1721)
     else:
-        blocks = [(35000, [0] * 3 + encoder.ascii_registers(serial, 8) + encoder.ascii_registers("GW10KN-ET ", 5))]
+        blocks = encoder.et_info_blocks(serial, "GW10KN-ET")
     return encoder.outbound_frame((FAMILY[kind] << 8) | 0x03, serial, encoder.register_dump(blocks), when,
                                   envelope_pad=1 if kind == "et" else 0)
 

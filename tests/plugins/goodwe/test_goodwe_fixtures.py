@@ -6,14 +6,17 @@ offset, and the inbound streams must forward exactly what the reference forwards
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 import json
 
 import pytest
 from conftest import fixture_path, read_hex
 
 from gridtap import _native
-from gridtap_plugins.goodwe import reference
-from gridtap_plugins.goodwe.metrics import frame_metrics
+from gridtap_plugins.goodwe import encoder, reference, simulator
+from gridtap_plugins.goodwe.metrics import GoodweState, frame_metrics
+from gridtap_plugins.goodwe.plugin import GoodwePlugin
 from gridtap_plugins.goodwe.proxy import filter_inbound
 
 
@@ -289,3 +292,52 @@ def test_inbound_forwarding_matches_reference(key: str, start: int | None) -> No
         assert forwarded == data[:58] + b"\x01\x02" + data[58:] + b"\x01\x02"
     else:
         assert forwarded == b"\x01\x02" + data[start:] + b"\x01\x02"
+
+
+# --- the simulator sends what the captured devices send (issue 11) ----------------------
+
+SIM_VS_CAPTURE = [
+    ("meter", "data", "sems/smlx/out_meter_metrics_0304.hex"),
+    ("meter", "info", "sems/smlx/out_meter_timesync_0303.hex"),
+    ("inverter", "data", "sems/smlx-derived/out_inverter_metrics_0104_a.frame.hex"),
+    ("inverter", "data", "sems/smlx-derived/out_inverter_metrics_0104_b.frame.hex"),
+    ("inverter", "info", "sems/smlx-derived/out_inverter_timesync_0103.frame.hex"),
+    ("et", "data", "sems/et-issue56/out_et_metrics_0204.frame.derived.hex"),
+]
+
+
+def _shape(samples: list) -> set[tuple[str, tuple[str, ...]]]:
+    """What a consumer sees of samples: metric names and label keys (not values)."""
+    return {(m.name, tuple(sorted(k for k, _ in m.labels))) for m in samples}
+
+
+def _through_proxy_state(frames: list[bytes]) -> list:
+    state = GoodweState()
+    for raw in frames:
+        d = _native.goodwe_decode_frame(raw, "outbound")
+        state.outbound([(d["type"], d["device_id"] + d["device_serial"], raw)], now=1000.0)
+    return state.measurements(now=1000.0)
+
+
+@pytest.mark.parametrize(("kind", "upload", "key"), SIM_VS_CAPTURE)
+def test_simulator_frames_have_the_captured_layout(kind: str, upload: str, key: str) -> None:
+    captured = fixture(key)
+    want = _native.goodwe_decode_frame(captured, "outbound")
+    serial = want["device_id"] + want["device_serial"]
+    when = dt.datetime(2024, 4, 12, 17, 23, 43, tzinfo=encoder.BEIJING)
+    sim = (simulator.data_frame(kind, serial, when, 3) if upload == "data"
+           else simulator.info_frame(kind, serial, when))
+    got = _native.goodwe_decode_frame(sim, "outbound")
+    # Same type, envelope, frame and cleartext length, and the same register blocks in the
+    # same order: what a fixed-offset decoder (the reference exporter) relies on.
+    assert got["type"] == want["type"] and got["envelope_pad"] == want["envelope_pad"]
+    assert len(sim) == len(captured) and len(got["cleartext"]) == len(want["cleartext"])
+    assert [(s, e) for s, e, _ in got["blocks"]] == [(s, e) for s, e, _ in want["blocks"]]
+    assert got["cleartext"][got["blocks"][-1][2]:][-1:] == want["cleartext"][-1:]  # same padding byte
+    # Through both decode paths (`gridtap decode` and the proxy's state), the same metrics.
+    args = argparse.Namespace(direction="outbound", body=None)
+    assert _shape(GoodwePlugin.decode(sim, args)) == _shape(GoodwePlugin.decode(captured, args))
+    if upload == "data":
+        info = simulator.info_frame(kind, serial, when)
+        assert _shape(_through_proxy_state([info, sim])) == _shape(_through_proxy_state([info, captured]))
+        assert _shape(_through_proxy_state([sim])) == _shape(_through_proxy_state([captured]))
