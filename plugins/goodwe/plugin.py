@@ -66,6 +66,32 @@ def _parse_types(values: list[str], key: str = "goodwe.inbound_allow") -> frozen
     return frozenset(out)
 
 
+def _packet_type(text: str) -> int:
+    """``--body`` argument: a packet type such as ``0x0104`` (argparse says so when it is not)."""
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a packet type: {text!r} (e.g. 0x0104)") from None
+    if not 0 <= value <= 0xFFFF:
+        raise argparse.ArgumentTypeError(f"packet type {text!r} is outside 0x0000-0xffff")
+    return value
+
+
+def _decoded_metrics(frames: list[dict]) -> list[Metric]:
+    """Samples of decoded frames, as `gridtap decode` prints them: a packet count per frame,
+    then the frame's readings (the model named by an earlier upload of the device kept)."""
+    out: list[Metric] = []
+    models: dict[str, str] = {}
+    for d in frames:
+        out.append(PACKETS(1, direction=d["direction"], type=f"0x{d['type']:04x}"))
+        if d["blocks"] is not None and d["direction"] == "outbound":
+            serial = d["device_id"] + d["device_serial"]
+            samples = frame_metrics(d, models.get(serial))
+            models[serial] = dict(samples[0].labels)["model"]
+            out.extend(samples)
+    return out
+
+
 def _listen_failure(e: BaseException) -> str:
     """The OS's reason, without asyncio's "error while attempting to bind on address ..." wrapper."""
     if isinstance(e, socket.gaierror):
@@ -200,30 +226,59 @@ class GoodwePlugin(Plugin):
     def add_decode_arguments(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--direction", choices=("outbound", "inbound"), default="outbound",
                             help="outbound = device to SEMS (POSTGW), inbound = SEMS to device (GW)")
+        parser.add_argument("--body", metavar="TYPE", type=_packet_type,
+                            help="the file is one frame body without its envelope (bytes after TYPE, before "
+                                 "the CRC, like the *.body.hex captures) of this packet type, e.g. 0x0104")
 
     @classmethod
     def decode(cls, data: bytes, args: argparse.Namespace) -> list[Metric]:
-        """Decode every frame in a capture (one or more frames, junk between is skipped)."""
+        """Decode every frame in a capture; junk between frames is skipped.
+
+        Each frame that does not decode is reported on its own log line (its number, offset
+        and why) and skipped; InputError only when not one frame decoded. With ``--body``
+        the data is a single frame body of the given type.
+        """
         direction = getattr(args, "direction", None) or "outbound"
+        body_type = getattr(args, "body", None)
+        if body_type is not None:
+            try:
+                d = _native.goodwe_decode_body(data, direction, body_type)
+            except _native.DecodeError as e:
+                raise InputError(f"goodwe: {len(data)}-byte {direction} body of type 0x{body_type:04x}: {e}") from None
+            return _decoded_metrics([d])
+        want = "POSTGW" if direction == "outbound" else "GW"
         splitter = _native.GoodweSplitter(direction)
         units = splitter.feed(data) + splitter.flush()
-        frames = [raw for kind, raw in units if kind == "frame"]
-        if not frames:
-            want = "POSTGW" if direction == "outbound" else "GW"
-            raise InputError(f"goodwe: no complete {direction} frame ({want}...) in {len(data)} bytes")
-        out: list[Metric] = []
-        models: dict[str, str] = {}
-        for raw in frames:
+        decoded: list[dict] = []
+        bad = 0
+        offset = number = 0
+        for kind, raw in units:
+            at = offset
+            offset += len(raw)
+            if kind == "keepalive":
+                continue
+            if kind == "junk":
+                if raw.startswith(want.encode()) and len(raw) >= len(want) + 4:
+                    # The capture ends inside a frame: the splitter held it, waiting for the rest.
+                    number += 1
+                    bad += 1
+                    declared = int.from_bytes(raw[len(want):len(want) + 4], "big") + len(want) + 7
+                    log.warning("frame %d at offset %d: truncated: its LEN says %d bytes, the capture has %d",
+                                number, at, declared, len(raw))
+                else:
+                    log.debug("offset %d: skipped %d bytes that start no %s frame", at, len(raw), direction)
+                continue
+            number += 1
             try:
-                d = _native.goodwe_decode_frame(raw, direction)
+                decoded.append(_native.goodwe_decode_frame(raw, direction))
             except _native.DecodeError as e:
-                raise InputError(f"goodwe: {e}") from None
-            out.append(PACKETS(1, direction=direction, type=f"0x{d['type']:04x}"))
-            if d["blocks"] is not None:
-                samples = frame_metrics(d, models.get(d["device_id"] + d["device_serial"]))
-                models[d["device_id"] + d["device_serial"]] = dict(samples[0].labels)["model"]
-                out.extend(samples)
-        return out
+                bad += 1
+                log.warning("frame %d at offset %d (%d bytes): %s", number, at, len(raw), e)
+        if not decoded:
+            found = f"{bad} bad frame{'s' * (bad != 1)}" if bad else f"no complete {direction} frame ({want}...)"
+            hint = "" if bad or data.startswith(want.encode()) else "; a frame body alone needs --body TYPE"
+            raise InputError(f"goodwe: nothing decoded in {len(data)} bytes: {found}{hint}")
+        return _decoded_metrics(decoded)
 
     # --- gridtap simulate goodwe ---------------------------------------------------------
     @classmethod

@@ -341,3 +341,24 @@ def test_simulator_frames_have_the_captured_layout(kind: str, upload: str, key: 
         info = simulator.info_frame(kind, serial, when)
         assert _shape(_through_proxy_state([info, sim])) == _shape(_through_proxy_state([info, captured]))
         assert _shape(_through_proxy_state([sim])) == _shape(_through_proxy_state([captured]))
+
+
+BODIES = [
+    ("sems/smlx/out_inverter_metrics_0104_a.body.hex", "sems/smlx-derived/out_inverter_metrics_0104_a.frame.hex"),
+    ("sems/smlx/out_inverter_metrics_0104_b.body.hex", "sems/smlx-derived/out_inverter_metrics_0104_b.frame.hex"),
+    ("sems/smlx/out_inverter_metrics_0145.body.hex", "sems/smlx-derived/out_inverter_metrics_0145.frame.hex"),
+    ("sems/smlx/out_inverter_timesync_0103.body.hex", "sems/smlx-derived/out_inverter_timesync_0103.frame.hex"),
+    ("sems/et-issue56/out_et_metrics_0204.body.hex", "sems/et-issue56/out_et_metrics_0204.frame.derived.hex"),
+    ("sems/smlx/in_meter_metrics_nack.body.hex", "sems/smlx-derived/in_meter_metrics_nack_0304.frame.hex"),
+]
+
+
+@pytest.mark.parametrize(("body_key", "frame_key"), BODIES)
+def test_body_only_captures_decode_with_body_option(body_key: str, frame_key: str) -> None:
+    """`gridtap decode goodwe --body TYPE` reads the *.body.hex captures like their frames."""
+    direction = "inbound" if "/in_" in body_key else "outbound"
+    frame = fixture(frame_key)
+    ptype = int.from_bytes(frame[len(reference.prefix_of(direction)) + 4:][:2], "big")
+    by_body = GoodwePlugin.decode(fixture(body_key), argparse.Namespace(direction=direction, body=ptype))
+    by_frame = GoodwePlugin.decode(frame, argparse.Namespace(direction=direction, body=None))
+    assert by_body == by_frame and len(by_body) >= 1
