@@ -294,3 +294,37 @@ def test_inbound_filter_agrees_with_inbound_verdict() -> None:
         allowed, reason, decoded = inbound_verdict(raw, allow, SERIAL)
         assert (forward == raw) is allowed, name
         assert events == [(decoded["type"] if decoded else None, reason, len(raw))], name
+
+
+def test_energy_dashboard_counters_from_encoder_frames() -> None:
+    """Grid import/export (DT meter registers, ET meter floats), battery charge/discharge and
+    PV energy, from frames our encoder builds (no fixtures needed)."""
+    kwh = 3.6e6
+    blocks = encoder.dt_blocks(WHEN, vpv=1, ipv=1, vgrid=1, igrid=1, fgrid=5000, power=1, temperature=1, e_day=1,
+                               e_total=20642, h_total=2, rssi=1, meter_export_wh=1234567, meter_import_wh=89)
+    s = frame_metrics(_native.goodwe_decode_frame(
+        encoder.outbound_frame(0x0104, "53000DSC00000009", encoder.register_dump(blocks), WHEN), "outbound"))
+    assert values(s, "goodwe_grid_energy_export_joules_total") == [1234567 * 3600.0]
+    assert values(s, "goodwe_grid_energy_import_joules_total") == [89 * 3600.0]
+    assert values(s, "goodwe_inverter_energy_output_joules_total") == [pytest.approx(2064.2 * kwh)]
+    blocks = encoder.et_blocks(WHEN, "9010KETU233W2025", "GW10KN-ET", vpv1=1, ipv1=1, vpv2=0, ipv2=0, vgrid=1,
+                               igrid=1, fgrid=5000, active_power=1, load_power=1, vbattery=1, ibattery=1,
+                               pbattery=1, e_total=13534, e_day=1, battery_temperature=1, soc=1, soh=1,
+                               e_battery_charge=7806, e_battery_discharge=6331, meter_export_wh=1122470.0,
+                               meter_import_wh=0.5)
+    s = frame_metrics(_native.goodwe_decode_frame(encoder.outbound_frame(
+        0x0204, "9010KETU233W2025", encoder.register_dump(blocks), WHEN, envelope_pad=1), "outbound"))
+    assert values(s, "goodwe_battery_energy_charge_joules_total") == [pytest.approx(780.6 * kwh)]
+    assert values(s, "goodwe_battery_energy_discharge_joules_total") == [pytest.approx(633.1 * kwh)]
+    assert values(s, "goodwe_grid_energy_export_joules_total") == [pytest.approx(1122.47 * kwh)]
+    assert values(s, "goodwe_grid_energy_import_joules_total") == [pytest.approx(0.5 * 3600)]
+    # A meter float that is NaN or negative is no reading.
+    for bad in (float("nan"), -1.0):
+        blocks_bad = encoder.et_blocks(WHEN, "9010KETU233W2025", "GW10KN-ET", vpv1=1, ipv1=1, vpv2=0, ipv2=0,
+                                       vgrid=1, igrid=1, fgrid=5000, active_power=1, load_power=1, vbattery=1,
+                                       ibattery=1, pbattery=1, e_total=1, e_day=1, battery_temperature=1, soc=1,
+                                       soh=1, meter_export_wh=bad)
+        s = frame_metrics(_native.goodwe_decode_frame(encoder.outbound_frame(
+            0x0204, "9010KETU233W2025", encoder.register_dump(blocks_bad), WHEN, envelope_pad=1), "outbound"))
+        assert values(s, "goodwe_grid_energy_export_joules_total") == []
+        assert values(s, "goodwe_grid_energy_import_joules_total") != []

@@ -362,3 +362,71 @@ def test_body_only_captures_decode_with_body_option(body_key: str, frame_key: st
     by_body = GoodwePlugin.decode(fixture(body_key), argparse.Namespace(direction=direction, body=ptype))
     by_frame = GoodwePlugin.decode(frame, argparse.Namespace(direction=direction, body=None))
     assert by_body == by_frame and len(by_body) >= 1
+
+
+# --- energy counters for the Home Assistant Energy dashboard (issue 10) ------------------
+
+_KWH = 3.6e6  # joules
+
+
+def _local_reply(key: str, first_register: int, ptype: int, serial: str) -> dict:
+    """A local-protocol Modbus-RTU reply (``aa55 addr 03 count data crc``) as a decoded upload:
+    SEMS uploads carry the same registers, so the same map reads it."""
+    raw = fixture(key)
+    assert raw[:2] == b"\xaa\x55" and raw[3] == 0x03 and len(raw) == raw[4] + 7
+    data = raw[5:5 + raw[4]]
+    regs = {first_register + i: int.from_bytes(data[2 * i:2 * i + 2], "big") for i in range(len(data) // 2)}
+    return {"type": ptype, "registers": regs, "device_id": serial[:8], "device_serial": serial[8:]}
+
+
+def _one(samples: list, name: str) -> float:
+    (value,) = [m.value for m in samples if m.name == name]
+    return value
+
+
+def test_et_energy_counters_from_the_sems_capture() -> None:
+    """Grid, PV, battery and load energy of the issue-56 ET capture (values: spec §8.3 and our
+    decode; the meter's energies are IEEE floats in Wh)."""
+    samples = frame_metrics(_native.goodwe_decode_frame(
+        fixture("sems/et-issue56/out_et_metrics_0204.frame.derived.hex"), "outbound"))
+    assert _one(samples, "goodwe_inverter_energy_output_joules_total") == pytest.approx(1353.4 * _KWH)
+    assert _one(samples, "goodwe_battery_energy_charge_joules_total") == pytest.approx(780.6 * _KWH)
+    assert _one(samples, "goodwe_battery_energy_discharge_joules_total") == pytest.approx(633.1 * _KWH)
+    assert _one(samples, "goodwe_grid_energy_export_joules_total") == pytest.approx(1122.47 * _KWH)
+    assert _one(samples, "goodwe_grid_energy_import_joules_total") == pytest.approx(6472.97 * _KWH)
+    assert _one(samples, "goodwe_inverter_load_energy_joules_total") == pytest.approx(1587.7 * _KWH)
+    assert _one(samples, "goodwe_inverter_operating_seconds_total") == 1322 * 3600
+
+
+def test_et_energy_counters_match_the_local_library_expectations() -> None:
+    """The GW10K-ET running-data reply (registers 35100-35224) with the values the goodwe
+    library's own test expects for it (marcelblijleven/goodwe tests/test_et.py)."""
+    frame = _local_reply("local/et/GW10K-ET_running_data.hex", 35100, 0x0204, "9010KETU00000001")
+    samples = frame_metrics(frame)
+    assert _one(samples, "goodwe_inverter_energy_output_joules_total") == pytest.approx(6085.3 * _KWH)
+    assert _one(samples, "goodwe_inverter_operating_seconds_total") == 9246 * 3600
+    assert _one(samples, "goodwe_inverter_load_energy_joules_total") == pytest.approx(8820.2 * _KWH)
+    assert _one(samples, "goodwe_battery_energy_charge_joules_total") == pytest.approx(2758.1 * _KWH)
+    assert _one(samples, "goodwe_battery_energy_discharge_joules_total") == pytest.approx(2442.1 * _KWH)
+    assert _one(samples, "goodwe_battery_power_watts") == -2512
+    # The meter block (36000+) is not in this reply: no grid counters rather than wrong ones.
+    assert not [m for m in samples if m.name.startswith("goodwe_grid_")]
+
+
+@pytest.mark.parametrize(("key", "e_total", "h_total"), [
+    ("local/dt/GW5000D-NS_running_data.hex", 881.7, 955),
+    ("local/dt/GW6000-DT_running_data.hex", 13350.2, 8451),
+])
+def test_dt_pv_energy_matches_the_local_library_expectations(key: str, e_total: float, h_total: int) -> None:
+    samples = frame_metrics(_local_reply(key, 30100, 0x0104, "53000DSC00000001"))
+    assert _one(samples, "goodwe_inverter_energy_output_joules_total") == pytest.approx(e_total * _KWH)
+    assert _one(samples, "goodwe_inverter_operating_seconds_total") == h_total * 3600
+
+
+def test_dns_without_a_meter_has_no_grid_counters() -> None:
+    """The captured DNS reads 0xFFFFFFFF in its meter registers (30197-30200): no grid series."""
+    for key in ("sems/smlx-derived/out_inverter_metrics_0104_a.frame.hex",
+                "sems/smlx-derived/out_inverter_metrics_0145.frame.hex"):
+        samples = frame_metrics(_native.goodwe_decode_frame(fixture(key), "outbound"))
+        assert not [m for m in samples if m.name.startswith("goodwe_grid_")]
+        assert _one(samples, "goodwe_inverter_energy_output_joules_total") > 0
