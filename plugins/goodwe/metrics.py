@@ -146,11 +146,13 @@ class Field:
     scale: float = 1.0
     labels: tuple[tuple[str, str], ...] = ()
     sentinels: tuple[int, ...] = ()
+    #: For sub-unit scales, divide by this instead (2322 / 10 reads 232.2, 2322 * 0.1 does not).
+    divide: int = 0
 
 
 def _f(d: MetricDef, reg: int, kind: str, scale: float = 1.0, sentinels: tuple[int, ...] = (),
        **labels: str) -> Field:
-    return Field(d, reg, kind, scale, tuple(sorted(labels.items())), sentinels)
+    return Field(d, reg, kind, scale, tuple(sorted(labels.items())), sentinels, round(1 / scale) if scale < 1 else 0)
 
 
 _DA = 10 * _WH       # decawatt-hour
@@ -298,18 +300,32 @@ def frame_metrics(frame: dict, model: str | None = None, *, model_is_final: bool
     serial = frame["device_id"] + frame["device_serial"]
     if not (model_is_final and model):
         model = model_from_registers(regs) or model or KNOWN_MODELS.get(frame["device_id"], "unknown")
-    base = (("device", device), ("model", model), ("serial", serial))
+    base = label_set((("device", device), ("model", model), ("serial", serial)))
     out = [Metric(DEVICE_INFO, 1, base)]
-    for f in fields:
+    for f, labels in zip(fields, _field_labels(base, fields), strict=True):
         raw = read_register(regs, f.register, f.kind)
         if raw is None or raw in f.sentinels:
             continue
-        # Divide for sub-unit scales so 2322 * 0.1 reads 232.2, not 232.20000000000002.
-        value = raw / round(1 / f.scale) if f.scale < 1 else raw * f.scale
+        value = raw / f.divide if f.divide else raw * f.scale
         if not f.definition.integer:
             value = float(value)
-        out.append(Metric(f.definition, value, label_set(base + f.labels)))
+        out.append(Metric(f.definition, value, labels))
     return out
+
+
+Labels = tuple[tuple[str, str], ...]
+_FIELD_LABELS: dict[tuple[Labels, int], tuple[Labels, ...]] = {}
+
+
+def _field_labels(base: Labels, fields: tuple[Field, ...]) -> tuple[Labels, ...]:
+    """Each field's label set for one device (made once per device, not per upload)."""
+    key = (base, id(fields))
+    found = _FIELD_LABELS.get(key)
+    if found is None:
+        if len(_FIELD_LABELS) >= 4 * MAX_DEVICES:  # bounded, like the devices themselves
+            _FIELD_LABELS.clear()
+        found = _FIELD_LABELS[key] = tuple(label_set(base + f.labels) for f in fields)
+    return found
 
 
 # --- state shared between the proxy thread and collect() ------------------------------
@@ -348,7 +364,8 @@ class PhysicalDevice:
     collection asks and something changed, so the relay path never builds metrics.
     """
 
-    __slots__ = ("serial", "family", "data", "info", "last_data", "last_heard", "version", "_cache")
+    __slots__ = ("serial", "family", "data", "info", "last_data", "last_heard", "version", "_cache",
+                 "_info_decoded")
 
     def __init__(self, serial: str, family: int) -> None:
         self.serial = serial
@@ -360,6 +377,7 @@ class PhysicalDevice:
         #: Bumped by every upload (proxy thread); the cache is valid for one version.
         self.version = 0
         self._cache: tuple[int, list[Metric]] | None = None
+        self._info_decoded: tuple[tuple[bytes | dict, float], dict] | None = None
 
     def add(self, upload: bytes | dict, packet_type: int, now: float) -> None:
         if is_data_upload(packet_type):
@@ -378,23 +396,35 @@ class PhysicalDevice:
         if cache is not None and cache[0] == version:
             return cache[1]
         info, data, last_data = self.info, self.data, self.last_data
-        frames = [(kept[1], _decoded(kept[0])) for kept in (info, data) if kept is not None]
+        info_frame = self._info_frame(info)
+        frames = [(when, frame) for when, frame in ((info[1] if info else 0.0, info_frame),
+                                                    (data[1] if data else 0.0, _decoded(data[0]) if data else None))
+                  if frame is not None]
         frames.sort(key=lambda f: f[0])
         # One model label per device: the payload's (DT names it in the info upload, ET in
         # every upload), else the DeviceID table.
         model = next((m for _, f in reversed(frames) if (m := model_from_registers(f["registers"]))), None)
         if model is None:
             model = KNOWN_MODELS.get(frames[-1][1]["device_id"], "unknown")
-        merged: dict[tuple[str, tuple[tuple[str, str], ...]], Metric] = {}
-        for _, frame in frames:  # older first: a newer upload's value wins
-            for m in frame_metrics(frame, model, model_is_final=True):
-                merged[(m.name, m.labels)] = m
-        out = list(merged.values())
+        out = frame_metrics(frames[-1][1], model, model_is_final=True)
+        if len(frames) == 2:  # the older upload's values where the newer one has none
+            newer = {(m[0].name, m[2]) for m in out}
+            out = [m for m in frame_metrics(frames[0][1], model, model_is_final=True)
+                   if (m[0].name, m[2]) not in newer] + out
         if last_data is not None:
-            out.append(FRAME_TIMESTAMP(last_data, **dict(out[0].labels)))
+            out.append(Metric(FRAME_TIMESTAMP, last_data, out[0].labels))
         # An upload that came while this was decoded makes the next call decode again.
         self._cache = (version, out)
         return out
+
+    def _info_frame(self, info: tuple[bytes | dict, float] | None) -> dict | None:
+        """The info upload decoded (once: it changes rarely, data uploads come every minute)."""
+        if info is None:
+            return None
+        kept = self._info_decoded
+        if kept is None or kept[0] is not info:
+            kept = self._info_decoded = (info, _decoded(info[0]))
+        return kept[1]
 
 
 class GoodweState:
