@@ -160,6 +160,8 @@ def test_updated_on_data_upload_not_on_info_upload() -> None:
         assert len(calls) == 1 and calls[0] - sent < 0.1
         # The reading is in collect() by the time updated() ran.
         assert values(plugin.collect(), "goodwe_meter_power_export_watts", serial=METER) == [1557]
+        (seen,) = plugin.status()["devices"]
+        assert seen["serial"] == METER and seen["device"] == "meter" and seen["last_upload_age_seconds"] < 5
         # A broken data frame is no new reading.
         bad = bytearray(simulator.data_frame("meter", METER, WHEN, 1))
         bad[60] ^= 1
