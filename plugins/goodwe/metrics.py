@@ -350,6 +350,14 @@ def is_data_upload(packet_type: int) -> bool:
     return (packet_type & 0xFF) in (0x04, 0x45)
 
 
+def _stamp(upload: bytes | dict) -> bytes:
+    """The device's own time of a data upload (YY MM DD hh mm ss, comparable as bytes): in the
+    40-byte envelope, after POSTGW, LEN, TYPE, pad, serial and IV."""
+    if isinstance(upload, dict):
+        return upload.get("timestamp") or b""
+    return upload[46:52]
+
+
 def _decoded(upload: bytes | dict) -> dict:
     """An upload as kept by the state: the raw frame (decoded on first use) or a decoded dict."""
     if isinstance(upload, dict):
@@ -381,7 +389,11 @@ class PhysicalDevice:
 
     def add(self, upload: bytes | dict, packet_type: int, now: float) -> None:
         if is_data_upload(packet_type):
-            self.data = (upload, now)
+            # A cached upload (0x?45) may carry a reading older than the one shown: a device
+            # catching up after an outage. It proves the device is there; its values do not win.
+            late = (packet_type & 0xFF) == 0x45 and self.data is not None and _stamp(upload) < _stamp(self.data[0])
+            if not late:
+                self.data = (upload, now)
             self.last_data = now
         else:
             self.info = (upload, now)

@@ -62,6 +62,20 @@ def test_device_exits_0_after_count_uploads(sems: SemsSimulator) -> None:
 
 
 @pytest.mark.timeout(60)
+def test_device_sends_cached_uploads_first(sems: SemsSimulator) -> None:
+    proc = gridtap("simulate", "goodwe", "--connect", connect(sems), "--kind", "inverter", "--interval", "50ms",
+                   "--count", "1", "--cached", "2", timeout=20)
+    assert proc.returncode == 0, proc.stderr
+    types = [f["type"] for f in sems.frames]
+    assert types[:4] == [0x0103, 0x0145, 0x0145, 0x0104]
+    cached = [f for f in sems.frames if f["type"] == 0x0145]
+    assert [len(f["cleartext"]) for f in cached] == [352, 352]  # the DNS's own cached block set
+    assert cached[0]["timestamp"] < cached[1]["timestamp"]
+    proc = gridtap("simulate", "goodwe", "--connect", connect(sems), "--cached", "-1")
+    assert proc.returncode == 2 and "--cached" in one_error_line(proc)
+
+
+@pytest.mark.timeout(60)
 def test_device_exits_0_at_end_of_replay(sems: SemsSimulator, tmp_path: Path) -> None:
     when = dt.datetime(2024, 1, 1, 12, 0, tzinfo=encoder.BEIJING)
     frames = [encoder.outbound_frame(0x0304, "91000HKU00000042", encoder.register_dump(encoder.meter_blocks(

@@ -328,3 +328,54 @@ def test_energy_dashboard_counters_from_encoder_frames() -> None:
             0x0204, "9010KETU233W2025", encoder.register_dump(blocks_bad), WHEN, envelope_pad=1), "outbound"))
         assert values(s, "goodwe_grid_energy_export_joules_total") == []
         assert values(s, "goodwe_grid_energy_import_joules_total") != []
+
+
+# --- the proxy's outbound scan: Rust against the Python twin ------------------------------
+
+def _outbound_units() -> dict[str, bytes]:
+    data = meter_frame()
+    info = encoder.outbound_frame(0x0303, SERIAL, encoder.register_dump(encoder.meter_info_blocks()), WHEN)
+    ack = encoder.time_sync_ack(0x03, SERIAL, WHEN)
+    return {"data": data, "info": info, "ack": ack,
+            "bit_flip": data[:70] + bytes([data[70] ^ 8]) + data[71:],
+            "bad_blocks": encoder.outbound_frame(0x0304, SERIAL, b"\x05" + bytes(15), WHEN),
+            "junk": b"zzPOST", "absurd_len": b"POSTGW\x7f\xff\xff\xff"}
+
+
+def _twin_scan(stream: bytes, cuts: list[int]) -> list[tuple]:
+    split, out, offset = reference.Splitter("outbound"), [], 0
+    bounds = [0, *cuts, len(stream)]
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        for kind, raw in split.feed(stream[a:b]):
+            at, offset = offset, offset + len(raw)
+            if kind != "frame":
+                continue
+            try:
+                d = reference.decode_frame(raw, "outbound")
+            except reference.DecodeError as e:
+                reason = {reference.ChecksumError: "checksum", reference.LengthError: "length"}.get(type(e), "format")
+                try:
+                    ptype, _, body = reference.check_frame(raw, "outbound")
+                    base = 2 if reference.has_timestamp_envelope("outbound", ptype) else 0
+                    who = (ptype, body[base:base + 16].decode("latin-1"))
+                except reference.DecodeError:
+                    who = (None, None)
+                out.append((at, *who, reason, None))
+                continue
+            out.append((at, d["type"], d["device_id"] + d["device_serial"], None,
+                        raw if d["blocks"] is not None else None))
+    return out
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(order=st.lists(st.sampled_from(sorted(_outbound_units())), max_size=6),
+       cuts=st.lists(st.integers(min_value=0, max_value=1200), max_size=3))
+def test_scan_matches_python_twin(order: list[str], cuts: list[int]) -> None:
+    units = _outbound_units()
+    stream = b"".join(units[k] for k in order)
+    cuts = sorted(c for c in cuts if c < len(stream))
+    scanner = _native.GoodweSplitter("outbound")
+    bounds = [0, *cuts, len(stream)]
+    got = [item for a, b in zip(bounds, bounds[1:], strict=False) for item in scanner.scan(stream[a:b])]
+    assert got == _twin_scan(stream, cuts)
+    assert scanner.offset + scanner.pending == len(stream)

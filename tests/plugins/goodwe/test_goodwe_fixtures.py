@@ -302,6 +302,7 @@ SIM_VS_CAPTURE = [
     ("inverter", "data", "sems/smlx-derived/out_inverter_metrics_0104_a.frame.hex"),
     ("inverter", "data", "sems/smlx-derived/out_inverter_metrics_0104_b.frame.hex"),
     ("inverter", "info", "sems/smlx-derived/out_inverter_timesync_0103.frame.hex"),
+    ("inverter", "cached", "sems/smlx-derived/out_inverter_metrics_0145.frame.hex"),
     ("et", "data", "sems/et-issue56/out_et_metrics_0204.frame.derived.hex"),
 ]
 
@@ -325,8 +326,8 @@ def test_simulator_frames_have_the_captured_layout(kind: str, upload: str, key: 
     want = _native.goodwe_decode_frame(captured, "outbound")
     serial = want["device_id"] + want["device_serial"]
     when = dt.datetime(2024, 4, 12, 17, 23, 43, tzinfo=encoder.BEIJING)
-    sim = (simulator.data_frame(kind, serial, when, 3) if upload == "data"
-           else simulator.info_frame(kind, serial, when))
+    sim = (simulator.info_frame(kind, serial, when) if upload == "info"
+           else simulator.data_frame(kind, serial, when, 3, cached=upload == "cached"))
     got = _native.goodwe_decode_frame(sim, "outbound")
     # Same type, envelope, frame and cleartext length, and the same register blocks in the
     # same order: what a fixed-offset decoder (the reference exporter) relies on.
@@ -337,7 +338,7 @@ def test_simulator_frames_have_the_captured_layout(kind: str, upload: str, key: 
     # Through both decode paths (`gridtap decode` and the proxy's state), the same metrics.
     args = argparse.Namespace(direction="outbound", body=None)
     assert _shape(GoodwePlugin.decode(sim, args)) == _shape(GoodwePlugin.decode(captured, args))
-    if upload == "data":
+    if upload != "info":
         info = simulator.info_frame(kind, serial, when)
         assert _shape(_through_proxy_state([info, sim])) == _shape(_through_proxy_state([info, captured]))
         assert _shape(_through_proxy_state([sim])) == _shape(_through_proxy_state([captured]))

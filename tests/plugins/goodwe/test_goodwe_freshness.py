@@ -58,6 +58,21 @@ def test_state_drops_each_device_on_its_own_schedule() -> None:
     assert serials(state.measurements(now=1700.0, stale_after=300)) == set()
 
 
+def test_late_cached_upload_keeps_the_device_fresh_but_not_its_old_values() -> None:
+    state = GoodweState()
+    live = simulator.data_frame("meter", METER, WHEN, 5)
+    older = simulator.data_frame("meter", METER, WHEN - dt.timedelta(minutes=10), 1, cached=True)
+    newer = simulator.data_frame("meter", METER, WHEN + dt.timedelta(minutes=1), 9, cached=True)
+    state.outbound([(0x0304, METER, live)], now=1000.0)
+    state.outbound([(0x0345, METER, older)], now=1100.0)
+    samples = state.measurements(now=1101.0, stale_after=300)
+    assert values(samples, "goodwe_meter_energy_export_joules_total") == [(27078 + 5) * 36000.0]
+    assert values(samples, "goodwe_frame_timestamp_seconds") == [1100.0]
+    assert serials(state.measurements(now=1350.0, stale_after=300)) == {METER}  # heard at 1100
+    state.outbound([(0x0345, METER, newer)], now=1200.0)
+    assert values(state.measurements(now=1201.0), "goodwe_meter_energy_export_joules_total") == [(27078 + 9) * 36000.0]
+
+
 def test_info_upload_alone_does_not_make_a_device_fresh() -> None:
     state = GoodweState()
     info = simulator.info_frame("inverter", INVERTER, WHEN)
