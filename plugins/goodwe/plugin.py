@@ -9,7 +9,6 @@ at gridtap gives every upload for free: :mod:`proxy` forwards it, decodes a copy
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import logging
 import os
@@ -18,6 +17,7 @@ import threading
 import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gridtap import _native
 from gridtap.config import Duration, check_port, setting
@@ -27,7 +27,11 @@ from gridtap.plugin import Plugin
 
 from . import batsignal
 from .metrics import INBOUND_KNOWN, METRICS, PACKETS, GoodweState, device_label, frame_metrics
-from .proxy import GoodweProxy, ProxyOptions
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from .proxy import GoodweProxy
 
 log = logging.getLogger("gridtap.goodwe")
 
@@ -119,6 +123,8 @@ class GoodwePlugin(Plugin):
         self.where = where
         check_port(f"{where}.listen_port", config.listen_port, lowest=0)  # 0 = any free port (tests)
         check_port(f"{where}.upstream_port", config.upstream_port)
+        # The proxy (and asyncio) only for a running device: `decode`/`simulate` never get here.
+        from .proxy import ProxyOptions  # noqa: PLC0415
         # Every decoded data upload is a new reading: outputs get it at once (Plugin.updated).
         self.state = GoodweState(on_data=self.updated)
         self.started = time.time()
@@ -140,6 +146,10 @@ class GoodwePlugin(Plugin):
         """Run the proxy on a background thread; raises if the listen address is unusable."""
         if self._thread is not None:
             return
+
+        import asyncio  # noqa: PLC0415
+
+        from .proxy import GoodweProxy  # noqa: PLC0415
 
         def main() -> None:
             loop = asyncio.new_event_loop()
