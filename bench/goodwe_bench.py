@@ -460,8 +460,9 @@ async def bench_proxy(args: argparse.Namespace) -> bool:
                     runs[c.name]["many"].append(await measure(c, args.many, many_frames, args.many_pace, timeout))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    smoke = "; --quick is a smoke size, too short to judge the goals" if args.quick else ""
     print(f"(best of {args.rounds} round{'s' * (args.rounds != 1)}; bench client and simulated SEMS share one "
-          f"process, the proxy runs in its own)")
+          f"process, the proxy runs in its own{smoke})")
     ok = True
     for c in contenders:
         r = runs[c.name]
