@@ -10,11 +10,15 @@ are converted to Prometheus base units (10 Wh -> J, 0.1 V -> V, percent -> ratio
 
 from __future__ import annotations
 
+import math
+import struct
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from gridtap import _native
 from gridtap.model import Kind, Metric, MetricDef, label_set
 
 _WH = 3600.0  # joules per watt-hour
@@ -107,6 +111,26 @@ UPSTREAM_FAILURES = MetricDef("goodwe_upstream_dial_failures_total", "Failed dia
 BATSIGNAL_TOP = MetricDef("goodwe_batsignal_top", "Bat-signal upper curve (kW) written into forwarded frames.")
 BATSIGNAL_BOTTOM = MetricDef("goodwe_batsignal_bottom", "Bat-signal lower curve (kW) written into forwarded frames.")
 
+# Energy counters a Home Assistant Energy dashboard needs (grid in/out, battery in/out),
+# wherever a family's registers hold them.
+GRID_ENERGY_EXPORT = MetricDef(
+    "goodwe_grid_energy_export_joules_total",
+    "Energy exported to the grid, counted by the inverter's grid meter (DT regs 30197-30198 Wh; "
+    "ET regs 36015-36016, float Wh).", Kind.COUNTER, "joules")
+GRID_ENERGY_IMPORT = MetricDef(
+    "goodwe_grid_energy_import_joules_total",
+    "Energy imported from the grid, counted by the inverter's grid meter (DT regs 30199-30200 Wh; "
+    "ET regs 36017-36018, float Wh).", Kind.COUNTER, "joules")
+BATTERY_ENERGY_CHARGE = MetricDef(
+    "goodwe_battery_energy_charge_joules_total", "Energy charged into the battery (ET regs 35206-35207).",
+    Kind.COUNTER, "joules")
+BATTERY_ENERGY_DISCHARGE = MetricDef(
+    "goodwe_battery_energy_discharge_joules_total", "Energy discharged from the battery (ET regs 35209-35210).",
+    Kind.COUNTER, "joules")
+LOAD_ENERGY = MetricDef(
+    "goodwe_inverter_load_energy_joules_total", "Energy used by the house load (ET regs 35203-35204).",
+    Kind.COUNTER, "joules")
+
 METRICS: tuple[MetricDef, ...] = tuple(v for v in list(globals().values()) if isinstance(v, MetricDef))
 
 # --- register maps -------------------------------------------------------------------
@@ -114,7 +138,7 @@ METRICS: tuple[MetricDef, ...] = tuple(v for v in list(globals().values()) if is
 
 @dataclass(frozen=True, slots=True)
 class Field:
-    """One value: register, width/sign ('u16','i16','u32','i32'), scale, extra labels."""
+    """One value: register, width/sign ('u16','i16','u32','i32', 'f32'), scale, extra labels."""
 
     definition: MetricDef
     register: int
@@ -122,11 +146,13 @@ class Field:
     scale: float = 1.0
     labels: tuple[tuple[str, str], ...] = ()
     sentinels: tuple[int, ...] = ()
+    #: For sub-unit scales, divide by this instead (2322 / 10 reads 232.2, 2322 * 0.1 does not).
+    divide: int = 0
 
 
 def _f(d: MetricDef, reg: int, kind: str, scale: float = 1.0, sentinels: tuple[int, ...] = (),
        **labels: str) -> Field:
-    return Field(d, reg, kind, scale, tuple(sorted(labels.items())), sentinels)
+    return Field(d, reg, kind, scale, tuple(sorted(labels.items())), sentinels, round(1 / scale) if scale < 1 else 0)
 
 
 _DA = 10 * _WH       # decawatt-hour
@@ -159,6 +185,9 @@ DT_FIELDS: tuple[Field, ...] = (
     _f(ENERGY_TOTAL, 30145, "u32", _HWH, (0xFFFFFFFF,)),
     _f(OPERATING_TIME, 30147, "u32", 3600.0, (0xFFFFFFFF,)),
     _f(RSSI, 30172, "u16", 0.01, _NA16),
+    # The inverter's own meter (regs 30195+); 0xFFFFFFFF when none is connected.
+    _f(GRID_ENERGY_EXPORT, 30197, "u32", _WH, (0xFFFFFFFF,)),
+    _f(GRID_ENERGY_IMPORT, 30199, "u32", _WH, (0xFFFFFFFF,)),
 )
 
 ET_FIELDS: tuple[Field, ...] = (
@@ -180,6 +209,12 @@ ET_FIELDS: tuple[Field, ...] = (
     _f(BATTERY_POWER, 35182, "i32"),
     _f(ENERGY_TOTAL, 35191, "u32", _HWH, (0xFFFFFFFF,)),
     _f(ENERGY_TODAY, 35193, "u32", _HWH, (0xFFFFFFFF,)),
+    _f(OPERATING_TIME, 35197, "u32", 3600.0, (0xFFFFFFFF,)),
+    _f(LOAD_ENERGY, 35203, "u32", _HWH, (0xFFFFFFFF,)),
+    _f(BATTERY_ENERGY_CHARGE, 35206, "u32", _HWH, (0xFFFFFFFF,)),
+    _f(BATTERY_ENERGY_DISCHARGE, 35209, "u32", _HWH, (0xFFFFFFFF,)),
+    _f(GRID_ENERGY_EXPORT, 36015, "f32", _WH),
+    _f(GRID_ENERGY_IMPORT, 36017, "f32", _WH),
     _f(BATTERY_TEMPERATURE, 37003, "i16", 0.1, _NA_T),
     _f(BATTERY_SOC, 37007, "u16", 0.01, _NA16),
     _f(BATTERY_SOH, 37008, "u16", 0.01, _NA16),
@@ -200,11 +235,12 @@ MODEL_REGISTERS = ((40173, 16), (35011, 5))
 
 OUTBOUND_KNOWN = frozenset({0x0303, 0x0304, 0x0345, 0x0310, 0x0103, 0x0104, 0x0145, 0x0110,
                             0x0203, 0x0204, 0x0245, 0x0210})
-DROP_REASONS = ("checksum", "length", "format", "unknown_type", "junk", "device_mismatch")
+ERROR_REASONS = ("checksum", "length", "format")
+DROP_REASONS = (*ERROR_REASONS, "unknown_type", "junk", "device_mismatch")
 INBOUND_KNOWN = frozenset({0x0303, 0x0304, 0x0345, 0x0103, 0x0104, 0x0145, 0x0203, 0x0204, 0x0245, 0x0116})
 
 
-def read_register(regs: dict[int, int], register: int, kind: str) -> int | None:
+def read_register(regs: dict[int, int], register: int, kind: str) -> int | float | None:
     """A raw value from consecutive registers, or None if any is missing."""
     hi = regs.get(register)
     if hi is None:
@@ -219,6 +255,11 @@ def read_register(regs: dict[int, int], register: int, kind: str) -> int | None:
     v = (hi << 16) | lo
     if kind == "i32" and v & 0x80000000:
         v -= 1 << 32
+    elif kind == "f32":
+        # IEEE 754 single, high word first (the ET's meter energy registers).
+        f = struct.unpack(">f", v.to_bytes(4, "big"))[0]
+        # NaN/inf or a negative count is not a reading.
+        return f if math.isfinite(f) and f >= 0 else None
     return v
 
 
@@ -246,90 +287,238 @@ def device_label(packet_type: int) -> str:
     return FAMILIES.get(packet_type >> 8, ("unknown", ()))[0]
 
 
-def frame_metrics(frame: dict, model: str | None = None) -> list[Metric]:
+def frame_metrics(frame: dict, model: str | None = None, *, model_is_final: bool = False) -> list[Metric]:
     """Samples of one decoded outbound frame (a dict from ``goodwe_decode_frame``).
 
     ``model`` is what an earlier frame of the same device said (DNS names its model only
-    in 0x0103); otherwise the payload, then the DeviceID table, then "unknown".
+    in 0x0103); otherwise the payload, then the DeviceID table, then "unknown". With
+    ``model_is_final`` the given model is used as is (one device, one model label).
     """
     family = frame["type"] >> 8
     device, fields = FAMILIES.get(family, ("unknown", ()))
     regs = frame["registers"]
     serial = frame["device_id"] + frame["device_serial"]
-    model = model_from_registers(regs) or model or KNOWN_MODELS.get(frame["device_id"], "unknown")
-    base = (("device", device), ("model", model), ("serial", serial))
+    if not (model_is_final and model):
+        model = model_from_registers(regs) or model or KNOWN_MODELS.get(frame["device_id"], "unknown")
+    base = label_set((("device", device), ("model", model), ("serial", serial)))
     out = [Metric(DEVICE_INFO, 1, base)]
-    for f in fields:
+    for f, labels in zip(fields, _field_labels(base, fields), strict=True):
         raw = read_register(regs, f.register, f.kind)
         if raw is None or raw in f.sentinels:
             continue
-        # Divide for sub-unit scales so 2322 * 0.1 reads 232.2, not 232.20000000000002.
-        value = raw / round(1 / f.scale) if f.scale < 1 else raw * f.scale
+        value = raw / f.divide if f.divide else raw * f.scale
         if not f.definition.integer:
             value = float(value)
-        out.append(Metric(f.definition, value, label_set(base + f.labels)))
+        out.append(Metric(f.definition, value, labels))
     return out
+
+
+Labels = tuple[tuple[str, str], ...]
+_FIELD_LABELS: dict[tuple[Labels, int], tuple[Labels, ...]] = {}
+
+
+def _field_labels(base: Labels, fields: tuple[Field, ...]) -> tuple[Labels, ...]:
+    """Each field's label set for one device (made once per device, not per upload)."""
+    key = (base, id(fields))
+    found = _FIELD_LABELS.get(key)
+    if found is None:
+        if len(_FIELD_LABELS) >= 4 * MAX_DEVICES:  # bounded, like the devices themselves
+            _FIELD_LABELS.clear()
+        found = _FIELD_LABELS[key] = tuple(label_set(base + f.labels) for f in fields)
+    return found
 
 
 # --- state shared between the proxy thread and collect() ------------------------------
 
-@dataclass
-class DeviceSnapshot:
-    serial: str
-    device: str
-    model: str
-    metrics: list[Metric]
-    received: float
+#: Physical devices remembered; beyond this the one heard from least recently is forgotten
+#: (a stream of made-up serials must not grow memory without bound).
+MAX_DEVICES = 4096
+
+_TYPE_LABELS: dict[int, str] = {}
+
+
+def type_label(packet_type: int) -> str:
+    """``0x0304``: the ``type`` label value (cached: it is made for every frame)."""
+    label = _TYPE_LABELS.get(packet_type)
+    if label is None:
+        label = _TYPE_LABELS[packet_type] = f"0x{packet_type:04x}"
+    return label
+
+
+def is_data_upload(packet_type: int) -> bool:
+    """Live (0x?04) or cached (0x?45) readings, as opposed to the info upload (0x?03)."""
+    return (packet_type & 0xFF) in (0x04, 0x45)
+
+
+def _stamp(upload: bytes | dict) -> bytes:
+    """The device's own time of a data upload (YY MM DD hh mm ss, comparable as bytes): in the
+    40-byte envelope, after POSTGW, LEN, TYPE, pad, serial and IV."""
+    if isinstance(upload, dict):
+        return upload.get("timestamp") or b""
+    return upload[46:52]
+
+
+def _decoded(upload: bytes | dict) -> dict:
+    """An upload as kept by the state: the raw frame (decoded on first use) or a decoded dict."""
+    if isinstance(upload, dict):
+        return upload
+    return _native.goodwe_decode_frame(upload, "outbound")
+
+
+class PhysicalDevice:
+    """One meter or inverter seen on the proxy: its last data and info uploads.
+
+    Uploads are kept as they came (raw frame bytes) and turned into samples only when a
+    collection asks and something changed, so the relay path never builds metrics.
+    """
+
+    __slots__ = ("serial", "family", "data", "info", "last_data", "last_heard", "version", "_cache",
+                 "_info_decoded")
+
+    def __init__(self, serial: str, family: int) -> None:
+        self.serial = serial
+        self.family = family
+        self.data: tuple[bytes | dict, float] | None = None
+        self.info: tuple[bytes | dict, float] | None = None
+        self.last_data: float | None = None
+        self.last_heard = 0.0
+        #: Bumped by every upload (proxy thread); the cache is valid for one version.
+        self.version = 0
+        self._cache: tuple[int, list[Metric]] | None = None
+        self._info_decoded: tuple[tuple[bytes | dict, float], dict] | None = None
+
+    def add(self, upload: bytes | dict, packet_type: int, now: float) -> None:
+        if is_data_upload(packet_type):
+            # A cached upload (0x?45) may carry a reading older than the one shown: a device
+            # catching up after an outage. It proves the device is there; its values do not win.
+            late = (packet_type & 0xFF) == 0x45 and self.data is not None and _stamp(upload) < _stamp(self.data[0])
+            if not late:
+                self.data = (upload, now)
+            self.last_data = now
+        else:
+            self.info = (upload, now)
+        self.last_heard = now
+        self.version += 1
+
+    def samples(self) -> list[Metric]:
+        """Device info, register samples (info upload merged under the newer data upload)
+        and the frame timestamp; decoded once per new upload."""
+        version = self.version
+        cache = self._cache
+        if cache is not None and cache[0] == version:
+            return cache[1]
+        info, data, last_data = self.info, self.data, self.last_data
+        info_frame = self._info_frame(info)
+        frames = [(when, frame) for when, frame in ((info[1] if info else 0.0, info_frame),
+                                                    (data[1] if data else 0.0, _decoded(data[0]) if data else None))
+                  if frame is not None]
+        frames.sort(key=lambda f: f[0])
+        # One model label per device: the payload's (DT names it in the info upload, ET in
+        # every upload), else the DeviceID table.
+        model = next((m for _, f in reversed(frames) if (m := model_from_registers(f["registers"]))), None)
+        if model is None:
+            model = KNOWN_MODELS.get(frames[-1][1]["device_id"], "unknown")
+        out = frame_metrics(frames[-1][1], model, model_is_final=True)
+        if len(frames) == 2:  # the older upload's values where the newer one has none
+            newer = {(m[0].name, m[2]) for m in out}
+            out = [m for m in frame_metrics(frames[0][1], model, model_is_final=True)
+                   if (m[0].name, m[2]) not in newer] + out
+        if last_data is not None:
+            out.append(Metric(FRAME_TIMESTAMP, last_data, out[0].labels))
+        # An upload that came while this was decoded makes the next call decode again.
+        self._cache = (version, out)
+        return out
+
+    def _info_frame(self, info: tuple[bytes | dict, float] | None) -> dict | None:
+        """The info upload decoded (once: it changes rarely, data uploads come every minute)."""
+        if info is None:
+            return None
+        kept = self._info_decoded
+        if kept is None or kept[0] is not info:
+            kept = self._info_decoded = (info, _decoded(info[0]))
+        return kept[1]
 
 
 class GoodweState:
-    """Latest samples per device plus exporter counters; safe to use from two threads."""
+    """What the proxy saw: the physical devices' last uploads and the proxy's own counters.
 
-    def __init__(self) -> None:
+    Written by the proxy's event-loop thread, read by the collecting thread. Counters the
+    relay path bumps for every read are plain attributes that only the proxy thread writes;
+    everything with a changing set of keys is changed under the lock, once per batch.
+    """
+
+    def __init__(self, on_data: Callable[[], None] | None = None) -> None:
         self._lock = threading.Lock()
-        self.devices: dict[tuple[str, str], DeviceSnapshot] = {}
-        self.models: dict[str, str] = {}
+        self.devices: dict[tuple[str, int], PhysicalDevice] = {}
         self.packets: Counter[tuple[str, str]] = Counter()
         self.unknown: Counter[str] = Counter()
-        self.errors: Counter[tuple[str, str]] = Counter()
-        self.dropped: Counter[str] = Counter()
-        self.forwarded: Counter[str] = Counter()
+        # Every (direction, error) from the start, so rate() and alerts have a series at 0.
+        self.errors: Counter[tuple[str, str]] = Counter(
+            {(d, e): 0 for d in ("outbound", "inbound") for e in ERROR_REASONS})
+        self.dropped: Counter[str] = Counter(dict.fromkeys(DROP_REASONS, 0))
+        self.forwarded = {"outbound": 0, "inbound": 0}
         self.upstream_failures = 0
         self.connections = 0
+        #: When the first / the latest data upload of any device arrived (Unix time).
+        self.first_data: float | None = None
         self.last_data: float | None = None
         self.batsignal: tuple[float, float] | None = None
+        #: Called (on the proxy thread) after data uploads were stored: a new reading.
+        self.on_data = on_data
 
-    # writers (proxy thread)
-    def frame(self, direction: str, frame: dict, now: float | None = None) -> None:
-        """Count a valid frame; keep its samples when it is an outbound data upload."""
+    # --- writers (proxy thread) ------------------------------------------------------
+    def outbound(self, frames: Iterable[tuple[int, str, bytes | dict | None]], now: float | None = None) -> bool:
+        """Count valid outbound frames ``(type, serial, upload)`` and keep the uploads
+        (raw frame or decoded dict; None for frames without registers). True when one was
+        a data upload (``on_data`` has then been called)."""
         now = time.time() if now is None else now
-        ptype = frame["type"]
-        known = OUTBOUND_KNOWN if direction == "outbound" else INBOUND_KNOWN
+        data = False
         with self._lock:
-            self.packets[(direction, f"0x{ptype:04x}")] += 1
-            if ptype not in known:
-                self.unknown[direction] += 1
-            if direction != "outbound" or frame["blocks"] is None or (ptype >> 8) not in FAMILIES:
-                return
-            serial = frame["device_id"] + frame["device_serial"]
-            model = model_from_registers(frame["registers"])
-            if model:
-                self.models[serial] = model
-            samples = frame_metrics(frame, self.models.get(serial))
-            labels = dict(samples[0].labels)
-            key = (serial, labels["device"])
-            old = self.devices.get(key)
-            live = (ptype & 0xFF) in (0x04, 0x45)
-            if old is not None and not live:
-                # Merge: info uploads carry a few values (e_total) but not the live ones.
-                merged = {(m.name, m.labels): m for m in old.metrics}
-                merged.update({(m.name, m.labels): m for m in samples})
-                samples = list(merged.values())
-            self.devices[key] = DeviceSnapshot(serial, labels["device"], labels["model"], samples, now)
-            if live:
-                # Only a data upload makes the proxy "up": a device's info upload comes first,
-                # and a collection between the two (`run --once`) would carry no live values.
+            for ptype, serial, upload in frames:
+                self.packets[("outbound", type_label(ptype))] += 1
+                if ptype not in OUTBOUND_KNOWN:
+                    self.unknown["outbound"] += 1
+                family = ptype >> 8
+                if upload is None or family not in FAMILIES:
+                    continue
+                key = (serial, family)
+                device = self.devices.get(key)
+                if device is None:
+                    if len(self.devices) >= MAX_DEVICES:
+                        oldest = min(self.devices, key=lambda k: self.devices[k].last_heard)
+                        del self.devices[oldest]
+                    device = self.devices[key] = PhysicalDevice(serial, family)
+                device.add(upload, ptype, now)
+                if is_data_upload(ptype):
+                    data = True
+            if data:
                 self.last_data = now
+                if self.first_data is None:
+                    self.first_data = now
+        if data and self.on_data is not None:
+            self.on_data()
+        return data
+
+    def frame(self, direction: str, frame: dict, now: float | None = None) -> None:
+        """Count one decoded frame (a ``goodwe_decode_frame`` dict); keep an outbound upload."""
+        serial = frame["device_id"] + frame["device_serial"]
+        if direction == "outbound":
+            self.outbound([(frame["type"], serial, frame if frame["blocks"] is not None else None)], now)
+        else:
+            self.inbound([(frame["type"], None, 0)])
+
+    def inbound(self, events: Iterable[tuple[int | None, str | None, int]]) -> None:
+        """Count SEMS-to-device units: ``(type if it decoded, drop reason or None, length)``."""
+        with self._lock:
+            for ptype, reason, _ in events:
+                if ptype is not None:
+                    self.packets[("inbound", type_label(ptype))] += 1
+                    if ptype not in INBOUND_KNOWN:
+                        self.unknown["inbound"] += 1
+                elif reason not in (None, "junk"):
+                    self.errors[("inbound", reason)] += 1
+                if reason is not None:
+                    self.dropped[reason] += 1
 
     def error(self, direction: str, reason: str) -> None:
         with self._lock:
@@ -340,39 +529,62 @@ class GoodweState:
             self.dropped[reason] += 1
 
     def forward(self, direction: str, n: int) -> None:
-        with self._lock:
-            self.forwarded[direction] += n
+        self.forwarded[direction] += n
 
     def connection(self, delta: int) -> None:
-        with self._lock:
-            self.connections += delta
+        self.connections += delta
 
     def upstream_failed(self) -> None:
-        with self._lock:
-            self.upstream_failures += 1
+        self.upstream_failures += 1
 
-    # reader (collect)
-    def metrics(self) -> list[Metric]:
+    # --- readers (collect) ---------------------------------------------------------------
+    def seen(self) -> list[PhysicalDevice]:
         with self._lock:
-            out: list[Metric] = []
-            for snap in self.devices.values():
-                out.extend(snap.metrics)
-                base = (("device", snap.device), ("model", snap.model), ("serial", snap.serial))
-                out.append(Metric(FRAME_TIMESTAMP, snap.received, base))
-            for (direction, ptype), n in sorted(self.packets.items()):
-                out.append(PACKETS(n, direction=direction, type=ptype))
-            for direction in ("outbound", "inbound"):
-                out.append(UNKNOWN_PACKETS(self.unknown[direction], direction=direction))
-                out.append(FORWARDED_BYTES(self.forwarded[direction], direction=direction))
-            for (direction, reason), n in sorted(self.errors.items()):
-                out.append(DECODE_ERRORS(n, direction=direction, error=reason))
-            for reason in DROP_REASONS:
-                self.dropped.setdefault(reason, 0)
-            for reason, n in sorted(self.dropped.items()):
-                out.append(INBOUND_DROPPED(n, reason=reason))
-            out.append(CONNECTIONS(self.connections))
-            out.append(UPSTREAM_FAILURES(self.upstream_failures))
-            if self.batsignal is not None:
-                out.append(BATSIGNAL_TOP(self.batsignal[0]))
-                out.append(BATSIGNAL_BOTTOM(self.batsignal[1]))
-            return out
+            return list(self.devices.values())
+
+    def measurements(self, now: float | None = None, stale_after: float = float("inf")) -> list[Metric]:
+        """Samples of every physical device whose last data upload is at most ``stale_after``
+        seconds old; each device goes stale on its own."""
+        now = time.time() if now is None else now
+        with self._lock:
+            fresh = [d for d in self.devices.values()
+                     if d.last_data is not None and now - d.last_data <= stale_after]
+        out: list[Metric] = []
+        for device in fresh:
+            # Decoding happens here, on the collecting thread, outside the lock.
+            out.extend(device.samples())
+        return out
+
+    def fresh_devices(self, now: float | None = None, stale_after: float = float("inf")) -> int:
+        now = time.time() if now is None else now
+        with self._lock:
+            return sum(1 for d in self.devices.values()
+                       if d.last_data is not None and now - d.last_data <= stale_after)
+
+    def diagnostics(self) -> list[Metric]:
+        """The proxy's own counters: published whether or not any device is fresh."""
+        with self._lock:
+            packets = sorted(self.packets.items())
+            unknown = dict(self.unknown)
+            errors = sorted(self.errors.items())
+            dropped = sorted(self.dropped.items())
+        out: list[Metric] = []
+        for (direction, ptype), n in packets:
+            out.append(PACKETS(n, direction=direction, type=ptype))
+        for direction in ("outbound", "inbound"):
+            out.append(UNKNOWN_PACKETS(unknown.get(direction, 0), direction=direction))
+            out.append(FORWARDED_BYTES(self.forwarded[direction], direction=direction))
+        for (direction, reason), n in errors:
+            out.append(DECODE_ERRORS(n, direction=direction, error=reason))
+        for reason, n in dropped:
+            out.append(INBOUND_DROPPED(n, reason=reason))
+        out.append(CONNECTIONS(self.connections))
+        out.append(UPSTREAM_FAILURES(self.upstream_failures))
+        if self.batsignal is not None:
+            out.append(BATSIGNAL_TOP(self.batsignal[0]))
+            out.append(BATSIGNAL_BOTTOM(self.batsignal[1]))
+        return out
+
+    def metrics(self, now: float | None = None) -> list[Metric]:
+        """Everything at once (measurements of fresh-or-not devices, then diagnostics)."""
+        return self.measurements(now) + self.diagnostics()

@@ -9,7 +9,9 @@ simulator can *encode* frames without touching the decoder under test.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 OUTBOUND_PREFIX = b"POSTGW"
 INBOUND_PREFIX = b"GW"
@@ -93,70 +95,83 @@ def _make_sbox() -> tuple[list[int], list[int]]:
     return sbox, inv_sbox
 
 
-_SBOX, _INV_SBOX = _make_sbox()
-
-
-def _expand_key(key: bytes) -> list[list[int]]:
+def _expand_key(key: bytes, sbox: list[int]) -> list[list[int]]:
     words = [list(key[i:i + 4]) for i in range(0, 16, 4)]
     rcon = 1
     for i in range(4, 44):
         t = list(words[i - 1])
         if i % 4 == 0:
             t = t[1:] + t[:1]
-            t = [_SBOX[b] for b in t]
+            t = [sbox[b] for b in t]
             t[0] ^= rcon
             rcon = _xtime(rcon)
         words.append([a ^ b for a, b in zip(words[i - 4], t, strict=True)])
     return [sum(words[4 * r:4 * r + 4], []) for r in range(11)]
 
 
-_ROUND_KEYS = _expand_key(KEY)
-_M2 = [_gmul(x, 2) for x in range(256)]
-_M3 = [_gmul(x, 3) for x in range(256)]
-_M9 = [_gmul(x, 9) for x in range(256)]
-_M11 = [_gmul(x, 11) for x in range(256)]
-_M13 = [_gmul(x, 13) for x in range(256)]
-_M14 = [_gmul(x, 14) for x in range(256)]
+class _Tables(NamedTuple):
+    sbox: list[int]
+    inv_sbox: list[int]
+    round_keys: list[list[int]]
+    m2: list[int]
+    m3: list[int]
+    m9: list[int]
+    m11: list[int]
+    m13: list[int]
+    m14: list[int]
+
+
+@functools.cache
+def _aes() -> _Tables:
+    """The S-boxes, round keys and GF(2^8) products, built on first use (~25 ms), not at
+    import: the proxy imports this module for the CRC and never needs the AES."""
+    sbox, inv_sbox = _make_sbox()
+    return _Tables(sbox, inv_sbox, _expand_key(KEY, sbox), *([_gmul(x, m) for x in range(256)]
+                                                               for m in (2, 3, 9, 11, 13, 14)))
+
+
 # state index = 4*column + row; ShiftRows moves row r left by r columns.
 _SHIFT = [(4 * ((c + r) % 4) + r) for c in range(4) for r in range(4)]
 _INV_SHIFT = [(4 * ((c - r) % 4) + r) for c in range(4) for r in range(4)]
 
 
-def _encrypt_block(block: list[int]) -> list[int]:
-    s = [b ^ k for b, k in zip(block, _ROUND_KEYS[0], strict=True)]
+def _encrypt_block(block: list[int], t: _Tables) -> list[int]:
+    sbox, m2, m3 = t.sbox, t.m2, t.m3
+    s = [b ^ k for b, k in zip(block, t.round_keys[0], strict=True)]
     for rnd in range(1, 11):
-        s = [_SBOX[s[i]] for i in _SHIFT]
+        s = [sbox[s[i]] for i in _SHIFT]
         if rnd != 10:
-            t = []
+            mixed = []
             for c in range(0, 16, 4):
                 a0, a1, a2, a3 = s[c:c + 4]
-                t += [
-                    _M2[a0] ^ _M3[a1] ^ a2 ^ a3,
-                    a0 ^ _M2[a1] ^ _M3[a2] ^ a3,
-                    a0 ^ a1 ^ _M2[a2] ^ _M3[a3],
-                    _M3[a0] ^ a1 ^ a2 ^ _M2[a3],
+                mixed += [
+                    m2[a0] ^ m3[a1] ^ a2 ^ a3,
+                    a0 ^ m2[a1] ^ m3[a2] ^ a3,
+                    a0 ^ a1 ^ m2[a2] ^ m3[a3],
+                    m3[a0] ^ a1 ^ a2 ^ m2[a3],
                 ]
-            s = t
-        s = [b ^ k for b, k in zip(s, _ROUND_KEYS[rnd], strict=True)]
+            s = mixed
+        s = [b ^ k for b, k in zip(s, t.round_keys[rnd], strict=True)]
     return s
 
 
-def _decrypt_block(block: list[int]) -> list[int]:
-    s = [b ^ k for b, k in zip(block, _ROUND_KEYS[10], strict=True)]
+def _decrypt_block(block: list[int], t: _Tables) -> list[int]:
+    inv_sbox, m9, m11, m13, m14 = t.inv_sbox, t.m9, t.m11, t.m13, t.m14
+    s = [b ^ k for b, k in zip(block, t.round_keys[10], strict=True)]
     for rnd in range(9, -1, -1):
-        s = [_INV_SBOX[s[i]] for i in _INV_SHIFT]
-        s = [b ^ k for b, k in zip(s, _ROUND_KEYS[rnd], strict=True)]
+        s = [inv_sbox[s[i]] for i in _INV_SHIFT]
+        s = [b ^ k for b, k in zip(s, t.round_keys[rnd], strict=True)]
         if rnd != 0:
-            t = []
+            mixed = []
             for c in range(0, 16, 4):
                 a0, a1, a2, a3 = s[c:c + 4]
-                t += [
-                    _M14[a0] ^ _M11[a1] ^ _M13[a2] ^ _M9[a3],
-                    _M9[a0] ^ _M14[a1] ^ _M11[a2] ^ _M13[a3],
-                    _M13[a0] ^ _M9[a1] ^ _M14[a2] ^ _M11[a3],
-                    _M11[a0] ^ _M13[a1] ^ _M9[a2] ^ _M14[a3],
+                mixed += [
+                    m14[a0] ^ m11[a1] ^ m13[a2] ^ m9[a3],
+                    m9[a0] ^ m14[a1] ^ m11[a2] ^ m13[a3],
+                    m13[a0] ^ m9[a1] ^ m14[a2] ^ m11[a3],
+                    m11[a0] ^ m13[a1] ^ m9[a2] ^ m14[a3],
                 ]
-            s = t
+            s = mixed
     return s
 
 
@@ -166,9 +181,10 @@ def decrypt(iv: bytes, ciphertext: bytes) -> bytes:
         raise LengthError(f"ciphertext of {len(ciphertext)} bytes is not a positive multiple of 16")
     out = bytearray()
     prev = list(iv)
+    tables = _aes()
     for i in range(0, len(ciphertext), 16):
         block = list(ciphertext[i:i + 16])
-        out += bytes(a ^ b for a, b in zip(_decrypt_block(block), prev, strict=True))
+        out += bytes(a ^ b for a, b in zip(_decrypt_block(block, tables), prev, strict=True))
         prev = block
     return bytes(out)
 
@@ -179,8 +195,9 @@ def encrypt(iv: bytes, cleartext: bytes) -> bytes:
         raise LengthError(f"cleartext of {len(cleartext)} bytes is not a multiple of 16")
     out = bytearray()
     prev = list(iv)
+    tables = _aes()
     for i in range(0, len(cleartext), 16):
-        prev = _encrypt_block([a ^ b for a, b in zip(cleartext[i:i + 16], prev, strict=True)])
+        prev = _encrypt_block([a ^ b for a, b in zip(cleartext[i:i + 16], prev, strict=True)], tables)
         out += bytes(prev)
     return bytes(out)
 
@@ -367,3 +384,61 @@ class Splitter:
             out.append(("junk", bytes(buf[junk_start:pos])))
         del buf[:pos]
         return out
+
+
+# --- the proxy's SEMS-to-device allow-list ---------------------------------------------
+
+class InboundFilter:
+    """Pure-Python twin of ``gridtap._native.GoodweInboundFilter``.
+
+    Forwarded: keepalives, and valid frames (CRC, length, envelope, whole cipher blocks) of an
+    allowed type whose cleartext is exactly one 16-byte block, addressed to the connection's
+    device once that is known. Everything else is dropped with a reason.
+    """
+
+    def __init__(self, allow: list[int], max_length: int = DEFAULT_MAX_LENGTH) -> None:
+        self.allow = frozenset(allow)
+        self.serial: str | None = None
+        self._split = Splitter("inbound", max_length)
+
+    def set_serial(self, serial: str | None) -> None:
+        self.serial = serial
+
+    @property
+    def pending(self) -> int:
+        return self._split.pending
+
+    def verdict(self, frame: bytes) -> tuple[int | None, str | None]:
+        """(type if it decoded, drop reason or None to forward)."""
+        try:
+            d = decode_frame(frame, "inbound")
+        except LengthError:
+            return None, "length"
+        except ChecksumError:
+            return None, "checksum"
+        except DecodeError:
+            return None, "format"
+        if d["type"] not in self.allow or len(d["cleartext"]) != 16:
+            return d["type"], "unknown_type"
+        if self.serial is not None and d["device_id"] + d["device_serial"] != self.serial:
+            return d["type"], "device_mismatch"
+        return d["type"], None
+
+    def feed(self, data: bytes) -> tuple[bytes | None, list[tuple[int | None, str | None, int]]]:
+        out = bytearray()
+        events: list[tuple[int | None, str | None, int]] = []
+        for kind, raw in self._split.feed(data):
+            if kind == "keepalive":
+                out += raw
+            elif kind == "junk":
+                events.append((None, "junk", len(raw)))
+            else:
+                ptype, reason = self.verdict(raw)
+                events.append((ptype, reason, len(raw)))
+                if reason is None:
+                    out += raw
+        return (bytes(out) if out else None), events
+
+    def flush(self) -> int | None:
+        units = self._split.flush()
+        return len(units[0][1]) if units else None

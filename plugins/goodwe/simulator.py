@@ -50,29 +50,36 @@ def info_frame(kind: str, serial: str, when: dt.datetime) -> bytes:
     elif kind == "inverter":
         blocks = encoder.dt_info_blocks("GW3000-DNS-30", e_total=21335, h_total=1721)
     else:
-        blocks = [(35000, [0] * 3 + encoder.ascii_registers(serial, 8) + encoder.ascii_registers("GW10KN-ET ", 5))]
+        blocks = encoder.et_info_blocks(serial, "GW10KN-ET")
     return encoder.outbound_frame((FAMILY[kind] << 8) | 0x03, serial, encoder.register_dump(blocks), when,
                                   envelope_pad=1 if kind == "et" else 0)
 
 
-def data_frame(kind: str, serial: str, when: dt.datetime, step: int) -> bytes:
-    """A live-data upload whose values move with ``step``."""
+def data_frame(kind: str, serial: str, when: dt.datetime, step: int, cached: bool = False) -> bytes:
+    """A live-data upload (0x?04) whose values move with ``step``; with ``cached`` the upload a
+    device sends for a reading it could not deliver earlier (0x?145; the DNS uses another block
+    set for it, the meter and ET are assumed to keep theirs: no capture shows them)."""
     wave = (step * 37) % 200
+    ptype = (FAMILY[kind] << 8) | (0x45 if cached else 0x04)
     if kind == "meter":
         blocks = encoder.meter_blocks(energy_export=27078 + step, energy_generation=57941 + 2 * step,
                                       energy_import=80155 + step // 2, power_export=1557 - 10 * wave,
                                       power_generation=2601 + wave)
-        return encoder.outbound_frame(0x0304, serial, encoder.register_dump(blocks), when)
+        return encoder.outbound_frame(ptype, serial, encoder.register_dump(blocks), when)
     if kind == "inverter":
         blocks = encoder.dt_blocks(when, vpv=3347 + wave, ipv=31 + wave % 20, vgrid=2425, igrid=50, fgrid=5004,
                                    power=1051 + wave, temperature=471, e_day=209 + step, e_total=20642 + step,
-                                   h_total=1667 + step // 60, rssi=59)
-        return encoder.outbound_frame(0x0104, serial, encoder.register_dump(blocks), when)
+                                   h_total=1667 + step // 60, rssi=59,
+                                   layout=encoder.DNS_CACHED if cached else encoder.DNS_DATA)
+        return encoder.outbound_frame(ptype, serial, encoder.register_dump(blocks), when)
     blocks = encoder.et_blocks(when, serial, "GW10KN-ET", vpv1=5620 + wave, ipv1=10, vpv2=3000, ipv2=13,
                                vgrid=2322, igrid=16, fgrid=4996, active_power=736 + wave, load_power=180,
                                vbattery=4068, ibattery=-1, pbattery=-53 - wave, e_total=13534 + step,
-                               e_day=488 + step, battery_temperature=355, soc=max(0, 100 - step % 100), soh=100)
-    return encoder.outbound_frame(0x0204, serial, encoder.register_dump(blocks), when, envelope_pad=1)
+                               e_day=488 + step, battery_temperature=355, soc=max(0, 100 - step % 100), soh=100,
+                               e_battery_charge=7806 + step, e_battery_discharge=6331 + step // 2,
+                               e_load_total=15877 + step, meter_export_wh=1122470.0 + 10 * step,
+                               meter_import_wh=6472970.0 + 5 * step)
+    return encoder.outbound_frame(ptype, serial, encoder.register_dump(blocks), when, envelope_pad=1)
 
 
 def replay_frames(directory: str | Path) -> list[bytes]:
@@ -150,7 +157,7 @@ class DeviceSimulator(_Threaded):
 
     def __init__(self, host: str, port: int, kind: str = "meter", serial: str | None = None,
                  interval: float = 1.0, count: int | None = None, replay: list[bytes] | None = None,
-                 finish: bool = False, reply_timeout: float = 5.0) -> None:
+                 finish: bool = False, reply_timeout: float = 5.0, cached: int = 0) -> None:
         super().__init__()
         if kind not in FAMILY:
             raise ValueError(f"kind must be one of {', '.join(FAMILY)}")
@@ -161,6 +168,9 @@ class DeviceSimulator(_Threaded):
         self.serial = serial or DEFAULT_SERIALS[kind]
         self.interval, self.count, self.replay = interval, count, replay
         self.finish, self.reply_timeout = finish, reply_timeout
+        #: Cached uploads (0x?145) sent after the info upload, before the live ones, the way a
+        #: device catches up after an outage (timestamps one interval apart, in the past).
+        self.cached = cached
         self.sent = bytearray()
         self.received = bytearray()
         self.received_units: list[tuple[str, bytes]] = []
@@ -183,6 +193,9 @@ class DeviceSimulator(_Threaded):
             if self.replay is None:
                 await self._upload(writer, info_frame(self.kind, self.serial, _now()))
                 uploaded = True
+                for k in range(self.cached, 0, -1):
+                    past = _now() - dt.timedelta(seconds=max(self.interval, 60) * k)
+                    await self._upload(writer, data_frame(self.kind, self.serial, past, -k, cached=True))
             step = 0
             while not stop.is_set() and (total is None or step < total):
                 if self.replay is not None:
@@ -345,6 +358,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interval", metavar="DURATION", default="5s",
                         help="device role: time between uploads, e.g. 5s, 500ms, 1m (default 5s)")
     parser.add_argument("--count", type=int, help="device role: exit after this many data uploads")
+    parser.add_argument("--cached", type=int, default=0, metavar="N",
+                        help="device role: first send N cached uploads (0x?145), as a device does after an outage")
     parser.add_argument("--replay", metavar="DIR", help="device role: send the POSTGW frames of DIR/*.hex, then exit")
     parser.add_argument("--no-bogus", action="store_true", help="sems role: do not send the bogus frame")
 
@@ -372,8 +387,10 @@ def _device_from_args(args: argparse.Namespace) -> DeviceSimulator:
             raise InputError(f"--replay {args.replay}: {e.strerror or e}") from None
         if not replay:
             raise InputError(f"no POSTGW frames in {args.replay}/*.hex")
+    if args.cached < 0:
+        raise ConfigError("--cached", f"must be 0 or more, got {args.cached}")
     return DeviceSimulator(*args.connect, kind=args.kind, serial=args.serial, interval=interval,
-                           count=args.count, replay=replay, finish=True)
+                           count=args.count, replay=replay, finish=True, cached=args.cached)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -291,6 +291,46 @@ pub enum Unit {
     Junk(Vec<u8>),
 }
 
+/// A [`Unit`] borrowed from the splitter's buffer, for callers that need no copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnitRef<'a> {
+    Frame(&'a [u8]),
+    Keepalive,
+    Junk(&'a [u8]),
+}
+
+impl UnitRef<'_> {
+    pub fn to_unit(self) -> Unit {
+        match self {
+            UnitRef::Frame(b) => Unit::Frame(b.to_vec()),
+            UnitRef::Keepalive => Unit::Keepalive,
+            UnitRef::Junk(b) => Unit::Junk(b.to_vec()),
+        }
+    }
+
+    pub fn len(self) -> usize {
+        match self {
+            UnitRef::Frame(b) | UnitRef::Junk(b) => b.len(),
+            UnitRef::Keepalive => KEEPALIVE.len(),
+        }
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What starts at a buffer position.
+enum Start {
+    /// A frame or keepalive of this many bytes.
+    Frame(usize),
+    Keepalive,
+    /// Nothing: this byte is junk.
+    Nothing,
+    /// Cannot tell yet: more bytes are needed.
+    Wait,
+}
+
 /// Cuts a byte stream into [`Unit`]s across reads.
 ///
 /// A frame is taken as its declared length, as the reference does: a truncated frame
@@ -302,11 +342,17 @@ pub struct Splitter {
     direction: Direction,
     max_length: u32,
     buf: Vec<u8>,
+    /// Stream offset of `buf[0]`: every byte ever fed minus those still held.
+    consumed: u64,
 }
 
 impl Splitter {
     pub fn new(direction: Direction, max_length: u32) -> Self {
-        Splitter { direction, max_length, buf: Vec::new() }
+        Splitter { direction, max_length, buf: Vec::new(), consumed: 0 }
+    }
+
+    pub fn direction(&self) -> Direction {
+        self.direction
     }
 
     /// Bytes held back waiting for the rest of a frame.
@@ -314,11 +360,17 @@ impl Splitter {
         self.buf.len()
     }
 
+    /// Stream offset (bytes fed since creation) where the held bytes start.
+    pub fn offset(&self) -> u64 {
+        self.consumed
+    }
+
     /// Give up on a partial frame: return its bytes as junk.
     pub fn flush(&mut self) -> Vec<Unit> {
         if self.buf.is_empty() {
             Vec::new()
         } else {
+            self.consumed += self.buf.len() as u64;
             vec![Unit::Junk(std::mem::take(&mut self.buf))]
         }
     }
@@ -328,67 +380,214 @@ impl Splitter {
         b == self.direction.prefix()[0] || (self.direction == Direction::Inbound && b == KEEPALIVE[0])
     }
 
-    /// What starts at `pos`: Some((unit, length)), or None when more bytes are needed,
-    /// or a zero-length Junk marker when `pos` starts nothing.
-    fn unit_at(&self, pos: usize) -> Option<Result<(Unit, usize), ()>> {
+    fn start_at(&self, pos: usize) -> Start {
         let rest = &self.buf[pos..];
         let prefix = self.direction.prefix();
         if self.direction == Direction::Inbound && rest[0] == KEEPALIVE[0] {
             return match rest.get(1) {
-                None => None,
-                Some(&b) if b == KEEPALIVE[1] => Some(Ok((Unit::Keepalive, 2))),
-                Some(_) => Some(Err(())),
+                None => Start::Wait,
+                Some(&b) if b == KEEPALIVE[1] => Start::Keepalive,
+                Some(_) => Start::Nothing,
             };
         }
         let n = rest.len().min(prefix.len());
         if rest[..n] != prefix[..n] {
-            return Some(Err(()));
+            return Start::Nothing;
         }
         if rest.len() < prefix.len() + 4 {
-            return None;
+            return Start::Wait;
         }
         let p = prefix.len();
         let length_field = u32::from_be_bytes([rest[p], rest[p + 1], rest[p + 2], rest[p + 3]]);
         if length_field == 0 || length_field > self.max_length {
-            return Some(Err(()));
+            return Start::Nothing;
         }
         let total = frame_length(self.direction, length_field);
         if rest.len() < total {
-            return None;
+            return Start::Wait;
         }
-        Some(Ok((Unit::Frame(rest[..total].to_vec()), total)))
+        Start::Frame(total)
     }
 
-    /// Add bytes; return every unit now complete.
-    pub fn feed(&mut self, data: &[u8]) -> Vec<Unit> {
+    /// Add bytes and hand every unit now complete to `each`, with its stream offset, in
+    /// order, borrowed from the buffer (no copy).
+    pub fn feed_with(&mut self, data: &[u8], mut each: impl FnMut(u64, UnitRef<'_>)) {
         self.buf.extend_from_slice(data);
-        let mut out = Vec::new();
         let mut pos = 0usize;
         let mut junk_start: Option<usize> = None;
+        let base = self.consumed;
         while pos < self.buf.len() {
-            match self.unit_at(pos) {
-                None => break,
-                Some(Ok((unit, len))) => {
-                    if let Some(js) = junk_start.take() {
-                        out.push(Unit::Junk(self.buf[js..pos].to_vec()));
-                    }
-                    out.push(unit);
-                    pos += len;
-                }
-                Some(Err(())) => {
+            let (unit_len, keepalive) = match self.start_at(pos) {
+                Start::Wait => break,
+                Start::Frame(n) => (n, false),
+                Start::Keepalive => (KEEPALIVE.len(), true),
+                Start::Nothing => {
                     junk_start.get_or_insert(pos);
                     pos += 1;
                     while pos < self.buf.len() && !self.is_candidate(pos) {
                         pos += 1;
                     }
+                    continue;
                 }
+            };
+            if let Some(js) = junk_start.take() {
+                each(base + js as u64, UnitRef::Junk(&self.buf[js..pos]));
             }
+            let unit = if keepalive { UnitRef::Keepalive } else { UnitRef::Frame(&self.buf[pos..pos + unit_len]) };
+            each(base + pos as u64, unit);
+            pos += unit_len;
         }
         if let Some(js) = junk_start {
-            out.push(Unit::Junk(self.buf[js..pos].to_vec()));
+            each(base + js as u64, UnitRef::Junk(&self.buf[js..pos]));
         }
         self.buf.drain(..pos);
+        self.consumed += pos as u64;
+    }
+
+    /// Add bytes; return every unit now complete.
+    pub fn feed(&mut self, data: &[u8]) -> Vec<Unit> {
+        let mut out = Vec::new();
+        self.feed_with(data, |_, u| out.push(u.to_unit()));
         out
+    }
+}
+
+/// Why a frame failed, as the proxy counts it: `checksum`, `length` or `format`.
+pub fn error_reason(e: &Error) -> &'static str {
+    match e {
+        Error::Checksum(_) => "checksum",
+        Error::Length(_) => "length",
+        Error::Format(_) => "format",
+    }
+}
+
+/// The 16 ASCII bytes DeviceID ‖ DeviceSerial of a decoded frame.
+pub fn full_serial(d: &Decoded) -> [u8; 16] {
+    let mut s = [0u8; 16];
+    s[..8].copy_from_slice(&d.device_id);
+    s[8..].copy_from_slice(&d.device_serial);
+    s
+}
+
+/// What the proxy keeps of one outbound frame: checked, decrypted and parsed in full (so a
+/// frame counts as valid only if it would decode), but no registers extracted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checked {
+    pub packet_type: u16,
+    pub serial: [u8; 16],
+    /// The cleartext is a register dump (a data or info upload): worth keeping for metrics.
+    pub has_blocks: bool,
+}
+
+pub fn check_outbound(frame: &[u8]) -> Result<Checked, Error> {
+    let d = decode_frame(frame, Direction::Outbound)?;
+    Ok(Checked { packet_type: d.packet_type, serial: full_serial(&d), has_blocks: d.blocks.is_some() })
+}
+
+/// Why a SEMS-to-device frame is not forwarded.
+pub const DROP_UNKNOWN_TYPE: &str = "unknown_type";
+pub const DROP_DEVICE_MISMATCH: &str = "device_mismatch";
+pub const DROP_JUNK: &str = "junk";
+
+/// The proxy's verdict on one inbound frame: Ok(type) = forward it; Err((type if it
+/// decoded, reason)) = drop it.
+///
+/// Forwarded: a valid frame (CRC, length, envelope, whole cipher blocks) of an allowed type
+/// whose cleartext is exactly one 16-byte block, addressed to `serial` when that is known.
+pub fn inbound_verdict(
+    frame: &[u8],
+    allowed: impl Fn(u16) -> bool,
+    serial: Option<&[u8; 16]>,
+) -> Result<u16, (Option<u16>, &'static str)> {
+    let d = decode_frame(frame, Direction::Inbound).map_err(|e| (None, error_reason(&e)))?;
+    if !allowed(d.packet_type) || d.cleartext.len() != 16 {
+        return Err((Some(d.packet_type), DROP_UNKNOWN_TYPE));
+    }
+    if let Some(s) = serial {
+        if &full_serial(&d) != s {
+            return Err((Some(d.packet_type), DROP_DEVICE_MISMATCH));
+        }
+    }
+    Ok(d.packet_type)
+}
+
+/// One inbound unit the proxy did something about (keepalives are forwarded silently).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InboundEvent {
+    /// The frame's type when it decoded (even if then dropped).
+    pub packet_type: Option<u16>,
+    /// Why it was dropped; None when forwarded.
+    pub reason: Option<&'static str>,
+    pub length: usize,
+}
+
+/// The SEMS-to-device allow-list over a byte stream: what to forward, and why not the rest.
+#[derive(Clone, Debug)]
+pub struct InboundFilter {
+    split: Splitter,
+    allow: Vec<u64>,
+    serial: Option<[u8; 16]>,
+}
+
+impl InboundFilter {
+    pub fn new(allow: &[u16], max_length: u32) -> Self {
+        let mut bits = vec![0u64; 1024];
+        for &t in allow {
+            bits[t as usize / 64] |= 1 << (t % 64);
+        }
+        InboundFilter { split: Splitter::new(Direction::Inbound, max_length), allow: bits, serial: None }
+    }
+
+    pub fn allows(&self, t: u16) -> bool {
+        self.allow[t as usize / 64] & (1 << (t % 64)) != 0
+    }
+
+    /// Frames addressed to another device are dropped once this is set.
+    pub fn set_serial(&mut self, serial: Option<[u8; 16]>) {
+        self.serial = serial;
+    }
+
+    pub fn pending(&self) -> usize {
+        self.split.pending()
+    }
+
+    /// Feed bytes: append what may reach the device to `out`, one event per frame or junk
+    /// run to `events`. Returns true when everything fed (and nothing held from before) was
+    /// forwarded as is, so a caller can pass its own buffer on instead of `out`.
+    pub fn feed(&mut self, data: &[u8], out: &mut Vec<u8>, events: &mut Vec<InboundEvent>) -> bool {
+        let held = self.split.pending();
+        let allow = &self.allow;
+        let serial = self.serial;
+        let mut all = held == 0;
+        self.split.feed_with(data, |_, unit| match unit {
+            UnitRef::Keepalive => out.extend_from_slice(&KEEPALIVE),
+            UnitRef::Junk(b) => {
+                all = false;
+                events.push(InboundEvent { packet_type: None, reason: Some(DROP_JUNK), length: b.len() });
+            }
+            UnitRef::Frame(b) => {
+                let ok = |t: u16| allow[t as usize / 64] & (1 << (t % 64)) != 0;
+                match inbound_verdict(b, ok, serial.as_ref()) {
+                    Ok(t) => {
+                        out.extend_from_slice(b);
+                        events.push(InboundEvent { packet_type: Some(t), reason: None, length: b.len() });
+                    }
+                    Err((t, reason)) => {
+                        all = false;
+                        events.push(InboundEvent { packet_type: t, reason: Some(reason), length: b.len() });
+                    }
+                }
+            }
+        });
+        all && self.split.pending() == 0
+    }
+
+    /// Give up on a partial frame (the read deadline passed): its length, if any.
+    pub fn flush(&mut self) -> Option<usize> {
+        self.split.flush().first().map(|u| match u {
+            Unit::Junk(b) | Unit::Frame(b) => b.len(),
+            Unit::Keepalive => KEEPALIVE.len(),
+        })
     }
 }
 
@@ -504,6 +703,76 @@ mod tests {
                 .sum();
             assert_eq!(total, stream.len());
         }
+    }
+
+    /// An inbound ACK frame for the meter of `meter_frame()`.
+    fn ack_frame(ptype: u16, serial: &[u8; 16], cleartext_blocks: usize) -> Vec<u8> {
+        let iv = [3u8; 16];
+        let mut body = serial.to_vec();
+        body.extend_from_slice(&iv);
+        body.extend_from_slice(&encrypt(&iv, &vec![0u8; 16 * cleartext_blocks]).unwrap());
+        build_frame(Direction::Inbound, ptype, &body)
+    }
+
+    #[test]
+    fn feed_with_gives_offsets_and_borrowed_units() {
+        let f = meter_frame();
+        let mut s = Splitter::new(Direction::Outbound, DEFAULT_MAX_LENGTH);
+        let mut seen = Vec::new();
+        s.feed_with(b"xy", |o, u| seen.push((o, u.to_unit())));
+        s.feed_with(&f[..10], |o, u| seen.push((o, u.to_unit())));
+        assert_eq!(s.offset(), 2);
+        s.feed_with(&f[10..], |o, u| seen.push((o, u.to_unit())));
+        assert_eq!(seen, vec![(0, Unit::Junk(b"xy".to_vec())), (2, Unit::Frame(f.clone()))]);
+        assert_eq!(s.offset(), 2 + f.len() as u64);
+        let c = check_outbound(&f).unwrap();
+        assert_eq!((c.packet_type, &c.serial, c.has_blocks), (0x0304, b"91000HKU01234567", true));
+    }
+
+    #[test]
+    fn inbound_filter_forwards_only_allowed_frames() {
+        let me = *b"91000HKU01234567";
+        let other = *b"91000HKU99999999";
+        let ack = ack_frame(0x0304, &me, 1);
+        let firmware = ack_frame(0x01F0, &me, 1);
+        let long = ack_frame(0x0304, &me, 2);
+        let theirs = ack_frame(0x0304, &other, 1);
+        let mut bad = ack.clone();
+        bad[20] ^= 1;
+        let mut f = InboundFilter::new(&[0x0304, 0x0116], DEFAULT_MAX_LENGTH);
+        f.set_serial(Some(me));
+        let (mut out, mut ev) = (Vec::new(), Vec::new());
+        // All allowed: forwarded as is.
+        let mut stream = ack.clone();
+        stream.extend_from_slice(&KEEPALIVE);
+        assert!(f.feed(&stream, &mut out, &mut ev));
+        assert_eq!(out, stream);
+        assert_eq!(ev, vec![InboundEvent { packet_type: Some(0x0304), reason: None, length: ack.len() }]);
+        // Everything else dropped, each with its reason.
+        let mut stream = Vec::new();
+        for part in [&firmware, &long, &theirs, &bad, &b"zz"[..].to_vec(), &ack] {
+            stream.extend_from_slice(part);
+        }
+        out.clear();
+        ev.clear();
+        assert!(!f.feed(&stream, &mut out, &mut ev));
+        assert_eq!(out, ack);
+        let reasons: Vec<_> = ev.iter().map(|e| (e.packet_type, e.reason)).collect();
+        assert_eq!(reasons, vec![
+            (Some(0x01F0), Some(DROP_UNKNOWN_TYPE)),
+            (Some(0x0304), Some(DROP_UNKNOWN_TYPE)),
+            (Some(0x0304), Some(DROP_DEVICE_MISMATCH)),
+            (None, Some("checksum")),
+            (None, Some(DROP_JUNK)),
+            (Some(0x0304), None),
+        ]);
+        // A partial frame is held, then given up.
+        out.clear();
+        ev.clear();
+        assert!(!f.feed(&ack[..20], &mut out, &mut ev));
+        assert!(out.is_empty() && ev.is_empty() && f.pending() == 20);
+        assert_eq!(f.flush(), Some(20));
+        assert_eq!(f.pending(), 0);
     }
 
     #[test]
@@ -623,9 +892,131 @@ impl PySplitter {
         units_to_list(py, units)
     }
 
+    /// Split and check in one call, for the proxy: one tuple per complete outbound frame,
+    /// `(offset, type, serial, error, frame)`. A valid frame has `error` None and, when its
+    /// cleartext is a register dump (data and info uploads), its bytes in `frame`; a bad one
+    /// has `error` = "checksum" | "length" | "format" (and `type`/`serial` None unless it got
+    /// past the CRC). Junk is skipped silently; `offset` counts from the first byte fed.
+    fn scan<'py>(&mut self, py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyList>> {
+        if self.inner.direction() != Direction::Outbound {
+            return Err(Error::Format("scan() is for outbound streams".into()).into());
+        }
+        // Frames worth keeping are copied once, straight from the splitter's buffer into
+        // their PyBytes.
+        let list = PyList::empty(py);
+        let mut err: Option<PyErr> = None;
+        self.inner.feed_with(data, |offset, unit| {
+            let UnitRef::Frame(b) = unit else { return };
+            let item = match check_outbound(b) {
+                Ok(c) => (
+                    offset,
+                    Some(c.packet_type),
+                    Some(latin1(&c.serial)),
+                    None,
+                    if c.has_blocks { Some(PyBytes::new(py, b)) } else { None },
+                ),
+                Err(e) => {
+                    // Past the CRC the envelope is trustworthy: say whose frame it was.
+                    let who = check_frame(b, Direction::Outbound).ok().and_then(|(t, _, body)| {
+                        let base = if has_timestamp_envelope(Direction::Outbound, t) { 2 } else { 0 };
+                        body.get(base..base + 16).map(|s| (t, latin1(s)))
+                    });
+                    let (t, serial) = match who {
+                        Some((t, s)) => (Some(t), Some(s)),
+                        None => (None, None),
+                    };
+                    (offset, t, serial, Some(error_reason(&e)), None)
+                }
+            };
+            if let Err(e) = list.append(item) {
+                err.get_or_insert(e);
+            }
+        });
+        match err {
+            Some(e) => Err(e),
+            None => Ok(list),
+        }
+    }
+
     fn flush<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let units = self.inner.flush();
         units_to_list(py, units)
+    }
+
+    #[getter]
+    fn pending(&self) -> usize {
+        self.inner.pending()
+    }
+
+    /// Stream offset of the first byte still held (bytes fed minus `pending`).
+    #[getter]
+    fn offset(&self) -> u64 {
+        self.inner.offset()
+    }
+}
+
+/// The proxy's SEMS-to-device allow-list: `feed(data)` -> `(forward, events)`.
+///
+/// `forward` is what may reach the device (None for nothing; `data` itself when all of it
+/// may, so the common case copies nothing); `events` has one `(type, reason, length)` per
+/// frame or junk run: `type` when the frame decoded, `reason` None when forwarded, else
+/// "checksum" | "length" | "format" | "unknown_type" | "device_mismatch" | "junk".
+#[pyclass(name = "GoodweInboundFilter", module = "gridtap._native")]
+struct PyInboundFilter {
+    inner: InboundFilter,
+    out: Vec<u8>,
+    events: Vec<InboundEvent>,
+}
+
+#[pymethods]
+impl PyInboundFilter {
+    #[new]
+    #[pyo3(signature = (allow, max_length = DEFAULT_MAX_LENGTH))]
+    fn new(allow: Vec<u16>, max_length: u32) -> Self {
+        PyInboundFilter { inner: InboundFilter::new(&allow, max_length), out: Vec::new(), events: Vec::new() }
+    }
+
+    /// The connection's device (16-character serial), once known; None = not checked.
+    fn set_serial(&mut self, serial: Option<&str>) -> PyResult<()> {
+        let parsed = match serial {
+            None => None,
+            Some(s) => {
+                let chars: Vec<u32> = s.chars().map(|c| c as u32).collect();
+                if chars.len() != 16 || chars.iter().any(|&c| c > 0xFF) {
+                    return Err(Error::Format(format!("serial must be 16 latin-1 characters, got {s:?}")).into());
+                }
+                let mut b = [0u8; 16];
+                for (i, c) in chars.into_iter().enumerate() {
+                    b[i] = c as u8;
+                }
+                Some(b)
+            }
+        };
+        self.inner.set_serial(parsed);
+        Ok(())
+    }
+
+    fn feed<'py>(&mut self, py: Python<'py>, data: &Bound<'py, PyBytes>) -> PyResult<Bound<'py, PyTuple>> {
+        self.out.clear();
+        self.events.clear();
+        let all = self.inner.feed(data.as_bytes(), &mut self.out, &mut self.events);
+        let forward: Bound<'py, PyAny> = if all {
+            data.clone().into_any()
+        } else if self.out.is_empty() {
+            py.None().into_bound(py)
+        } else {
+            PyBytes::new(py, &self.out).into_any()
+        };
+        let events = PyList::empty(py);
+        for e in &self.events {
+            events.append((e.packet_type, e.reason, e.length))?;
+        }
+        PyTuple::new(py, [forward, events.into_any()])
+    }
+
+    /// Give up on a held partial frame: its length, or None when nothing was held.
+    fn flush(&mut self) -> Option<usize> {
+        self.inner.flush()
     }
 
     #[getter]
@@ -639,5 +1030,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(goodwe_decode_body, m)?)?;
     m.add_function(wrap_pyfunction!(goodwe_encrypt, m)?)?;
     m.add_class::<PySplitter>()?;
+    m.add_class::<PyInboundFilter>()?;
     Ok(())
 }

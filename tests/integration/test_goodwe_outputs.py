@@ -9,6 +9,7 @@ import os
 import re
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,61 @@ def test_prometheus_serves_meter_values(sems: str, workdir: Path):
     assert re.search(r'goodwe_meter_power_\w+_watts\{device="meter",model="[^"]+",serial="\w{16}"\} -?\d', text)
     rc, report = servers.promtool_check_metrics(text)
     assert rc == 0 and report.strip() == "", report
+
+
+def _scrape(http: int) -> str:
+    with contextlib.suppress(OSError):
+        _, _, body = servers.http_get(f"http://127.0.0.1:{http}/metrics")
+        return body.decode()
+    return ""
+
+
+def _simulated(workdir: Path, port: int, kind: str, name: str) -> servers.Proc:
+    return servers.spawn(name, [servers.gridtap_bin(), "simulate", "goodwe", "--connect", f"127.0.0.1:{port}",
+                                "--kind", kind, "--interval", "0.3"], workdir, env=servers.gridtap_env())
+
+
+DIAGNOSTICS = ("goodwe_decode_errors_total{", "goodwe_upstream_dial_failures_total{", "goodwe_device_connections{",
+               "goodwe_inbound_dropped_total{")
+
+
+def test_each_device_goes_stale_on_its_own_and_diagnostics_stay(sems: str, workdir: Path):
+    """Issue 11, acceptance 2: a meter, an inverter and an ET behind one proxy; killing the
+    meter's simulator removes the meter's readings within stale_after, the others stay fresh,
+    and the proxy's diagnostics are on /metrics throughout (also before the first upload,
+    when there is no goodwe_up at all: waiting is not down)."""
+    port, http = servers.free_port(), servers.free_port()
+    stale_after = 2.0
+    run = servers.spawn("run", [servers.gridtap_bin(), "run", "goodwe", "--output", "prometheus", "--interval", "0.5",
+                                "--listen", f"127.0.0.1:{http}", "--stale-after", f"{stale_after}s",
+                                *_proxy_args(sems, port)], workdir, env=servers.gridtap_env())
+    devices: list[servers.Proc] = []
+    try:
+        servers.wait_until(lambda: _port_open(port), 15, "goodwe proxy listening", run)
+        before = servers.scrape_until(http, *DIAGNOSTICS, timeout=15, proc=run)
+        assert "goodwe_up{" not in before and "goodwe_meter_" not in before
+        meter = _simulated(workdir, port, "meter", "meter")
+        devices = [meter, _simulated(workdir, port, "inverter", "inverter"), _simulated(workdir, port, "et", "et")]
+        text = servers.scrape_until(http, 'goodwe_up{device="goodwe"} 1.0', 'device="meter"',
+                                    'serial="53000DSC00000001"', 'serial="9010KETU00000001"',
+                                    "goodwe_battery_energy_charge_joules_total{", timeout=20, proc=run)
+        rc, report = servers.promtool_check_metrics(text)
+        assert rc == 0 and report.strip() == "", report
+        meter.stop()
+        killed = time.monotonic()
+        gone = servers.wait_until(lambda: (lambda t: t if "91000HKU00000001" not in t else None)(_scrape(http)),
+                                  stale_after + 10, "meter readings gone", run)
+        assert time.monotonic() - killed >= stale_after - 0.5
+        assert 'serial="53000DSC00000001"' in gone and 'serial="9010KETU00000001"' in gone
+        assert 'goodwe_up{device="goodwe"} 1.0' in gone
+        assert all(d in gone for d in DIAGNOSTICS)
+        for d in devices[1:]:
+            d.stop()
+        down = servers.scrape_until(http, 'goodwe_up{device="goodwe"} 0.0', timeout=stale_after + 10, proc=run)
+        assert "goodwe_inverter_" not in down and "goodwe_battery_" not in down
+        assert all(d in down for d in DIAGNOSTICS)
+        assert re.search(r'goodwe_packets_total\{device="goodwe",direction="outbound",type="0x0304"\} [1-9]', down)
+    finally:
+        for d in devices:
+            d.stop()
+        run.stop()

@@ -41,7 +41,9 @@ def test_serve_isolates_a_dead_device(workdir: Path):
     assert code == 0, serve.log()
     assert re.search(r'intergas_temperature_celsius\{device="kitchen",sensor="flow"\} \d', text)
     assert 'device="attic",sensor=' not in text  # nothing stale or made up for the dead device
-    assert 'goodwe_up{device="proxy"} 0.0' in text  # no device has uploaded yet: down, not absent
+    # No device has uploaded yet: waiting, not down (no goodwe_up), and the proxy's diagnostics are there.
+    assert 'goodwe_up{device="proxy"}' not in text
+    assert 'goodwe_upstream_dial_failures_total{device="proxy"} 0.0' in text
     rc, report = servers.promtool_check_metrics(text)
     assert rc == 0 and report.strip() == "", report
     # one warning per device state change, not one per attempt

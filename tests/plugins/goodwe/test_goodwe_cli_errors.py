@@ -62,6 +62,20 @@ def test_device_exits_0_after_count_uploads(sems: SemsSimulator) -> None:
 
 
 @pytest.mark.timeout(60)
+def test_device_sends_cached_uploads_first(sems: SemsSimulator) -> None:
+    proc = gridtap("simulate", "goodwe", "--connect", connect(sems), "--kind", "inverter", "--interval", "50ms",
+                   "--count", "1", "--cached", "2", timeout=20)
+    assert proc.returncode == 0, proc.stderr
+    types = [f["type"] for f in sems.frames]
+    assert types[:4] == [0x0103, 0x0145, 0x0145, 0x0104]
+    cached = [f for f in sems.frames if f["type"] == 0x0145]
+    assert [len(f["cleartext"]) for f in cached] == [352, 352]  # the DNS's own cached block set
+    assert cached[0]["timestamp"] < cached[1]["timestamp"]
+    proc = gridtap("simulate", "goodwe", "--connect", connect(sems), "--cached", "-1")
+    assert proc.returncode == 2 and "--cached" in one_error_line(proc)
+
+
+@pytest.mark.timeout(60)
 def test_device_exits_0_at_end_of_replay(sems: SemsSimulator, tmp_path: Path) -> None:
     when = dt.datetime(2024, 1, 1, 12, 0, tzinfo=encoder.BEIJING)
     frames = [encoder.outbound_frame(0x0304, "91000HKU00000042", encoder.register_dump(encoder.meter_blocks(
@@ -230,3 +244,80 @@ def test_serve_with_two_proxies_says_which_one_cannot_listen(busy_port: int, tmp
     assert proc.returncode == 2
     assert one_error_line(proc) == (f"gridtap: config error: goodwe/roof.listen_port: cannot listen on "
                               f"127.0.0.1:{busy_port}: Address already in use")
+
+
+# --- 7: `gridtap decode goodwe` decodes every good frame and reports each bad one ------------
+
+def _frames() -> tuple[bytes, bytes, bytes]:
+    when = dt.datetime(2024, 1, 1, 12, 0, tzinfo=encoder.BEIJING)
+    good = [encoder.outbound_frame(0x0304, "91000HKU00000042", encoder.register_dump(encoder.meter_blocks(
+        energy_export=i, energy_generation=2, energy_import=3, power_export=-5 - i, power_generation=7)), when)
+        for i in range(2)]
+    bad = bytearray(good[0])
+    bad[80] ^= 0x10
+    return good[0], bytes(bad), good[1]
+
+
+def test_decode_skips_bad_frames_and_reports_each(caplog: pytest.LogCaptureFixture) -> None:
+    import argparse
+
+    first, bad, second = _frames()
+    data = b"junk" + first + bad + second + second[:100]
+    with caplog.at_level("DEBUG", logger="gridtap.goodwe"):
+        samples = GoodwePlugin.decode(data, argparse.Namespace(direction="outbound", body=None))
+    assert [m.value for m in samples if m.name == "goodwe_meter_power_export_watts"] == [-5, -6]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        f"frame 2 at offset {4 + len(first)} ({len(bad)} bytes): CRC mismatch: stored "
+        f"{bad[-2:].hex()}, computed {_crc(bad):04x} (big-endian)",
+        f"frame 4 at offset {4 + 3 * len(first)}: truncated: its LEN says {len(second)} bytes, the capture has 100",
+    ]
+    assert any("offset 0: skipped 4 bytes" in r.getMessage() for r in caplog.records)
+
+
+def _crc(frame: bytes) -> int:
+    from gridtap_plugins.goodwe import reference
+
+    return reference.crc16_modbus(frame[:-2])
+
+
+@pytest.mark.timeout(60)
+def test_decode_cli_exit_codes_and_one_line_per_bad_frame(tmp_path: Path) -> None:
+    first, bad, second = _frames()
+    mixed = tmp_path / "mixed.hex"
+    mixed.write_text((first + bad + second).hex() + "\n")
+    proc = gridtap("decode", "goodwe", str(mixed), "--format", "prometheus")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count('goodwe_meter_power_export_watts{') == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"frame 2 at offset {len(first)}" in lines[0] and "CRC mismatch" in lines[0]
+    only_bad = tmp_path / "bad.hex"
+    only_bad.write_text((bad + bad).hex() + "\n")
+    proc = gridtap("decode", "goodwe", str(only_bad))
+    assert proc.returncode == 2
+    assert proc.stderr.count("CRC mismatch") == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == f"gridtap: goodwe: nothing decoded in {2 * len(bad)} bytes: 2 bad frames"
+
+
+@pytest.mark.timeout(60)
+def test_decode_cli_body_only_capture(tmp_path: Path) -> None:
+    when = dt.datetime(2024, 1, 1, 12, 0, tzinfo=encoder.BEIJING)
+    from gridtap_plugins.goodwe import simulator
+
+    frame = simulator.data_frame("inverter", "53000DSC00000042", when, 0)
+    body = tmp_path / "inverter.body.hex"
+    body.write_text(frame[12:-2].hex() + "\n")  # after POSTGW, LEN and TYPE; before the CRC
+    whole = tmp_path / "inverter.hex"
+    whole.write_text(frame.hex() + "\n")
+    proc = gridtap("decode", "goodwe", str(body))
+    assert proc.returncode == 2 and "--body TYPE" in one_error_line(proc)
+    by_body = gridtap("decode", "goodwe", str(body), "--body", "0x0104")
+    by_frame = gridtap("decode", "goodwe", str(whole))
+    assert by_body.returncode == 0 and by_body.stdout == by_frame.stdout, by_body.stderr
+    assert '"goodwe_inverter_input_voltage_dc_volts"' in by_body.stdout
+    for wrong in ("0x10000", "pv"):
+        proc = gridtap("decode", "goodwe", str(body), "--body", wrong)
+        assert proc.returncode == 2 and "--body" in proc.stderr
+    proc = gridtap("decode", "goodwe", str(body), "--body", "0x0110")  # wrong envelope for this body
+    assert proc.returncode == 2 and "0x0110" in one_error_line(proc)

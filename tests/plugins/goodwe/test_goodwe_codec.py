@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from gridtap import _native
 from gridtap_plugins.goodwe import encoder, reference
-from gridtap_plugins.goodwe.metrics import GoodweState, frame_metrics
-from gridtap_plugins.goodwe.proxy import filter_inbound
+from gridtap_plugins.goodwe.metrics import INBOUND_KNOWN, GoodweState, frame_metrics
+from gridtap_plugins.goodwe.proxy import filter_inbound, inbound_verdict
 
 WHEN = dt.datetime(2024, 4, 12, 17, 23, 43, tzinfo=encoder.BEIJING)
 SERIAL = "91000HKU01234567"
@@ -99,9 +99,9 @@ def test_dns_model_remembered_from_info_upload() -> None:
                                e_day=1, e_total=11, h_total=2, rssi=1)
     data = encoder.outbound_frame(0x0104, serial, encoder.register_dump(blocks), WHEN)
     state.frame("outbound", _native.goodwe_decode_frame(data, "outbound"))
-    info = [m for m in state.metrics() if m.name == "goodwe_device_info"]
+    info = [m for m in state.measurements() if m.name == "goodwe_device_info"]
     assert [dict(m.labels)["model"] for m in info] == ["GW5000-DNS-30"]
-    assert values(state.metrics(), "goodwe_packets_total", type="0x0104") == [1]
+    assert values(state.diagnostics(), "goodwe_packets_total", type="0x0104") == [1]
 
 
 @pytest.mark.parametrize("decoder", DECODE)
@@ -228,3 +228,154 @@ def test_differential_splitter(pieces: list[str], cuts: list[int], direction: st
         got_r += ref.feed(chunk)
     assert got_n == got_r and native.pending == ref.pending
     assert b"".join(raw for _, raw in got_n) + stream[len(stream) - native.pending:] == stream
+
+
+# --- the proxy's inbound allow-list: Rust against the Python twin -----------------------
+
+_OTHER = "91000HKU99999999"
+
+
+def _inbound_units() -> dict[str, bytes]:
+    enc = _native.goodwe_encrypt
+    return {
+        "ack": encoder.ack(0x0304, SERIAL, WHEN, encrypt=enc),
+        "nack": encoder.ack(0x0104, SERIAL, WHEN, nack=True, encrypt=enc),
+        "clock": encoder.set_time(SERIAL, WHEN, encrypt=enc),
+        "firmware": encoder.inbound_frame(0x01F0, SERIAL, bytes(16), WHEN, encrypt=enc),
+        "two_blocks": encoder.inbound_frame(0x0304, SERIAL, bytes(32), WHEN, encrypt=enc),
+        "other_device": encoder.ack(0x0304, _OTHER, WHEN, encrypt=enc),
+        "bit_flip": (lambda f: f[:30] + bytes([f[30] ^ 4]) + f[31:])(encoder.ack(0x0303, SERIAL, WHEN, encrypt=enc)),
+        "keepalive": reference.KEEPALIVE,
+        "junk": b"\x00zz\x01\x03",
+        "absurd_len": b"GW\x7f\xff\xff\xff\x03\x04",
+    }
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(order=st.lists(st.sampled_from(sorted(_inbound_units())), max_size=8),
+       cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=4),
+       serial=st.sampled_from([None, SERIAL]))
+def test_inbound_filter_matches_python_twin(order: list[str], cuts: list[int], serial: str | None) -> None:
+    units = _inbound_units()
+    stream = b"".join(units[k] for k in order)
+    allow = sorted(INBOUND_KNOWN)
+    rust, twin = _native.GoodweInboundFilter(allow), reference.InboundFilter(allow)
+    rust.set_serial(serial)
+    twin.set_serial(serial)
+    bounds = [0, *sorted(c for c in cuts if c < len(stream)), len(stream)]
+    got: dict[str, list] = {"rust": [b"", []], "twin": [b"", []]}
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        chunk = stream[a:b]
+        for name, f in (("rust", rust), ("twin", twin)):
+            forward, events = f.feed(chunk)
+            if name == "rust" and forward is not None and forward == chunk:
+                assert forward is chunk or not chunk  # forwarded as is: the read itself, no copy
+            got[name][0] += forward or b""
+            got[name][1] += events
+    assert got["rust"] == got["twin"]
+    assert rust.pending == twin.pending
+    assert rust.flush() == twin.flush()
+    # Whatever was forwarded is exactly the allowed units, in order.
+    expected = b"".join(units[k] for k in order if k in ("ack", "nack", "clock", "keepalive")
+                        or (k == "other_device" and serial is None))
+    if "absurd_len" not in order and "junk" not in order:
+        assert got["rust"][0] == expected
+
+
+def test_inbound_filter_agrees_with_inbound_verdict() -> None:
+    """The rule as proxy.inbound_verdict states it, on every kind of unit."""
+    allow = frozenset(INBOUND_KNOWN)
+    for name, raw in _inbound_units().items():
+        if name in ("keepalive", "junk", "absurd_len"):
+            continue
+        f = _native.GoodweInboundFilter(sorted(allow))
+        f.set_serial(SERIAL)
+        forward, events = f.feed(raw)
+        allowed, reason, decoded = inbound_verdict(raw, allow, SERIAL)
+        assert (forward == raw) is allowed, name
+        assert events == [(decoded["type"] if decoded else None, reason, len(raw))], name
+
+
+def test_energy_dashboard_counters_from_encoder_frames() -> None:
+    """Grid import/export (DT meter registers, ET meter floats), battery charge/discharge and
+    PV energy, from frames our encoder builds (no fixtures needed)."""
+    kwh = 3.6e6
+    blocks = encoder.dt_blocks(WHEN, vpv=1, ipv=1, vgrid=1, igrid=1, fgrid=5000, power=1, temperature=1, e_day=1,
+                               e_total=20642, h_total=2, rssi=1, meter_export_wh=1234567, meter_import_wh=89)
+    s = frame_metrics(_native.goodwe_decode_frame(
+        encoder.outbound_frame(0x0104, "53000DSC00000009", encoder.register_dump(blocks), WHEN), "outbound"))
+    assert values(s, "goodwe_grid_energy_export_joules_total") == [1234567 * 3600.0]
+    assert values(s, "goodwe_grid_energy_import_joules_total") == [89 * 3600.0]
+    assert values(s, "goodwe_inverter_energy_output_joules_total") == [pytest.approx(2064.2 * kwh)]
+    blocks = encoder.et_blocks(WHEN, "9010KETU233W2025", "GW10KN-ET", vpv1=1, ipv1=1, vpv2=0, ipv2=0, vgrid=1,
+                               igrid=1, fgrid=5000, active_power=1, load_power=1, vbattery=1, ibattery=1,
+                               pbattery=1, e_total=13534, e_day=1, battery_temperature=1, soc=1, soh=1,
+                               e_battery_charge=7806, e_battery_discharge=6331, meter_export_wh=1122470.0,
+                               meter_import_wh=0.5)
+    s = frame_metrics(_native.goodwe_decode_frame(encoder.outbound_frame(
+        0x0204, "9010KETU233W2025", encoder.register_dump(blocks), WHEN, envelope_pad=1), "outbound"))
+    assert values(s, "goodwe_battery_energy_charge_joules_total") == [pytest.approx(780.6 * kwh)]
+    assert values(s, "goodwe_battery_energy_discharge_joules_total") == [pytest.approx(633.1 * kwh)]
+    assert values(s, "goodwe_grid_energy_export_joules_total") == [pytest.approx(1122.47 * kwh)]
+    assert values(s, "goodwe_grid_energy_import_joules_total") == [pytest.approx(0.5 * 3600)]
+    # A meter float that is NaN or negative is no reading.
+    for bad in (float("nan"), -1.0):
+        blocks_bad = encoder.et_blocks(WHEN, "9010KETU233W2025", "GW10KN-ET", vpv1=1, ipv1=1, vpv2=0, ipv2=0,
+                                       vgrid=1, igrid=1, fgrid=5000, active_power=1, load_power=1, vbattery=1,
+                                       ibattery=1, pbattery=1, e_total=1, e_day=1, battery_temperature=1, soc=1,
+                                       soh=1, meter_export_wh=bad)
+        s = frame_metrics(_native.goodwe_decode_frame(encoder.outbound_frame(
+            0x0204, "9010KETU233W2025", encoder.register_dump(blocks_bad), WHEN, envelope_pad=1), "outbound"))
+        assert values(s, "goodwe_grid_energy_export_joules_total") == []
+        assert values(s, "goodwe_grid_energy_import_joules_total") != []
+
+
+# --- the proxy's outbound scan: Rust against the Python twin ------------------------------
+
+def _outbound_units() -> dict[str, bytes]:
+    data = meter_frame()
+    info = encoder.outbound_frame(0x0303, SERIAL, encoder.register_dump(encoder.meter_info_blocks()), WHEN)
+    ack = encoder.time_sync_ack(0x03, SERIAL, WHEN)
+    return {"data": data, "info": info, "ack": ack,
+            "bit_flip": data[:70] + bytes([data[70] ^ 8]) + data[71:],
+            "bad_blocks": encoder.outbound_frame(0x0304, SERIAL, b"\x05" + bytes(15), WHEN),
+            "junk": b"zzPOST", "absurd_len": b"POSTGW\x7f\xff\xff\xff"}
+
+
+def _twin_scan(stream: bytes, cuts: list[int]) -> list[tuple]:
+    split, out, offset = reference.Splitter("outbound"), [], 0
+    bounds = [0, *cuts, len(stream)]
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        for kind, raw in split.feed(stream[a:b]):
+            at, offset = offset, offset + len(raw)
+            if kind != "frame":
+                continue
+            try:
+                d = reference.decode_frame(raw, "outbound")
+            except reference.DecodeError as e:
+                reason = {reference.ChecksumError: "checksum", reference.LengthError: "length"}.get(type(e), "format")
+                try:
+                    ptype, _, body = reference.check_frame(raw, "outbound")
+                    base = 2 if reference.has_timestamp_envelope("outbound", ptype) else 0
+                    who = (ptype, body[base:base + 16].decode("latin-1"))
+                except reference.DecodeError:
+                    who = (None, None)
+                out.append((at, *who, reason, None))
+                continue
+            out.append((at, d["type"], d["device_id"] + d["device_serial"], None,
+                        raw if d["blocks"] is not None else None))
+    return out
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(order=st.lists(st.sampled_from(sorted(_outbound_units())), max_size=6),
+       cuts=st.lists(st.integers(min_value=0, max_value=1200), max_size=3))
+def test_scan_matches_python_twin(order: list[str], cuts: list[int]) -> None:
+    units = _outbound_units()
+    stream = b"".join(units[k] for k in order)
+    cuts = sorted(c for c in cuts if c < len(stream))
+    scanner = _native.GoodweSplitter("outbound")
+    bounds = [0, *cuts, len(stream)]
+    got = [item for a, b in zip(bounds, bounds[1:], strict=False) for item in scanner.scan(stream[a:b])]
+    assert got == _twin_scan(stream, cuts)
+    assert scanner.offset + scanner.pending == len(stream)

@@ -6,14 +6,17 @@ offset, and the inbound streams must forward exactly what the reference forwards
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 import json
 
 import pytest
 from conftest import fixture_path, read_hex
 
 from gridtap import _native
-from gridtap_plugins.goodwe import reference
-from gridtap_plugins.goodwe.metrics import frame_metrics
+from gridtap_plugins.goodwe import encoder, reference, simulator
+from gridtap_plugins.goodwe.metrics import GoodweState, frame_metrics
+from gridtap_plugins.goodwe.plugin import GoodwePlugin
 from gridtap_plugins.goodwe.proxy import filter_inbound
 
 
@@ -289,3 +292,142 @@ def test_inbound_forwarding_matches_reference(key: str, start: int | None) -> No
         assert forwarded == data[:58] + b"\x01\x02" + data[58:] + b"\x01\x02"
     else:
         assert forwarded == b"\x01\x02" + data[start:] + b"\x01\x02"
+
+
+# --- the simulator sends what the captured devices send (issue 11) ----------------------
+
+SIM_VS_CAPTURE = [
+    ("meter", "data", "sems/smlx/out_meter_metrics_0304.hex"),
+    ("meter", "info", "sems/smlx/out_meter_timesync_0303.hex"),
+    ("inverter", "data", "sems/smlx-derived/out_inverter_metrics_0104_a.frame.hex"),
+    ("inverter", "data", "sems/smlx-derived/out_inverter_metrics_0104_b.frame.hex"),
+    ("inverter", "info", "sems/smlx-derived/out_inverter_timesync_0103.frame.hex"),
+    ("inverter", "cached", "sems/smlx-derived/out_inverter_metrics_0145.frame.hex"),
+    ("et", "data", "sems/et-issue56/out_et_metrics_0204.frame.derived.hex"),
+]
+
+
+def _shape(samples: list) -> set[tuple[str, tuple[str, ...]]]:
+    """What a consumer sees of samples: metric names and label keys (not values)."""
+    return {(m.name, tuple(sorted(k for k, _ in m.labels))) for m in samples}
+
+
+def _through_proxy_state(frames: list[bytes]) -> list:
+    state = GoodweState()
+    for raw in frames:
+        d = _native.goodwe_decode_frame(raw, "outbound")
+        state.outbound([(d["type"], d["device_id"] + d["device_serial"], raw)], now=1000.0)
+    return state.measurements(now=1000.0)
+
+
+@pytest.mark.parametrize(("kind", "upload", "key"), SIM_VS_CAPTURE)
+def test_simulator_frames_have_the_captured_layout(kind: str, upload: str, key: str) -> None:
+    captured = fixture(key)
+    want = _native.goodwe_decode_frame(captured, "outbound")
+    serial = want["device_id"] + want["device_serial"]
+    when = dt.datetime(2024, 4, 12, 17, 23, 43, tzinfo=encoder.BEIJING)
+    sim = (simulator.info_frame(kind, serial, when) if upload == "info"
+           else simulator.data_frame(kind, serial, when, 3, cached=upload == "cached"))
+    got = _native.goodwe_decode_frame(sim, "outbound")
+    # Same type, envelope, frame and cleartext length, and the same register blocks in the
+    # same order: what a fixed-offset decoder (the reference exporter) relies on.
+    assert got["type"] == want["type"] and got["envelope_pad"] == want["envelope_pad"]
+    assert len(sim) == len(captured) and len(got["cleartext"]) == len(want["cleartext"])
+    assert [(s, e) for s, e, _ in got["blocks"]] == [(s, e) for s, e, _ in want["blocks"]]
+    assert got["cleartext"][got["blocks"][-1][2]:][-1:] == want["cleartext"][-1:]  # same padding byte
+    # Through both decode paths (`gridtap decode` and the proxy's state), the same metrics.
+    args = argparse.Namespace(direction="outbound", body=None)
+    assert _shape(GoodwePlugin.decode(sim, args)) == _shape(GoodwePlugin.decode(captured, args))
+    if upload != "info":
+        info = simulator.info_frame(kind, serial, when)
+        assert _shape(_through_proxy_state([info, sim])) == _shape(_through_proxy_state([info, captured]))
+        assert _shape(_through_proxy_state([sim])) == _shape(_through_proxy_state([captured]))
+
+
+BODIES = [
+    ("sems/smlx/out_inverter_metrics_0104_a.body.hex", "sems/smlx-derived/out_inverter_metrics_0104_a.frame.hex"),
+    ("sems/smlx/out_inverter_metrics_0104_b.body.hex", "sems/smlx-derived/out_inverter_metrics_0104_b.frame.hex"),
+    ("sems/smlx/out_inverter_metrics_0145.body.hex", "sems/smlx-derived/out_inverter_metrics_0145.frame.hex"),
+    ("sems/smlx/out_inverter_timesync_0103.body.hex", "sems/smlx-derived/out_inverter_timesync_0103.frame.hex"),
+    ("sems/et-issue56/out_et_metrics_0204.body.hex", "sems/et-issue56/out_et_metrics_0204.frame.derived.hex"),
+    ("sems/smlx/in_meter_metrics_nack.body.hex", "sems/smlx-derived/in_meter_metrics_nack_0304.frame.hex"),
+]
+
+
+@pytest.mark.parametrize(("body_key", "frame_key"), BODIES)
+def test_body_only_captures_decode_with_body_option(body_key: str, frame_key: str) -> None:
+    """`gridtap decode goodwe --body TYPE` reads the *.body.hex captures like their frames."""
+    direction = "inbound" if "/in_" in body_key else "outbound"
+    frame = fixture(frame_key)
+    ptype = int.from_bytes(frame[len(reference.prefix_of(direction)) + 4:][:2], "big")
+    by_body = GoodwePlugin.decode(fixture(body_key), argparse.Namespace(direction=direction, body=ptype))
+    by_frame = GoodwePlugin.decode(frame, argparse.Namespace(direction=direction, body=None))
+    assert by_body == by_frame and len(by_body) >= 1
+
+
+# --- energy counters for the Home Assistant Energy dashboard (issue 10) ------------------
+
+_KWH = 3.6e6  # joules
+
+
+def _local_reply(key: str, first_register: int, ptype: int, serial: str) -> dict:
+    """A local-protocol Modbus-RTU reply (``aa55 addr 03 count data crc``) as a decoded upload:
+    SEMS uploads carry the same registers, so the same map reads it."""
+    raw = fixture(key)
+    assert raw[:2] == b"\xaa\x55" and raw[3] == 0x03 and len(raw) == raw[4] + 7
+    data = raw[5:5 + raw[4]]
+    regs = {first_register + i: int.from_bytes(data[2 * i:2 * i + 2], "big") for i in range(len(data) // 2)}
+    return {"type": ptype, "registers": regs, "device_id": serial[:8], "device_serial": serial[8:]}
+
+
+def _one(samples: list, name: str) -> float:
+    (value,) = [m.value for m in samples if m.name == name]
+    return value
+
+
+def test_et_energy_counters_from_the_sems_capture() -> None:
+    """Grid, PV, battery and load energy of the issue-56 ET capture (values: spec §8.3 and our
+    decode; the meter's energies are IEEE floats in Wh)."""
+    samples = frame_metrics(_native.goodwe_decode_frame(
+        fixture("sems/et-issue56/out_et_metrics_0204.frame.derived.hex"), "outbound"))
+    assert _one(samples, "goodwe_inverter_energy_output_joules_total") == pytest.approx(1353.4 * _KWH)
+    assert _one(samples, "goodwe_battery_energy_charge_joules_total") == pytest.approx(780.6 * _KWH)
+    assert _one(samples, "goodwe_battery_energy_discharge_joules_total") == pytest.approx(633.1 * _KWH)
+    assert _one(samples, "goodwe_grid_energy_export_joules_total") == pytest.approx(1122.47 * _KWH)
+    assert _one(samples, "goodwe_grid_energy_import_joules_total") == pytest.approx(6472.97 * _KWH)
+    assert _one(samples, "goodwe_inverter_load_energy_joules_total") == pytest.approx(1587.7 * _KWH)
+    assert _one(samples, "goodwe_inverter_operating_seconds_total") == 1322 * 3600
+
+
+def test_et_energy_counters_match_the_local_library_expectations() -> None:
+    """The GW10K-ET running-data reply (registers 35100-35224) with the values the goodwe
+    library's own test expects for it (marcelblijleven/goodwe tests/test_et.py)."""
+    frame = _local_reply("local/et/GW10K-ET_running_data.hex", 35100, 0x0204, "9010KETU00000001")
+    samples = frame_metrics(frame)
+    assert _one(samples, "goodwe_inverter_energy_output_joules_total") == pytest.approx(6085.3 * _KWH)
+    assert _one(samples, "goodwe_inverter_operating_seconds_total") == 9246 * 3600
+    assert _one(samples, "goodwe_inverter_load_energy_joules_total") == pytest.approx(8820.2 * _KWH)
+    assert _one(samples, "goodwe_battery_energy_charge_joules_total") == pytest.approx(2758.1 * _KWH)
+    assert _one(samples, "goodwe_battery_energy_discharge_joules_total") == pytest.approx(2442.1 * _KWH)
+    assert _one(samples, "goodwe_battery_power_watts") == -2512
+    # The meter block (36000+) is not in this reply: no grid counters rather than wrong ones.
+    assert not [m for m in samples if m.name.startswith("goodwe_grid_")]
+
+
+@pytest.mark.parametrize(("key", "e_total", "h_total"), [
+    ("local/dt/GW5000D-NS_running_data.hex", 881.7, 955),
+    ("local/dt/GW6000-DT_running_data.hex", 13350.2, 8451),
+])
+def test_dt_pv_energy_matches_the_local_library_expectations(key: str, e_total: float, h_total: int) -> None:
+    samples = frame_metrics(_local_reply(key, 30100, 0x0104, "53000DSC00000001"))
+    assert _one(samples, "goodwe_inverter_energy_output_joules_total") == pytest.approx(e_total * _KWH)
+    assert _one(samples, "goodwe_inverter_operating_seconds_total") == h_total * 3600
+
+
+def test_dns_without_a_meter_has_no_grid_counters() -> None:
+    """The captured DNS reads 0xFFFFFFFF in its meter registers (30197-30200): no grid series."""
+    for key in ("sems/smlx-derived/out_inverter_metrics_0104_a.frame.hex",
+                "sems/smlx-derived/out_inverter_metrics_0145.frame.hex"):
+        samples = frame_metrics(_native.goodwe_decode_frame(fixture(key), "outbound"))
+        assert not [m for m in samples if m.name.startswith("goodwe_grid_")]
+        assert _one(samples, "goodwe_inverter_energy_output_joules_total") > 0

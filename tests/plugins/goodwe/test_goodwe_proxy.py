@@ -41,6 +41,16 @@ def make_plugin(**kw) -> GoodwePlugin:
     return p
 
 
+#: The proxy's own series: diagnostics(), never collect().
+PROXY_PREFIXES = ("goodwe_packets_", "goodwe_unknown_packets", "goodwe_decode_errors", "goodwe_inbound_dropped",
+                  "goodwe_forwarded_bytes", "goodwe_device_connections", "goodwe_upstream_dial", "goodwe_batsignal")
+
+
+def everything(plugin: GoodwePlugin) -> list:
+    """What one collection publishes: the readings and the proxy's diagnostics."""
+    return plugin.collect() + plugin.diagnostics()
+
+
 def values(samples, name: str, **labels: str) -> list:
     return [m.value for m in samples if m.name == name and labels.items() <= dict(m.labels).items()]
 
@@ -67,6 +77,8 @@ def test_device_proxy_sems_roundtrip() -> None:
                 assert data not in bytes(device.received)
         samples = plugin.collect()
         assert values(samples, "goodwe_meter_power_generation_watts", serial="91000HKU00000001")
+        assert not [m for m in samples if m.name.startswith(PROXY_PREFIXES)]  # those are diagnostics
+        samples = plugin.diagnostics()
         assert values(samples, "goodwe_packets_total", direction="outbound", type="0x0304") == [5]
         assert values(samples, "goodwe_packets_total", direction="inbound", type="0x0116") == [1]
         assert values(samples, "goodwe_inbound_dropped_total", reason="unknown_type") == [1]
@@ -104,7 +116,7 @@ def test_upstream_unreachable_still_decodes() -> None:
         device.start()
         assert device.done.wait(5)
         wait_for(lambda: plugin.state.packets.get(("outbound", "0x0104"), 0) == 3)
-        samples = plugin.collect()
+        samples = everything(plugin)
         assert values(samples, "goodwe_inverter_input_voltage_dc_volts", input="pv1")
         assert values(samples, "goodwe_upstream_dial_failures_total")[0] >= 1
         assert device.received == b""
@@ -134,7 +146,7 @@ def test_batsignal_rewrites_forwarded_frames_only() -> None:
             assert ((regs[0x0839] << 16 | regs[0x083A]) - (1 << 32)) == -3000
         real = values(plugin.collect(), "goodwe_meter_power_generation_watts")
         assert real and real[0] != 2250
-        assert values(plugin.collect(), "goodwe_batsignal_top")
+        assert values(plugin.diagnostics(), "goodwe_batsignal_top")
     finally:
         device.stop()
         plugin.close()

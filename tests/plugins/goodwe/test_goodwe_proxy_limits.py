@@ -17,10 +17,10 @@ import pytest
 
 # tests/plugins/goodwe is not a package: pytest's default (prepend) import mode puts this
 # directory on sys.path, so the sibling module imports by its plain name.
-from test_goodwe_proxy import make_plugin, values, wait_for
+from test_goodwe_proxy import everything, make_plugin, values, wait_for
 
 from gridtap import _native
-from gridtap.errors import DeviceError
+from gridtap.errors import Waiting
 from gridtap_plugins.goodwe import encoder, reference, simulator
 from gridtap_plugins.goodwe.proxy import ProxyOptions
 from gridtap_plugins.goodwe.simulator import DeviceSimulator
@@ -128,13 +128,13 @@ def test_inbound_partial_frame_dropped_after_read_deadline() -> None:
         wait_for(lambda: device.frames_sent == 2 and bytes(up.received) == bytes(device.sent))
         assert [k for k, _ in device.received_units] == ["frame", "frame", "keepalive"]
 
-        # The proxy's counters; collect() would say "no data yet", as only an info upload came.
-        with pytest.raises(DeviceError, match="no device has sent data yet"):
+        # The proxy's counters; collect() is still waiting, as only an info upload came.
+        with pytest.raises(Waiting, match="waiting for the first upload"):
             plugin.collect()
-        samples = plugin.state.metrics()
+        samples = plugin.diagnostics()
         assert values(samples, "goodwe_inbound_dropped_total", reason="length") == [1]
         assert sum(values(samples, "goodwe_inbound_dropped_total")) == 1  # not also junk/checksum
-        assert values(samples, "goodwe_decode_errors_total", direction="inbound") == []
+        assert values(samples, "goodwe_decode_errors_total", direction="inbound") == [0, 0, 0]
         assert values(samples, "goodwe_packets_total", direction="inbound", type="0x0303") == [1]
         assert values(samples, "goodwe_packets_total", direction="inbound", type="0x0116") == [1]
         assert values(samples, "goodwe_packets_total", direction="outbound", type="0x0310") == [1]
@@ -215,11 +215,11 @@ def test_backlog_bounded_while_upstream_down_then_forwarding_resumes() -> None:
         assert 0 < held <= limit  # bounded: the first len(pre) - held bytes were discarded
         assert len(got) < len(sent)
 
-        samples = plugin.collect()
+        samples = everything(plugin)
         assert values(samples, "goodwe_forwarded_bytes_total", direction="outbound") == [len(got)]
         assert values(samples, "goodwe_packets_total", direction="outbound", type="0x0303") == [1]
         assert values(samples, "goodwe_packets_total", direction="outbound", type="0x0304") == [n_pre + len(post)]
-        assert values(samples, "goodwe_decode_errors_total", direction="outbound") == []
+        assert values(samples, "goodwe_decode_errors_total", direction="outbound") == [0, 0, 0]
         assert values(samples, "goodwe_upstream_dial_failures_total")[0] >= 1
         last = n_pre + len(post) - 1
         wave = (last * 37) % 200
