@@ -267,11 +267,16 @@ class Session(asyncio.Protocol):
                 )
             except (TimeoutError, OSError) as e:
                 self.state.upstream_failed()
-                log.warning("upstream %s:%s unreachable (%s); retrying in %.0fs",
-                            self.opts.upstream_host, self.opts.upstream_port, e.__class__.__name__, delay)
+                # One warning when SEMS becomes unreachable; the retries (counted in
+                # goodwe_upstream_dial_failures_total) are debug lines until it is back.
+                first = delay == self.opts.backoff_initial
+                log.log(logging.WARNING if first else logging.DEBUG, "upstream %s:%s unreachable (%s); retrying in "
+                        "%.0fs", self.opts.upstream_host, self.opts.upstream_port, e.__class__.__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.opts.backoff_max)
                 continue
+            if delay != self.opts.backoff_initial:
+                log.info("upstream %s:%s reachable again", self.opts.upstream_host, self.opts.upstream_port)
             delay = self.opts.backoff_initial
             try:
                 if self.closed:

@@ -215,3 +215,25 @@ def test_sample_config_and_metric_definitions() -> None:
     names = [d.name for d in GoodwePlugin.metrics]
     assert len(names) == len(set(names)) and all(n.startswith("goodwe_") for n in names)
     assert "goodwe_up" not in names
+
+
+@pytest.mark.timeout(30)
+def test_an_unreachable_upstream_is_one_warning_not_one_per_retry(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 11: "failures are logged once per change of state" did not hold for the dial
+    retries (a WARNING per retry)."""
+    import logging
+
+    plugin = make_plugin(upstream_host="127.0.0.1", upstream_port=1, dial_timeout=Duration(0.5))
+    assert plugin.proxy is not None
+    plugin.proxy.opts.backoff_initial, plugin.proxy.opts.backoff_max = 0.02, 0.05
+    caplog.set_level(logging.DEBUG, logger="gridtap.goodwe.proxy")
+    device = DeviceSimulator("127.0.0.1", plugin.address[1], kind="meter", interval=0.05, count=3)
+    try:
+        device.start()
+        wait_for(lambda: plugin.state.upstream_failures >= 5)
+    finally:
+        device.stop()
+        plugin.close()
+    dials = [r for r in caplog.records if "unreachable" in r.getMessage()]
+    assert len(dials) >= 5
+    assert [r.levelno for r in dials][:5] == [logging.WARNING] + [logging.DEBUG] * 4
