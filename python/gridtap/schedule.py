@@ -39,7 +39,7 @@ class Collector:
     """
 
     #: Pushed readings closer together than this are collected once (a burst of uploads).
-    min_push_gap = 0.02
+    min_push_gap = 0.005
 
     def __init__(self, plugin: Plugin, interval: float) -> None:
         self.plugin = plugin
