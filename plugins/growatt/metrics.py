@@ -447,11 +447,18 @@ def plant_metrics(plant_id: str, record: Mapping[str, Any], options: Options, no
     if power is not None and fresh:
         out.append(PLANT_POWER(v.denoise(power * (1000.0 if options.plant_power_unit == "kW" else 1.0)),
                                plant_id=plant_id))
-    today_ok = when is None or v.local_date(when, zone) == v.local_date(now, zone)
+    # A day's, month's or year's energy is only shown in the period it belongs to.
+    then, today = (v.local_date(when, zone) if when is not None else None), v.local_date(now, zone)
+    periods = {
+        PLANT_ENERGY_TODAY: then is None or then == today,
+        PLANT_ENERGY_MONTH: then is None or (then.year, then.month) == (today.year, today.month),
+        PLANT_ENERGY_YEAR: then is None or then.year == today.year,
+        PLANT_ENERGY_TOTAL: True,
+    }
     for metric, key in ((PLANT_ENERGY_TODAY, "todayenergy"), (PLANT_ENERGY_MONTH, "monthlyenergy"),
                         (PLANT_ENERGY_YEAR, "yearlyenergy"), (PLANT_ENERGY_TOTAL, "totalenergy")):
         x = v.first(record, (key,))
-        if x is None or x < 0 or (metric is PLANT_ENERGY_TODAY and not today_ok):
+        if x is None or x < 0 or not periods[metric]:
             continue
         out.append(metric(v.denoise(x * KWH), plant_id=plant_id))
     peak = v.first(record, ("peakpoweractual",))
@@ -485,6 +492,17 @@ def device_info(plant_id: str, device: Mapping[str, Any], family: str, firmware:
     return DEVICE_INFO(1, plant_id=plant_id, device_sn=str(device.get("device_sn", "")), family=family,
                        type=str(device.get("type", "")), model=str(device.get("model") or ""),
                        datalogger_sn=str(device.get("datalogger_sn") or ""), firmware=firmware)
+
+
+def day_energy_metric(data: Any, extra: Mapping[str, Any]) -> Metric | None:
+    """device/inverter/day_energy: ``data`` is a bare kWh number, the identifiers sit beside it
+    (``datalogger_sn`` or ``dataloggerSn``)."""
+    kwh = v.number(data)
+    if kwh is None or kwh < 0:
+        return None
+    logger = extra.get("datalogger_sn") or extra.get("dataloggerSn") or ""
+    return DEVICE_DAILY_ENERGY(v.denoise(kwh * KWH), device_sn=str(extra.get("device_sn") or ""),
+                               datalogger_sn=str(logger))
 
 
 def status_words(family: str) -> Mapping[str, str]:
