@@ -282,6 +282,10 @@ class Poller:
                 delay = self.budget.failure(EVERYTHING, f"token refused ({e.code} {e.message or 'permission denied'})"
                                             f" on {endpoint.path}", base=1800.0, cap=6 * 3600.0)
                 raise AuthRefused(self._auth_message(e, self.clock.time() + delay))
+            if key in self.readings:
+                # It worked before with this token: the token may have been revoked. The next
+                # collection reads the device list again, which says which one it is.
+                self.refresh_discovery = True
             until = self.budget.block(key, s.disable_for, f"{e.code} permission denied: this token may not read it")
             with self._lock:
                 self.disabled[(endpoint.path, target)] = until
@@ -402,6 +406,11 @@ class Poller:
         with self._lock:
             self._refreshed = set()
             self._problems = []
+        refused = self.budget.check(api.PLANT_LIST.path)
+        if not refused.allowed and "token refused" in refused.reason:
+            # Until the back-off ends nothing is asked and nothing stale is served: the token is bad.
+            raise AuthRefused(f"{refused.reason.removeprefix('back-off: ')}; next try after "
+                              f"{_clock_text(refused.at)}")
         d = self.discover()
         for pid in d.plants:
             self._refresh_plant(pid, d)
@@ -574,7 +583,7 @@ class Poller:
             disabled = {k: until for k, until in self.disabled.items() if until > now}
             self.disabled = disabled
         blocks = self.budget.blocked()
-        backoff: dict[str, float] = {e: 0.0 for e in self.requests}
+        backoff: dict[str, float] = {"*": 0.0, **{e: 0.0 for e in self.requests}}
         for scope, (until, reason) in blocks.items():
             if "permission denied" in reason:
                 continue

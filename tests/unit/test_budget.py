@@ -160,17 +160,17 @@ def test_memory_and_file_stay_bounded(tmp_path: Path):
     clock = ManualClock(T0)
     path = tmp_path / "budget.json"
     b = Budget(default=Limit(interval=3600), limits={"capped": Limit(per_day=5)}, clock=clock, path=path,
-               max_keys=100)
-    for i in range(1000):
+               max_keys=50)
+    for i in range(300):
         b.acquire("history", {"date": i})
         b.acquire("capped", {"n": i})
         b.block(call_key("history", {"date": i}), 3600, "r")
         b.failure(f"scope{i}", "f")
         clock.advance(1)
     doc = json.loads(path.read_text())
-    assert len(doc["keys"]) <= 100 and len(doc["blocks"]) <= 100 and len(doc["failures"]) <= 100
+    assert len(doc["keys"]) <= 50 and len(doc["blocks"]) <= 50 and len(doc["failures"]) <= 50
     assert len(doc["day"]["capped"]) == 5
-    assert path.stat().st_size < 30_000
+    assert path.stat().st_size < 15_000
     clock.advance(2 * 86400)
     b.acquire("other")
     doc = json.loads(path.read_text())
