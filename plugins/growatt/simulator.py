@@ -660,6 +660,7 @@ def _load_replay(folder: str | Path) -> dict[str, Any]:
 class _Handler(BaseHTTPRequestHandler):
     simulator: GrowattSimulator
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out at once (keep-alive clients wait otherwise)
     server_version = "openresty"
     sys_version = ""
 
