@@ -206,7 +206,7 @@ _GROUP_OF = {"pv2voltage": "pv2", "pv2current": "pv2", "pv2watt": "pv2", "epv2to
 def record_metrics(record: dict[str, Any], zone: dt.tzinfo | None) -> list[Metric]:
     """The samples of one decoded record, named like the cloud API's (same series either way)."""
     values = record["values"]
-    labels = {"plant_id": "", "device_sn": record["inverter_serial"]["value"]}
+    labels = {"device_sn": record["inverter_serial"]["value"]}  # a datalogger record knows no plant
     in_use = {"pv2": values["pv2voltage"]["raw"] > 0, "ph2": values["pvgridvoltage2"]["raw"] > 0,
               "ph3": values["pvgridvoltage3"]["raw"] > 0}
     out: list[Metric] = [m.DEVICE_INFO(1, **labels, family="grott", type="", model="",

@@ -523,7 +523,8 @@ class Poller:
                                    or now - r.fetched_at > 2 * self.settings.window)
         if refreshed:
             r.failed = None
-        labels = {"endpoint": r.endpoint, "plant_id": r.plant_id, "device_sn": r.device_sn}
+        labels = {k: x for k, x in (("endpoint", r.endpoint), ("plant_id", r.plant_id), ("device_sn", r.device_sn))
+                  if x}
         return [m.READING_STALE(1 if stale else 0, **labels), m.READING_AGE(max(0.0, now - r.fetched_at), **labels)]
 
     def _serve(self, d: Discovery, devices: list[Device], now: float) -> list[Metric]:
