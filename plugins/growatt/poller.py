@@ -162,7 +162,9 @@ class Poller:
         self.guards = v.Guards()
         self.requests: Counter[str] = Counter()
         self.errors: Counter[tuple[str, str]] = Counter()
-        self.disabled: dict[tuple[str, str], float] = {}  # (endpoint, target) -> until
+        #: Whether the last :meth:`call` that gave nothing failed (an error or a running back-off),
+        #: rather than waiting for its window.
+        self.last_failed = False
         self.refresh_discovery = False
         self._said: dict[str, str] = {}
         self._lock = threading.RLock()
@@ -236,9 +238,12 @@ class Poller:
         key = call_key(endpoint.path, params)
         verdict = self.budget.acquire(endpoint.path, params, max_wait=self.settings.max_wait)
         if not verdict.allowed:
+            # Not yet (its window, the spacing) is not a failure; a running back-off is one.
+            self.last_failed = verdict.reason.startswith("back-off")
             self._problems.append(f"{endpoint.path}: next call allowed at {_clock_text(verdict.at)} "
                                   f"({verdict.reason})")
             return None
+        self.last_failed = True
         with self._lock:
             self.requests[endpoint.path] += 1
         try:
@@ -259,6 +264,7 @@ class Poller:
         self.budget.success(EVERYTHING)
         self.budget.success(key)
         self._quiet("transport")
+        self.last_failed = False
         return reply
 
     def _count_error(self, endpoint: str, code: str) -> None:
@@ -287,8 +293,6 @@ class Poller:
                 # collection reads the device list again, which says which one it is.
                 self.refresh_discovery = True
             until = self.budget.block(key, s.disable_for, f"{e.code} permission denied: this token may not read it")
-            with self._lock:
-                self.disabled[(endpoint.path, target)] = until
             self._say(f"auth/{key}", logging.WARNING,
                       f"{endpoint.path} for {target or 'this plant'} answered {e.code} (permission denied): "
                       f"switched off until {_clock_text(until)}; everything else carries on")
@@ -332,8 +336,8 @@ class Poller:
         fresh = self._discover_now(now, d)
         if fresh is None:
             if d is not None and d.signature == self.signature():
-                # Keep the list we have; do not spend the daily plant/list calls retrying at once.
-                self.budget.block(api.PLANT_LIST.path, 3600.0, "discovery failed; the cached list is used")
+                if self.last_failed:  # keep the list we have; do not spend the daily calls retrying at once
+                    self.budget.block(api.PLANT_LIST.path, 3600.0, "discovery failed; the cached list is used")
                 return d
             raise DeviceError("no plant and device list yet: " + (self._problems[-1] if self._problems
                                                                   else "discovery not possible now"))
@@ -511,10 +515,8 @@ class Poller:
 
     def _mark_failed(self, key: str) -> None:
         r = self.readings.get(key)
-        if r is not None and self._problems:
-            last = self._problems[-1]
-            if "next call allowed" not in last or "back-off" in last:
-                r.failed = last
+        if r is not None and self.last_failed:
+            r.failed = self._problems[-1] if self._problems else "failed"
 
     # --- what is served -----------------------------------------------------------------------------
     def _freshness(self, key: str, r: Reading, now: float) -> list[Metric]:
@@ -581,9 +583,9 @@ class Poller:
                 out.append(m.API_REQUESTS(n, endpoint=endpoint))
             for (endpoint, code), n in sorted(self.errors.items()):
                 out.append(m.API_ERRORS(n, endpoint=endpoint, code=code))
-            disabled = {k: until for k, until in self.disabled.items() if until > now}
-            self.disabled = disabled
         blocks = self.budget.blocked()
+        disabled = sorted((scope.partition("?")[0], _target(scope)) for scope, (_u, reason) in blocks.items()
+                          if "permission denied" in reason)
         backoff: dict[str, float] = {"*": 0.0, **{e: 0.0 for e in self.requests}}
         for scope, (until, reason) in blocks.items():
             if "permission denied" in reason:
@@ -596,7 +598,7 @@ class Poller:
             if e.per_day is not None and (e.path in self.requests or self.budget.calls_today(e.path)):
                 out.append(m.API_DAILY_CALLS(self.budget.calls_today(e.path), endpoint=e.path))
                 out.append(m.API_DAILY_LIMIT(e.per_day, endpoint=e.path))
-        for (endpoint, target), _until in sorted(disabled.items()):
+        for endpoint, target in disabled:
             out.append(m.API_DISABLED(1, endpoint=endpoint, target=target))
         return out
 
@@ -616,6 +618,15 @@ class Poller:
             "readings": {k: {"age_seconds": round(now - r.fetched_at), "failed": r.failed}
                          for k, r in sorted(self.readings.items())},
         }
+
+
+def _target(key: str) -> str:
+    """The plant or device a call key is about: ``plant 4242`` or the serial number."""
+    params = _params_of(key)
+    for name in ("tlx_sn", "mix_sn", "device_sn"):
+        if params.get(name):
+            return params[name]
+    return f"plant {params['plant_id']}" if params.get("plant_id") else ""
 
 
 def _params_of(key: str) -> dict[str, str]:
