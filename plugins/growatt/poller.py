@@ -603,6 +603,11 @@ class Poller:
         return out
 
     def status(self) -> dict[str, Any]:
+        """For ``/status`` (called on the listener's thread while a collection may run)."""
+        with self._lock:
+            return self._status()
+
+    def _status(self) -> dict[str, Any]:
         now = self.clock.time()
         d = self.discovery
         snap = self.budget.snapshot()

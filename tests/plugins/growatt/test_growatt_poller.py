@@ -249,3 +249,20 @@ def test_count_mismatch_is_logged_once(sim, tmp_path, caplog):
         p.collect()
         clock.advance(300)
     assert caplog.text.count("says count 6 but lists 4 device(s)") == 1
+
+
+def test_status_tells_the_budget_and_never_the_token(sim, tmp_path):
+    import json
+
+    clock = SharedClock(sim)
+    p = plugin(sim, tmp_path, clock)
+    p.collect()
+    sim.faults["device/mix/mix_last_data"].append(10012)
+    clock.advance(300)
+    p.collect()
+    status = json.loads(json.dumps(p.status()))
+    assert status["discovery"]["plants"] == ["4242"]
+    assert status["budget"]["calls_today"]["plant/list"] == 1
+    blocked = status["budget"]["blocked"]
+    assert any("mix_last_data" in k and v["reason"] == "10012 rate limited by Growatt" for k, v in blocked.items())
+    assert sim.token not in json.dumps(status)
