@@ -116,21 +116,23 @@ class Device:
 
 @dataclass
 class Discovery:
-    at: float
+    at: float  # when the device lists were read
     signature: str
     plants: dict[str, dict[str, Any]]  # plant_id -> plant/list record (or {} when configured)
     devices: dict[str, list[dict[str, Any]]]  # plant_id -> device/list records
     complete: bool = True
+    plants_at: float | None = None  # when plant/list was read (None: as ``at``)
 
     def to_json(self) -> dict[str, Any]:
         return {"at": self.at, "signature": self.signature, "plants": self.plants, "devices": self.devices,
-                "complete": self.complete}
+                "complete": self.complete, "plants_at": self.plants_at}
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Discovery:
         return cls(float(doc["at"]), str(doc["signature"]), {str(k): dict(x) for k, x in dict(doc["plants"]).items()},
                    {str(k): [dict(d) for d in x] for k, x in dict(doc["devices"]).items()},
-                   bool(doc.get("complete", True)))
+                   bool(doc.get("complete", True)),
+                   float(doc["plants_at"]) if doc.get("plants_at") is not None else None)
 
 
 def file_stem(root: str, token: str) -> str:
@@ -328,12 +330,15 @@ class Poller:
         now = self.clock.time()
         d = self.discovery
         s = self.settings
-        ttl = s.discovery_ttl if (d is not None and d.complete and any(d.devices.values())) else min(
+        same = d is not None and d.signature == self.signature() and not self.refresh_discovery
+        # An empty or partly read device list is read again after an hour; the plant list, which
+        # allows only 10 calls a day, is not read again for it.
+        devices_ttl = s.discovery_ttl if (d is not None and d.complete and any(d.devices.values())) else min(
             s.discovery_ttl, 3600.0)
-        if (d is not None and d.signature == self.signature() and now - d.at < ttl
-                and not self.refresh_discovery):
+        plants_fresh = same and d is not None and now - (d.plants_at or d.at) < s.discovery_ttl
+        if same and d is not None and now - d.at < devices_ttl:
             return d
-        fresh = self._discover_now(now, d)
+        fresh = self._discover_now(now, d, reuse_plants=plants_fresh)
         if fresh is None:
             if d is not None and d.signature == self.signature():
                 if self.last_failed:  # keep the list we have; do not spend the daily calls retrying at once
@@ -347,11 +352,14 @@ class Poller:
         self.save()
         return fresh
 
-    def _discover_now(self, now: float, old: Discovery | None) -> Discovery | None:
+    def _discover_now(self, now: float, old: Discovery | None, reuse_plants: bool = False) -> Discovery | None:
         s = self.settings
         plants: dict[str, dict[str, Any]]
+        plants_at = now
         if s.plant_id:
             plants = {s.plant_id: (old.plants.get(s.plant_id, {}) if old else {})}
+        elif reuse_plants and old is not None:
+            plants, plants_at = old.plants, old.plants_at or old.at
         else:
             reply = self.call(api.PLANT_LIST, {})
             if reply is None:
@@ -370,7 +378,7 @@ class Poller:
                 devices[pid] = old.devices.get(pid, []) if old is not None else []
                 continue
             devices[pid] = _devices(pid, reply.data, self._say)
-        return Discovery(now, self.signature(), plants, devices, complete)
+        return Discovery(now, self.signature(), plants, devices, complete, plants_at)
 
     def _describe(self, d: Discovery) -> None:
         for pid, devs in d.devices.items():

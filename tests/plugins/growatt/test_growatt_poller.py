@@ -266,3 +266,21 @@ def test_status_tells_the_budget_and_never_the_token(sim, tmp_path):
     blocked = status["budget"]["blocked"]
     assert any("mix_last_data" in k and v["reason"] == "10012 rate limited by Growatt" for k, v in blocked.items())
     assert sim.token not in json.dumps(status)
+
+
+def test_an_empty_device_list_is_read_again_hourly_without_spending_plant_lists(sim, tmp_path):
+    """The real capture's `count: 1, devices: []`: plant data goes on, device/list is asked again
+    every hour, plant/list (10 a day) only every discovery_ttl."""
+    kept = sim.devices
+    sim.devices = []
+    clock = SharedClock(sim)
+    p = plugin(sim, tmp_path, clock)
+    for i in range(24 * 12):  # a day of collections
+        if i == 150:
+            sim.devices = kept  # the devices come back at 12:32
+        out = p.collect()
+        clock.advance(300)
+    endpoints = [c["endpoint"] for c in sim.calls]
+    assert endpoints.count("plant/list") == 4  # every 6 hours
+    assert 13 <= endpoints.count("device/list") <= 16  # hourly until the devices came back, then 6-hourly
+    assert value(out, "growatt_ac_energy_joules_total", device_sn=MIN_SN) > 0
