@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import logging
 import math
 import sys
 import time
@@ -116,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
     from . import api
     from .plugin import GrowattPlugin
 
+    if getattr(args, "log_level", None) is None:  # the progress lines say what happens; keep stderr for them
+        logging.getLogger("gridtap.growatt").setLevel(logging.WARNING)
     if not 1 <= args.days <= MAX_DAYS:
         raise ConfigError("--days", f"must be 1-{MAX_DAYS} (Growatt keeps about {MAX_DAYS} days), got {args.days}")
     if args.influx_url and not (args.influx_db or (args.influx_org and args.influx_bucket)):
@@ -135,18 +138,19 @@ def run(args: argparse.Namespace) -> int:
     try:
         poller = plugin.poller
         discovery = poller.discover()
+        # The daily cap first: nothing is spent on a history that cannot be fetched today.
+        chunks = len(discovery.plants) * math.ceil(args.days / ENERGY_SPAN)
+        left = (api.PLANT_ENERGY.per_day or 0) - poller.budget.calls_today(api.PLANT_ENERGY.path)
+        if chunks > left:
+            raise BackfillError(f"plant/energy allows {api.PLANT_ENERGY.per_day} calls a day and {max(0, left)} are "
+                                f"left; {args.days} day(s) of {len(discovery.plants)} plant(s) need {chunks}: fewer "
+                                "--days, or later")
         plans = []
         for pid in discovery.plants:
             zone = poller.zone(pid) or _zone_from_details(poller, pid) or dt.datetime.now().astimezone().tzinfo
             assert zone is not None
             last = end or (dt.datetime.now(zone).date() - dt.timedelta(days=1))
             plans.append(Plan(pid, [last - dt.timedelta(days=i) for i in range(args.days - 1, -1, -1)], zone))
-        chunks = sum(len(p.energy_chunks) for p in plans)
-        left = (api.PLANT_ENERGY.per_day or 0) - poller.budget.calls_today(api.PLANT_ENERGY.path)
-        if chunks > left:
-            raise BackfillError(f"plant/energy allows {api.PLANT_ENERGY.per_day} calls a day and {max(0, left)} are "
-                                f"left; {args.days} day(s) of {len(plans)} plant(s) need {chunks}: fewer --days, or "
-                                "later")
         progress = Progress(chunks + sum(len(p.days) for p in plans), args.progress)
         influx: list[Any] = []
         pushed: list[Any] = []
@@ -180,15 +184,21 @@ def _call(poller: Any, endpoint: Any, params: dict[str, Any], progress: Progress
     """One history call: waits for its window if it was made a moment ago, fails on an error."""
     verdict = poller.budget.check(endpoint.path, params)
     now = poller.clock.time()
-    if verdict.wait(now) > poller.settings.max_wait:
-        progress.note(f"waiting {verdict.wait(now):.0f} s for {endpoint.path} ({verdict.reason})")
-        poller.clock.sleep(verdict.wait(now))
-    before = len(poller._problems)
+    wait = verdict.wait(now)
+    if wait > poller.settings.window + poller.settings.spacing:  # a daily cap or a long back-off: not now
+        raise BackfillError(f"{endpoint.path} {_shown(params)}: not allowed before {_when(verdict.at)} "
+                            f"({verdict.reason}); run the backfill again then")
+    if wait > poller.settings.max_wait:
+        progress.note(f"waiting {wait:.0f} s for {endpoint.path} ({verdict.reason})")
+        poller.clock.sleep(wait)
     reply = poller.call(endpoint, params)
     if reply is None:
-        problem = poller._problems[-1] if len(poller._problems) > before else "not allowed now"
-        raise BackfillError(f"{endpoint.path} {_shown(params)}: {problem}")
+        raise BackfillError(f"{endpoint.path} {_shown(params)}: {poller.last_problem or 'not allowed now'}")
     return reply
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts)) if ts != float("inf") else "ever"
 
 
 def _shown(params: dict[str, Any]) -> str:

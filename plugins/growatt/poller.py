@@ -269,6 +269,11 @@ class Poller:
         self.last_failed = False
         return reply
 
+    @property
+    def last_problem(self) -> str | None:
+        """Why the last call of this collection gave nothing (None when nothing went wrong)."""
+        return self._problems[-1] if self._problems else None
+
     def _count_error(self, endpoint: str, code: str) -> None:
         with self._lock:
             self.errors[(endpoint, code)] += 1

@@ -152,3 +152,28 @@ def test_days_out_of_range_and_two_outputs_are_config_errors(workdir: Path, grid
     res = servers.run_gridtap(["growatt", "backfill", "--days", "2", "--token", "t" * 32, "--influx-url",
                                "http://127.0.0.1:1", "--influx-db", "x", "--pushgateway", "http://127.0.0.1:2"])
     assert res.returncode == 2 and "one place at a time" in servers.one_error_line(res)
+
+
+def test_backfill_respects_a_spent_daily_cap(workdir: Path, gridtap: str):
+    """Ten plant/energy calls in the last 24 hours (another tool, an earlier run): the backfill
+    says so in one line before spending anything, and exits 1."""
+    import time
+
+    from gridtap.budget import Budget, Limit
+    from gridtap_plugins.growatt import poller
+
+    sim, url = servers.start_simulator("growatt", workdir, "--devices", "min")
+    try:
+        cache = workdir / "cache"
+        budget = Budget(limits={"plant/energy": Limit(per_day=10)},
+                        path=cache / f"{poller.file_stem(url, gsim.DEFAULT_TOKEN)}.budget.json")
+        for i in range(10):
+            assert budget.acquire("plant/energy", {"n": i}).allowed
+        res = servers.run_gridtap(["growatt", "backfill", "--days", "3", "--token", gsim.DEFAULT_TOKEN, "--base-url",
+                                   url, "--cache-dir", str(cache), "--call-spacing", "1s"], timeout=120)
+        assert res.returncode == 1
+        assert "plant/energy allows 10 calls a day and 0 are left" in servers.one_error_line(res)
+        assert [c["endpoint"] for c in calls(url)] == ["plant/list", "device/list"]  # discovery only
+        assert time.time() - budget.next_allowed("plant/energy") < 0  # still capped
+    finally:
+        sim.stop()
