@@ -189,6 +189,9 @@ def base_url(region: str, override: str | None) -> str:
     return url if url.endswith("/") else url + "/"
 
 
+MAX_REPLY = 4 * 1024 * 1024
+
+
 class Client:
     """Makes one call at a time (the scheduler decides which); never retries by itself."""
 
@@ -210,19 +213,25 @@ class Client:
         fields = {k: str(v) for k, v in params.items()}
         try:
             if endpoint.method == "GET":
-                resp = self.session.get(url, params=fields, timeout=self.timeout, allow_redirects=False)
+                resp = self.session.get(url, params=fields, timeout=self.timeout, allow_redirects=False, stream=True)
             else:
-                resp = self.session.post(url, data=fields, timeout=self.timeout, allow_redirects=False)
+                resp = self.session.post(url, data=fields, timeout=self.timeout, allow_redirects=False, stream=True)
+            with resp:
+                if not 200 <= resp.status_code < 300:
+                    reason = f"HTTP {resp.status_code} {resp.reason or ''}".rstrip()
+                    if 300 <= resp.status_code < 400:
+                        reason += f" (redirect to {resp.headers.get('Location', '?')}; wrong region or base_url?)"
+                    raise TransportError(endpoint.path, f"http_{resp.status_code}", reason)
+                body = b""
+                for chunk in resp.iter_content(64 * 1024):
+                    body += chunk
+                    if len(body) > MAX_REPLY:  # a reply is a few kB; never hold an endless one
+                        raise TransportError(endpoint.path, "too_large", f"reply over {MAX_REPLY // 1024 ** 2} MiB")
         except self._requests.Timeout:
             raise TransportError(endpoint.path, "timeout", f"no answer within {self.timeout:g} s") from None
         except self._requests.RequestException as e:
             raise TransportError(endpoint.path, "transport", _reason(e)) from None
-        if not 200 <= resp.status_code < 300:
-            reason = f"HTTP {resp.status_code} {resp.reason or ''}".rstrip()
-            if 300 <= resp.status_code < 400:
-                reason += f" (redirect to {resp.headers.get('Location', '?')}; wrong region or base_url?)"
-            raise TransportError(endpoint.path, f"http_{resp.status_code}", reason)
-        return parse_envelope(endpoint.path, resp.content)
+        return parse_envelope(endpoint.path, body)
 
     def close(self) -> None:
         self.session.close()

@@ -193,3 +193,29 @@ def test_classification_depends_on_the_endpoint():
     assert api.base_url("us", None) == "https://openapi-us.growatt.com/v1/"
     assert api.base_url("eu", "https://example.com") == "https://example.com/v1/"
     assert api.base_url("eu", "http://127.0.0.1:8080/v1") == "http://127.0.0.1:8080/v1/"
+
+
+def test_an_endless_reply_is_cut_off():
+    import threading
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"data\": \"")
+                try:
+                    for _ in range(2000):
+                        conn.sendall(b"x" * 8192)
+                except OSError:
+                    pass
+
+        threading.Thread(target=serve, daemon=True).start()
+        client = api.Client(f"http://127.0.0.1:{port}/v1/", Secret("t"), timeout=5)
+        with pytest.raises(api.TransportError) as t:
+            client.call(api.PLANT_LIST, {})
+    assert t.value.code == "too_large"
