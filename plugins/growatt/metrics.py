@@ -348,6 +348,7 @@ class Options:
     plant_power_unit: str = "kW"  # plant/data current_power
     mix_power_unit: str = "W"     # SPH/MIX pacToGridTotal, pacToUserTotal, pacToLocalLoad
     power_max_age: float = 900.0  # live values older than this are left out
+    stale_power: str = "absent"   # "zero": stale powers are 0 W instead (inverters are off at night)
 
 
 @dataclass
@@ -422,7 +423,9 @@ def device_metrics(reading: DeviceReading, options: Options, now: float, zone: d
     for i, x in reading.values.items():
         f = DEVICE_FIELDS[i]
         if f.rule is Rule.LIVE and not live_ok:
-            continue
+            if options.stale_power != "zero" or f.metric.unit != "watts":
+                continue
+            x = 0.0  # asked for: a night without a reading is 0 W, not a gap
         if f.rule is Rule.TODAY and not today_ok:
             continue
         if f.mix_unit and mix_scale != 1.0:
@@ -447,6 +450,8 @@ def plant_metrics(plant_id: str, record: Mapping[str, Any], options: Options, no
     if power is not None and fresh:
         out.append(PLANT_POWER(v.denoise(power * (1000.0 if options.plant_power_unit == "kW" else 1.0)),
                                plant_id=plant_id))
+    elif power is not None and options.stale_power == "zero":
+        out.append(PLANT_POWER(0.0, plant_id=plant_id))
     # A day's, month's or year's energy is only shown in the period it belongs to.
     then, today = (v.local_date(when, zone) if when is not None else None), v.local_date(now, zone)
     periods = {

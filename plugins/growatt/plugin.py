@@ -47,6 +47,8 @@ class GrowattConfig:
     mix_power_unit: Literal["W", "kW"] = setting("W", help="unit of SPH/MIX grid and load powers")
     power_max_age: Duration = setting(Duration(900.0), help="live values (power, voltage...) older than this "
                                                             "are left out: Growatt repeats the last ones all night")
+    stale_power: Literal["absent", "zero"] = setting(
+        "absent", help="powers older than power_max_age: absent, or zero (0 W at night for dashboards)")
     stale_after: Duration = setting(Duration(3600.0), help="values the API could not refresh for this long are "
                                                            "no longer served")
     discovery_ttl: Duration = setting(Duration(6 * 3600.0), help="how long the plant and device lists are "
@@ -106,7 +108,8 @@ class GrowattPlugin(Plugin):
             discovery_ttl=float(config.discovery_ttl), stale_after=float(config.stale_after),
             plant_id=plant_id, device_sns=tuple(s.strip() for s in config.device_sn if s.strip()),
             timezone=config.timezone,
-            options=m.Options(config.plant_power_unit, config.mix_power_unit, float(config.power_max_age)))
+            options=m.Options(config.plant_power_unit, config.mix_power_unit, float(config.power_max_age),
+                              config.stale_power))
         self.poller = poller.Poller(self.client, settings, Path(cache_dir),
                                     poller.file_stem(root, config.token.reveal()), self.clock,
                                     "" if config.base_url else config.region)

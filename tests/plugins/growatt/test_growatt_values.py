@@ -165,6 +165,14 @@ def test_stale_power_at_night_is_absent_energies_stay():
     assert ("growatt_ac_energy_joules_total", ()) in got
 
 
+def test_stale_powers_can_be_zero_instead():
+    late = dt.datetime(2026, 6, 21, 23, 30, tzinfo=CET).timestamp()
+    got = serve(tlx(), now=late, options=m.Options(stale_power="zero"))
+    assert got[("growatt_ac_power_watts", ())] == 0.0 and got[("growatt_pv_power_watts", ())] == 0.0
+    assert ("growatt_grid_voltage_volts", (("phase", "1"),)) not in got  # only powers become 0
+    assert got[("growatt_ac_energy_joules_total", ())] == 1859.5 * 3.6e6
+
+
 def test_lost_means_stale():
     got = serve(tlx(lost=True))
     assert ("growatt_ac_power_watts", ()) not in got and ("growatt_ac_energy_joules_total", ()) in got
