@@ -29,6 +29,7 @@ from gridtap.errors import InputError
 from gridtap.model import Metric
 
 from . import metrics as m
+from .values import denoise as values_denoise
 
 KEY = b"Growatt"
 
@@ -218,7 +219,7 @@ def record_metrics(record: dict[str, Any], zone: dt.tzinfo | None) -> list[Metri
         scaled = values[name]["scaled"] * scale
         if metric is m.TEMPERATURE and scaled == 0:
             continue  # no such sensor
-        value: float | int = int(scaled) if metric.integer else round(scaled, 6)
+        value: float | int = int(scaled) if metric.integer else values_denoise(scaled)
         out.append(metric(value, **labels, **extra))
     when = dt.datetime.fromisoformat(values["date"]).replace(tzinfo=zone or dt.UTC)
     out.append(m.DATA_TIMESTAMP(when.timestamp(), **labels))
