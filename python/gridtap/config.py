@@ -320,4 +320,30 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(str(path), "the top level must be a mapping of keys")
-    return data
+    return expand_env(data, str(path))
+
+
+_ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(data: Any, path: str, environ: Mapping[str, str] | None = None, where: str = "") -> Any:
+    """``${VAR}`` in every string value (not in keys) replaced by the environment variable, so
+    a token can live in an environment file instead of the config file; ``$${`` is a literal
+    ``${``. An unset variable is a ConfigError naming it and the key."""
+    environ = os.environ if environ is None else environ
+    if isinstance(data, dict):
+        return {k: expand_env(v, path, environ, f"{where}.{k}" if where else str(k)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [expand_env(v, path, environ, f"{where}[{i}]") for i, v in enumerate(data)]
+    if not isinstance(data, str) or "${" not in data:
+        return data
+
+    def value(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name is None:
+            return "${"
+        if name not in environ:
+            raise ConfigError(f"{path}: {where}", f"environment variable {name} is not set (used as ${{{name}}})")
+        return environ[name]
+
+    return _ENV_REF.sub(value, data)

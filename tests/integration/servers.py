@@ -863,3 +863,85 @@ receivers:
         proc.stop()
         raise
     return server
+
+
+# --------------------------------------------------------------------------------------
+# Pushgateway and Prometheus (used by the growatt push tests; any plugin may use them)
+
+
+@dataclass
+class Pushgateway:
+    proc: Proc
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def groups(self) -> list[dict[str, Any]]:
+        """``/api/v1/metrics``: one entry per group, ``labels`` = its grouping key (with ``job``)."""
+        status, _h, body = http_get(self.url + "/api/v1/metrics", timeout=5)
+        assert status == 200, body
+        return json.loads(body)["data"]
+
+
+def start_pushgateway(workdir: Path, timeout: float = 15) -> Pushgateway:
+    """prometheus-pushgateway on a free 127.0.0.1 port, persisting into ``workdir`` (never the
+    Debian default /var/lib/prometheus)."""
+    binary = require("prometheus-pushgateway",
+                     "install the Debian package `prometheus-pushgateway` (tests/setup-and-run.sh)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    proc = spawn("pushgateway", [binary, f"--web.listen-address=127.0.0.1:{port}",
+                                 f"--persistence.file={workdir / 'pushgateway.store'}"], workdir)
+    gateway = Pushgateway(proc, port)
+    try:
+        wait_until(lambda: http_get(gateway.url + "/-/ready", timeout=1)[0] == 200, timeout, "pushgateway /-/ready",
+                   proc)
+    except BaseException:
+        proc.stop()
+        raise
+    return gateway
+
+
+@dataclass
+class Prometheus:
+    proc: Proc
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """Instant query; the ``result`` list (each with ``metric`` labels and ``value``)."""
+        status, _h, body = http_get(self.url + "/api/v1/query?" + urllib.parse.urlencode({"query": expr}), timeout=10)
+        assert status == 200, body
+        doc = json.loads(body)
+        assert doc["status"] == "success", doc
+        return doc["data"]["result"]
+
+
+def start_prometheus(workdir: Path, targets: Sequence[str], honor_labels: bool = True,
+                     timeout: float = 30) -> Prometheus:
+    """Prometheus scraping ``targets`` (HOST:PORT) every second, storage in ``workdir``."""
+    binary = require("prometheus", "install the Debian package `prometheus` (tests/setup-and-run.sh)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    conf = workdir / "prometheus.yml"
+    conf.write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        "scrape_configs:\n  - job_name: gridtap-test\n"
+        f"    honor_labels: {'true' if honor_labels else 'false'}\n"
+        f"    static_configs:\n      - targets: {json.dumps(list(targets))}\n"
+    )
+    proc = spawn("prometheus", [binary, f"--config.file={conf}", f"--storage.tsdb.path={workdir / 'tsdb'}",
+                                f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"], workdir)
+    server = Prometheus(proc, port)
+    try:
+        wait_until(lambda: http_get(server.url + "/-/ready", timeout=1)[0] == 200, timeout, "prometheus /-/ready",
+                   proc)
+    except BaseException:
+        proc.stop()
+        raise
+    return server

@@ -1,0 +1,221 @@
+"""The simulator behaves like the real API where integrations break (limits, verbs, tokens,
+HTML pages), its replies are shaped like the documented ones, and its values move; the client
+turns every way a call can fail into a typed error."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from gridtap.config import Secret
+from gridtap_plugins.growatt import api
+from gridtap_plugins.growatt import simulator as gsim
+
+CET = dt.timezone(dt.timedelta(hours=1))
+NOON = dt.datetime(2026, 6, 21, 12, 2, tzinfo=CET).timestamp()
+
+
+@pytest.fixture
+def sim() -> Iterator[gsim.GrowattSimulator]:
+    s = gsim.GrowattSimulator(manual_clock=True, start=NOON)
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def get(sim, path: str, token: str = gsim.DEFAULT_TOKEN, **params) -> requests.Response:
+    return requests.get(sim.url + path, params=params, headers={"token": token}, timeout=5)
+
+
+def post(sim, path: str, token: str = gsim.DEFAULT_TOKEN, **form) -> requests.Response:
+    return requests.post(sim.url + path, data=form, headers={"token": token}, timeout=5)
+
+
+def test_window_per_endpoint_and_parameters_and_the_daily_cap(sim):
+    assert get(sim, "plant/data", plant_id=4242).json()["error_code"] == 0
+    assert get(sim, "plant/data", plant_id=4242).json() == {"error_code": 10012, "error_msg": "error_frequently_access",
+                                                            "data": ""}
+    assert get(sim, "plant/details", plant_id=4242).json()["error_code"] == 0  # another endpoint
+    sim.advance(300)
+    assert get(sim, "plant/data", plant_id=4242).json()["error_code"] == 0
+    codes = []
+    for _ in range(12):
+        codes.append(get(sim, "plant/list").json()["error_code"])
+        sim.advance(301)
+    assert codes == [0] * 10 + [10012, 10012]  # 10 a day
+    sim.advance(86400 - 11 * 301 + 1)
+    assert get(sim, "plant/list").json()["error_code"] == 0  # the first has left the 24 hours
+
+
+def test_wrong_verb_is_405_and_a_wrong_or_revoked_token_is_10011(sim):
+    r = get(sim, "device/tlx/tlx_last_data", tlx_sn=gsim.DEVICES["min"].sn)
+    assert r.status_code == 405 and r.headers["Allow"] == "POST" and r.text.startswith("<!doctype html>")
+    assert post(sim, "plant/list").status_code == 405
+    assert get(sim, "plant/list", token="nope").json()["error_code"] == 10011
+    sim.revoked = True
+    assert get(sim, "plant/list").json() == {"error_code": 10011, "error_msg": "error_permission_denied", "data": ""}
+    assert get(sim, "nothing/here").status_code == 404
+
+
+def test_html_page_and_min_spacing():
+    sim = gsim.GrowattSimulator(manual_clock=True, start=NOON, html_error=True, min_spacing=3.0)
+    sim.start()
+    try:
+        r = get(sim, "plant/list")
+        assert r.status_code == 200 and "<html>" in r.text and r.headers["Content-Type"] == "text/html"
+        sim.html = None
+        sim.advance(1)
+        assert get(sim, "plant/data", plant_id=4242).json()["error_code"] == 10012  # 1 s after the last call
+        sim.advance(3)
+        assert get(sim, "plant/details", plant_id=4242).json()["error_code"] == 0
+    finally:
+        sim.stop()
+
+
+def test_replies_are_shaped_like_the_documented_ones(sim):
+    tlx = post(sim, "device/tlx/tlx_last_data", tlx_sn=gsim.DEVICES["min"].sn).json()
+    assert set(tlx) == {"data", "device_sn", "datalogger_sn", "error_code", "error_msg"}  # ids beside data
+    d = tlx["data"]
+    assert isinstance(d["pac"], float) and d["eex1Today"] == -0.1 and d["bdc1Soc"] == 0.0
+    assert d["time"] == "2026-06-21 12:00:00" and len(repr(d["pac"])) > 8  # float32 noise
+    mix = post(sim, "device/mix/mix_last_data", mix_sn=gsim.DEVICES["mix"].sn).json()["data"]
+    assert isinstance(mix["ppv"], str) and mix["pacToUserR"] == "" and "epvtoday" in mix and "etogridTotal" in mix
+    assert mix["socText"] == mix["soc"] + "%"
+    inv = get(sim, "device/inverter/last_new_data", device_sn=gsim.DEVICES["inverter"].sn).json()["data"]
+    assert inv["inverterId"] == gsim.DEVICES["inverter"].sn and isinstance(inv["pac"], str) and "powerToday" in inv
+    plant = get(sim, "plant/data", plant_id=4242).json()["data"]
+    assert plant["timezone"] == "GMT+1" and plant["efficiency"] == "" and isinstance(plant["today_energy"], str)
+    devices = get(sim, "device/list", plant_id=4242).json()["data"]
+    assert [x["type"] for x in devices["devices"]] == [7, 5, 1, 3] and devices["count"] == 4
+    power = get(sim, "plant/power", plant_id=4242, date="2026-06-21").json()["data"]
+    assert power["powers"][0]["time"] == "2026-06-21 23:55" and power["powers"][0]["power"] is None  # newest first
+    assert get(sim, "plant/data", plant_id=1).json()["error_code"] == 10002
+    assert get(sim, "device/list", plant_id=1).json()["error_code"] == 10003
+    sim.advance(300)
+    assert post(sim, "device/tlx/tlx_last_data", tlx_sn="NOPE").json()["error_code"] == 10002
+    day = get(sim, "device/inverter/day_energy", device_sn=gsim.DEVICES["inverter"].sn, date="2026-06-20").json()
+    assert isinstance(day["data"], float) and day["device_sn"] == gsim.DEVICES["inverter"].sn
+
+
+def test_values_move_with_the_clock_and_the_night_repeats_the_last_daylight():
+    model = gsim.PlantModel(1.0)
+    dev = gsim.DEVICES["min"]
+    at = lambda h, m=0, day=21: dt.datetime(2026, 6, day, h, m, tzinfo=CET).timestamp()  # noqa: E731
+    noon, later = gsim.min_record(model, dev, at(12)), gsim.min_record(model, dev, at(12, 10))
+    assert noon["pac"] != later["pac"] and later["eacToday"] > noon["eacToday"] > 0
+    assert later["eacTotal"] >= noon["eacTotal"]
+    evening = gsim.min_record(model, dev, at(23))
+    assert evening["time"].startswith("2026-06-21 19:5") and evening["lost"] is True and evening["pac"] > 0
+    assert gsim.min_record(model, dev, at(3, day=22))["time"] == evening["time"]  # all night
+    assert gsim.min_record(model, dev, at(7, day=22))["eacToday"] < 1.0  # a new day begins small
+    sim = gsim.GrowattSimulator(tz_hours=1.0)
+    day = dt.date(2026, 6, 20)
+    total = sum(gsim.device_day_energy(model, d, day) for d in sim._live_devices())
+    assert sim._day_total(day) == pytest.approx(total) and total > 10
+
+
+def test_replay_serves_saved_replies(tmp_path):
+    (tmp_path / "plant_list.mine.json").write_text(json.dumps({"error_code": 0, "data": {"count": 1, "plants": [
+        {"plant_id": 7, "name": "replayed"}]}}))
+    (tmp_path / "device_day_energy.mine.json").write_text(json.dumps({"error_code": 0, "data": 1.5,
+                                                                      "device_sn": "X"}))
+    sim = gsim.GrowattSimulator(replay=tmp_path)
+    sim.start()
+    try:
+        assert get(sim, "plant/list").json()["data"]["plants"][0]["name"] == "replayed"
+        assert get(sim, "device/inverter/day_energy", device_sn="X").json() == {
+            "device_sn": "X", "data": 1.5, "error_code": 0, "error_msg": ""}
+        assert get(sim, "plant/data", plant_id=7).json()["error_code"] == 10001
+    finally:
+        sim.stop()
+    with pytest.raises(Exception, match="not a folder"):
+        gsim.GrowattSimulator(replay=tmp_path / "missing")
+
+
+def test_client_errors_are_typed(sim):
+    client = api.Client(sim.url, Secret(gsim.DEFAULT_TOKEN), timeout=2)
+    assert client.call(api.PLANT_LIST, {}).data["plants"][0]["plant_id"] == 4242
+    with pytest.raises(api.ApiError) as e:
+        client.call(api.PLANT_LIST, {})
+    assert e.value.problem is api.Problem.RATE_LIMITED and e.value.code == "10012"
+    sim.html = 502
+    with pytest.raises(api.TransportError) as t:
+        client.call(api.PLANT_DATA, {"plant_id": 4242})
+    assert t.value.code == "http_502" and "HTTP 502" in str(t.value)
+    wrong = api.Client(sim.url, Secret(gsim.DEFAULT_TOKEN))
+    with pytest.raises(api.TransportError) as t:
+        wrong.call(api.Endpoint("device/tlx/tlx_last_data", "GET"), {"tlx_sn": "x"})  # the wrong verb
+    assert t.value.code == "http_405"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    closed = api.Client(f"http://127.0.0.1:{port}/v1/", Secret("t"), timeout=2)
+    with pytest.raises(api.TransportError) as t:
+        closed.call(api.PLANT_LIST, {})
+    assert t.value.code == "transport" and "refused" in str(t.value)
+
+
+def test_silent_server_is_a_timeout():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        client = api.Client(f"http://127.0.0.1:{port}/v1/", Secret("t"), timeout=0.5)
+        with pytest.raises(api.TransportError) as t:
+            client.call(api.PLANT_LIST, {})
+    assert t.value.code == "timeout" and "0.5 s" in str(t.value)
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    (b"<html>login</html>", "not_json"), (b"[]", "not_json"), (b'{"error_code": "x"}', "not_json"),
+    (b'{"data": 1}', "not_json"), (b"\xff\xfe", "not_json"),
+])
+def test_envelope_problems(body, code):
+    with pytest.raises(api.TransportError) as t:
+        api.parse_envelope("plant/list", body)
+    assert t.value.code == code
+
+
+def test_classification_depends_on_the_endpoint():
+    assert api.classify("device/list", 10003) is api.Problem.NOT_FOUND
+    assert api.classify("device/list", 10002) is api.Problem.SERVER  # "plant id empty" there
+    assert api.classify("plant/data", 10002) is api.Problem.NOT_FOUND
+    assert api.classify("device/tlx/tlxSet", 10012) is api.Problem.SERVER  # "device does not exist" on settings
+    assert api.classify("plant/list", -1) is api.Problem.NEW_DOMAIN
+    assert api.classify("plant/list", 10013) is api.Problem.BAD_REQUEST
+    assert api.base_url("us", None) == "https://openapi-us.growatt.com/v1/"
+    assert api.base_url("eu", "https://example.com") == "https://example.com/v1/"
+    assert api.base_url("eu", "http://127.0.0.1:8080/v1") == "http://127.0.0.1:8080/v1/"
+
+
+def test_an_endless_reply_is_cut_off():
+    import threading
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"data\": \"")
+                try:
+                    for _ in range(2000):
+                        conn.sendall(b"x" * 8192)
+                except OSError:
+                    pass
+
+        threading.Thread(target=serve, daemon=True).start()
+        client = api.Client(f"http://127.0.0.1:{port}/v1/", Secret("t"), timeout=5)
+        with pytest.raises(api.TransportError) as t:
+            client.call(api.PLANT_LIST, {})
+    assert t.value.code == "too_large"
