@@ -226,17 +226,18 @@ def build(schema: type, prefix: str, *layers: tuple[Mapping[str, Any], bool]) ->
 
 
 def env_layer(plugin: str, schema: type, environ: Mapping[str, str] | None = None,
-              aliases: Mapping[str, str] | None = None) -> dict[str, str]:
+              aliases: Mapping[str, str] | None = None, extra_keys: tuple[str, ...] = ()) -> dict[str, str]:
     """``GRIDTAP_<PLUGIN>_<KEY>`` variables that name a key of ``schema``.
 
     ``aliases`` maps other variable names to keys (the replaced exporter's ``ISG_URL``, say),
     so an existing environment file keeps working; ``GRIDTAP_*`` wins where both are set.
     A ``GRIDTAP_<PLUGIN>_*`` variable that names no key is a ConfigError (with a suggestion):
     a typo in an environment file must not be ignored while the same typo in YAML is refused.
+    ``extra_keys`` are keys the caller handles itself (a device's ``interval``).
     """
     environ = os.environ if environ is None else environ
     out: dict[str, str] = {}
-    names = [f.name for f in dataclasses.fields(schema)]
+    names = [f.name for f in dataclasses.fields(schema)] + list(extra_keys)
     for var, key in (aliases or {}).items():
         if key not in names:
             raise ValueError(f"env alias {var} names no setting {key!r}")

@@ -92,7 +92,10 @@ def device_spec(
         name = plugin_cls.name
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise ConfigError(f"{where}.name", f"expected a short name of letters, digits, _.:-, got {name!r}")
+    from_env = config.env_layer(plugin_cls.name, plugin_cls.config_schema, env, plugin_cls.env_aliases,
+                                extra_keys=("interval",))
     interval = raw.pop("interval", None)
+    interval = from_env.pop("interval", interval)  # GRIDTAP_<PLUGIN>_INTERVAL, like every other key
     if flags and flags.get("interval") is not None:
         interval = flags["interval"]
     if interval is None:
@@ -102,7 +105,7 @@ def device_spec(
     except ValueError as e:
         raise ConfigError(f"{where}.interval", str(e)) from None
     layers: list[tuple[Mapping[str, Any], bool]] = [(raw, False)]
-    layers.append((config.env_layer(plugin_cls.name, plugin_cls.config_schema, env, plugin_cls.env_aliases), True))
+    layers.append((from_env, True))
     if flags:
         layers.append(({k: v for k, v in flags.items() if k != "interval" and v is not None}, True))
     settings = config.build(plugin_cls.config_schema, where, *layers)

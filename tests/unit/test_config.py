@@ -152,3 +152,18 @@ def test_env_aliases_of_the_replaced_exporter_and_gridtap_wins() -> None:
     assert config.env_layer("isg", Schema, env, {"ISG_URL": "url"}) == {"url": "http://old"}
     env["GRIDTAP_ISG_URL"] = "http://new"
     assert config.env_layer("isg", Schema, env, {"ISG_URL": "url"}) == {"url": "http://new"}
+
+
+def test_the_interval_has_an_environment_variable_too() -> None:
+    from gridtap import devices, plugin
+
+    cls = plugin.load("intergas")
+    spec = devices.device_spec(cls, {"port": "/dev/ttyUSB0"}, where="intergas", default_interval=None,
+                               env={"GRIDTAP_INTERGAS_INTERVAL": "30s"})
+    assert spec.interval == 30.0
+    spec = devices.device_spec(cls, {"port": "/dev/ttyUSB0"}, where="intergas", default_interval=None,
+                               env={"GRIDTAP_INTERGAS_INTERVAL": "30s"}, flags={"interval": "5s"})
+    assert spec.interval == 5.0  # a flag still wins
+    with pytest.raises(ConfigError, match="intergas.interval"):
+        devices.device_spec(cls, {"port": "/dev/ttyUSB0"}, where="intergas", default_interval=None,
+                            env={"GRIDTAP_INTERGAS_INTERVAL": "soon"})
