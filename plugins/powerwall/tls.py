@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import re
 import socket
 import ssl
@@ -24,6 +25,8 @@ from gridtap.errors import ConfigError
 
 DEFAULT_PORT = 443
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL)
+#: One label of a host name (RFC 1123; ``_`` too, as home routers hand such names out).
+_LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class Address:
             host, port_text = raw.split(":")
         if not host:
             raise ConfigError(key, f"no host in {raw!r}, {example}")
+        _check_host(host, bracketed=raw.startswith("["), raw=raw, key=key)
         port = DEFAULT_PORT
         if port_text or raw.endswith(":"):
             if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
@@ -72,6 +76,25 @@ class Address:
 
     def __str__(self) -> str:
         return self.netloc
+
+
+def _check_host(host: str, *, bracketed: bool, raw: str, key: str) -> None:
+    """ConfigError unless ``host`` is an IP address or a host name: anything else would reach the
+    URL as it is (``gw@other`` is a request to ``other``, ``gw?x`` one to another path)."""
+    if bracketed or ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ConfigError(key, f"{host!r} is not an IPv6 address (in {raw!r}); write HOST:PORT, "
+                                   "[IPv6]:PORT or a bare IPv6 address") from None
+        if "%" in host:
+            raise ConfigError(key, f"an IPv6 zone ({host!r}) is not supported: use the gateway's IPv4 address "
+                                   "or a global IPv6 address")
+        return
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    if len(host) > 253 or not all(_LABEL.match(label) for label in labels):
+        raise ConfigError(key, f"{host!r} is not a host name or IP address (letters, digits, - and . only; an "
+                               "international name in its xn-- form)")
 
 
 def fingerprint(der: bytes) -> str:

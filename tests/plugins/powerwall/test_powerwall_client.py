@@ -233,7 +233,12 @@ def test_unknown_sni_is_refused_by_the_simulator_like_the_gateway(sim, make_plug
 
 
 @pytest.mark.parametrize("address", ["", "https://10.0.0.5", "10.0.0.5/api", "10.0.0.5:0", "10.0.0.5:99999",
-                                     "[::1", ":443"])
+                                     "[::1", ":443",
+                                     # each of these used to reach requests: an "unexpected InvalidURL", or
+                                     # worse a request to another host (gw@x) or path (gw?x, gw#x)
+                                     "10.0.0.5 443", "gw host", "10.0.0.5:443:1", "gw@evil.example", "gw?x", "gw#x",
+                                     "gw%20", "a..b", "-gw.local", "gw-.local", "ｇｗ", "[10.0.0.5]", "[fe80::1%eth0]",
+                                     "[::1]:8443x", "gw:44 3"])
 def test_bad_gateway_address_is_a_config_error(sim, make_plugin, address):
     with pytest.raises(ConfigError, match="gateway_address"):
         make_plugin(sim, gateway_address=address)
@@ -244,6 +249,9 @@ def test_address_forms():
     assert tls.Address.parse("teg.local:8443").base_url == "https://teg.local:8443"
     assert tls.Address.parse("[fe80::1]:8443") == tls.Address("fe80::1", 8443)
     assert tls.Address.parse("[fe80::1]").base_url == "https://[fe80::1]"
+    assert tls.Address.parse("fe80::1") == tls.Address("fe80::1", 443)  # a bare IPv6 address has no port
+    assert tls.Address.parse(" teg_gw.local. ") == tls.Address("teg_gw.local.", 443)
+    assert tls.Address.parse("TEG-123:0443") == tls.Address("TEG-123", 443)
 
 
 def test_login_failure_without_backoff_still_once_per_collection(sim, make_plugin, monkeypatch):
