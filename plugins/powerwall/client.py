@@ -14,12 +14,16 @@ Rules (spec 2.3, 5, 6; where we do better than the seed exporter it says so):
   ``retry_interval``, as the seed does, but within **one budget of ``retry_timeout`` per
   collection** rather than per request. Any HTTP answer is final. A certificate that does
   not match the pinned one is never retried: it fails closed at once.
+* ``timeout`` covers a request's whole answer, body included, as the seed's does (requests'
+  own timeout is per socket read: a link that passes a byte now and then would hold the
+  collection for ever), and an answer is read up to :data:`MAX_ANSWER` bytes.
 * The token may be kept in a 0600 state file, so a restart costs no login (spec 2.3).
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import logging
 import os
@@ -28,12 +32,13 @@ import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import InsecureRequestWarning
 
@@ -49,6 +54,9 @@ log = logging.getLogger("gridtap.powerwall")
 BACKOFF_FIRST = 300.0
 BACKOFF_MAX = 3600.0
 _KDF_ROUNDS = 100_000
+#: The longest answer read: the largest real one (system_status of two batteries) is ~6 KB.
+MAX_ANSWER = 1 << 20
+_CHUNK = 64 * 1024
 
 
 class NetworkError(DeviceError):
@@ -70,6 +78,20 @@ class ApiError(Exception):
         super().__init__(f"{endpoint}: {message}")
         self.endpoint = endpoint
         self.status = status
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One HTTP answer, read whole (the names are requests.Response's)."""
+
+    status_code: int
+    reason: str
+    headers: Mapping[str, str]
+    content: bytes
+
+
+class _Overdue(TimeoutError):
+    """The whole answer did not arrive within the request's timeout."""
 
 
 @dataclass
@@ -123,6 +145,8 @@ def _describe(exc: BaseException) -> str:
     e: BaseException | None = exc
     while e is not None and id(e) not in seen:
         seen.add(id(e))
+        if isinstance(e, http.client.IncompleteRead):
+            return "the answer was cut short"
         if isinstance(e, ConnectionRefusedError):
             return "connection refused"
         if isinstance(e, ConnectionResetError):
@@ -133,8 +157,8 @@ def _describe(exc: BaseException) -> str:
             return e.strerror.lower()
         reason = getattr(e, "reason", None)
         nxt = reason if isinstance(reason, BaseException) else None
-        if nxt is None and e.args and isinstance(e.args[0], BaseException):
-            nxt = e.args[0]
+        if nxt is None:  # urllib3's ProtocolError("Connection broken: ...", IncompleteRead(...))
+            nxt = next((a for a in e.args if isinstance(a, BaseException)), None)
         e = nxt or e.__cause__ or e.__context__
     text = str(exc)
     if "RemoteDisconnected" in text or "Remote end closed" in text:
@@ -200,7 +224,9 @@ class PowerwallClient:
         self.session.trust_env = False  # never an HTTPS_PROXY or .netrc between us and the gateway
         self.session.cookies.set_policy(_NoCookies())
         self.session.mount("https://", _GatewayAdapter(server_name, self.pinned_sha256))
-        self.session.headers.update({"Accept": "application/json", "User-Agent": "gridtap-powerwall"})
+        # identity: what arrives is what is counted against MAX_ANSWER (the gateway does not compress)
+        self.session.headers.update({"Accept": "application/json", "Accept-Encoding": "identity",
+                                     "User-Agent": "gridtap-powerwall"})
         if not self.pinned_sha256:
             warnings.simplefilter("ignore", InsecureRequestWarning)  # said once, in words, by the plugin
         self._restore()
@@ -272,7 +298,7 @@ class PowerwallClient:
         return Collection()
 
     def _send(self, method: str, path: str, ctx: Collection, *, token: str | None = None,
-              body: dict[str, Any] | None = None) -> requests.Response:
+              body: dict[str, Any] | None = None) -> Answer:
         """One request with the seed's network retries (within the collection's budget)."""
         url = f"{self.address.base_url}/api/{path}"
         headers = {"Cookie": f"AuthCookie={token}"} if token else {}
@@ -280,20 +306,22 @@ class PowerwallClient:
             t0 = self.clock()
             try:
                 resp = self.session.request(method, url, headers=headers, json=body, timeout=self.timeout,
-                                            allow_redirects=False)
-                resp.content  # noqa: B018 - the whole body inside the try: a drop mid-body is a network error
+                                            allow_redirects=False, stream=True)
+                answer = Answer(resp.status_code, resp.reason or "", resp.headers,
+                                self._read_body(resp, path, t0 + self.timeout))
             except requests.exceptions.SSLError as e:
                 if _is_fingerprint_mismatch(e):
                     self.requests["tls"] += 1
                     raise CertificateChanged(self._changed_message()) from None
                 error: BaseException = e
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
-                error = e
+            except (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException,
+                    OSError) as e:
+                error = e  # refused, reset, timed out (also _Overdue), cut short: no answer
             else:
-                self.requests[str(resp.status_code)] += 1
-                log.debug("powerwall: %s %s -> %d (%s)", method, url, resp.status_code,
-                          "(sensitive)" if path.startswith("login/") else f"{len(resp.content)} bytes")
-                return resp
+                self.requests[str(answer.status_code)] += 1
+                log.debug("powerwall: %s %s -> %d (%s)", method, url, answer.status_code,
+                          "(sensitive)" if path.startswith("login/") else f"{len(answer.content)} bytes")
+                return answer
             self.requests["network"] += 1
             if ctx.retry_started is None:
                 ctx.retry_started = t0
@@ -306,6 +334,39 @@ class PowerwallClient:
             log.debug("powerwall: %s %s: %s; retrying", method, url, reason)
             self.sleep(max(0.0, min(self.retry_interval - (self.clock() - t0),
                                     self.retry_timeout - (self.clock() - ctx.retry_started))))
+
+    def _read_body(self, resp: requests.Response, path: str, deadline: float) -> bytes:
+        """The whole body by ``deadline`` (else _Overdue), at most MAX_ANSWER bytes (else ApiError).
+
+        Each socket read waits only for what is left of the timeout. The connection goes back to
+        the pool only when the body was read to its end; otherwise it is closed.
+        """
+        raw = resp.raw
+        parts: list[bytes] = []
+        size = 0
+        done = False
+        try:
+            while True:
+                left = deadline - self.clock()
+                if left <= 0:
+                    raise _Overdue("timed out")
+                sock = getattr(raw.connection, "sock", None)
+                if sock is not None:
+                    sock.settimeout(left)
+                chunk = raw.read1(_CHUNK)
+                if not chunk:
+                    done = True
+                    return b"".join(parts)
+                size += len(chunk)
+                if size > MAX_ANSWER:
+                    raise ApiError(path, f"answered more than {MAX_ANSWER >> 20} MiB: not the gateway's API?",
+                                   resp.status_code)
+                parts.append(chunk)
+        finally:
+            if done:
+                raw.release_conn()
+            else:
+                resp.close()
 
     def _changed_message(self) -> str:
         presented = ""
@@ -343,7 +404,7 @@ class PowerwallClient:
             return self._document(endpoint, resp)
 
     @staticmethod
-    def _auth_failure(resp: requests.Response) -> str:
+    def _auth_failure(resp: Answer) -> str:
         error, message = _error_fields(resp)
         return f"authentication failed ({resp.status_code} {error or 'no reason given'}: {message})".replace(": )", ")")
 
@@ -352,7 +413,7 @@ class PowerwallClient:
             self.token = None
             self._save()
 
-    def _document(self, endpoint: str, resp: requests.Response) -> Any:
+    def _document(self, endpoint: str, resp: Answer) -> Any:
         if resp.status_code == 429:
             raise self._rate_limited(resp)
         if not 200 <= resp.status_code < 300:
@@ -428,7 +489,7 @@ class PowerwallClient:
         self._save()
         log.debug("powerwall: logged in to %s", where)
 
-    def _rate_limited(self, resp: requests.Response) -> BackingOff:
+    def _rate_limited(self, resp: Answer) -> BackingOff:
         retry_after = resp.headers.get("Retry-After", "")
         at_least = float(retry_after) if retry_after.isdigit() else 0.0
         error, _message = _error_fields(resp)
@@ -440,7 +501,7 @@ class PowerwallClient:
         self.session.close()
 
 
-def _error_fields(resp: requests.Response) -> tuple[str, str]:
+def _error_fields(resp: Answer) -> tuple[str, str]:
     """The ``error`` and ``message`` of a gateway error body ("", "" when there are none)."""
     try:
         doc = json.loads(resp.content.decode("utf-8")) if resp.content else None

@@ -12,15 +12,17 @@
   logins within ``--lockout-window`` every login is answered 429 for ``--lockout-time``.
 * Faults: revoke every token, stop the sitemaster (502 with an empty body), answer logins 404
   like a Powerwall 3 (``--powerwall3``), drop every connection for N seconds (a gateway off
-  Wi-Fi: reset, or ``silent`` = accept and never answer), rotate the certificate.
+  Wi-Fi: reset, or ``silent`` = accept and never answer), send answers a byte at a time (a
+  link that barely works), rotate the certificate.
 * Counters for tests: requests per path, login attempts by result, SNI names seen.
 
 Control: in-process through :class:`PowerwallSimulator`'s methods, or over plain HTTP on a
 loopback port (``--control HOST:PORT``): ``GET /counters``, ``GET /certificate``, ``POST /control``
 with a JSON object of ``revoke``, ``revoke_on`` (an endpoint: revoke when it is next asked for),
 ``sitemaster`` (running|stopped), ``drop`` (seconds), ``drop_mode`` (reset|silent), ``drop_on``
-(an endpoint: drop for ``drop`` seconds when it is next asked for), ``rotate_cert``,
-``powerwall3``, ``rate_limit`` (seconds), ``password``; ``POST /reset`` zeroes the counters.
+(an endpoint: drop for ``drop`` seconds when it is next asked for), ``trickle`` (seconds
+between the bytes of an answer's body; 0 ends it), ``rotate_cert``, ``powerwall3``,
+``rate_limit`` (seconds), ``password``; ``POST /reset`` zeroes the counters.
 """
 
 from __future__ import annotations
@@ -135,6 +137,8 @@ class PowerwallSimulator:
         self.sitemaster_running = True
         self.drop_until = 0.0
         self.drop_mode = "reset"
+        #: Seconds between the bytes of every answer body (0: the body at once).
+        self.trickle = 0.0
         #: Endpoint whose next request first revokes every token (a token expiring mid-collection).
         self.revoke_on: str | None = None
         #: Endpoint whose next request first starts a drop of this many seconds (Wi-Fi lost mid-collection).
@@ -260,6 +264,8 @@ class PowerwallSimulator:
             self.powerwall3 = bool(cmd["powerwall3"])
         if "password" in cmd:
             self.password = str(cmd["password"])
+        if "trickle" in cmd:
+            self.trickle = float(cmd["trickle"])
         if cmd.get("rate_limit"):
             self.rate_limit(float(cmd["rate_limit"]))
         if cmd.get("rotate_cert"):
@@ -445,7 +451,12 @@ class _GatewayHandler(BaseHTTPRequestHandler):
             self.send_header("Set-Cookie" if k.startswith("Set-Cookie") else k, v)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        if not sim.trickle:
+            self.wfile.write(data)
+            return
+        for i in range(len(data)):
+            self.wfile.write(data[i:i + 1])
+            time.sleep(sim.trickle)
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         self._handle("GET")

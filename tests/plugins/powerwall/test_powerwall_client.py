@@ -306,3 +306,65 @@ def test_network_errors_in_few_words():
 
 def test_device_error_types():
     assert issubclass(BackingOff, DeviceError) and issubclass(CertificateChanged, DeviceError)
+
+
+def _collect_within(plugin, seconds: float):
+    """plugin.collect() on a thread: (what it returned or raised, seconds it took); fails if it hangs."""
+    import threading
+
+    result: list = []
+    t0 = time.monotonic()
+
+    def run():
+        try:
+            result.append(plugin.collect())
+        except Exception as e:  # noqa: BLE001 - handed to the test
+            result.append(e)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"collect() still running after {seconds}s"
+    return result[0], time.monotonic() - t0
+
+
+def test_an_answer_that_trickles_in_times_out_like_a_drop(sim, make_plugin):
+    """The timeout covers the whole answer, as the seed's does: a link that passes a byte now and
+    then (a 355-byte /api/status at 5 bytes/s) used to hold the collection - and a --once run, deaf
+    to SIGTERM - for minutes, serving the previous reading all along."""
+    plugin = make_plugin(sim, timeout="1s")
+    plugin.collect()
+    sim.trickle = 0.2
+    outcome, took = _collect_within(plugin, 10)
+    assert isinstance(outcome, NetworkError) and "timed out" in str(outcome), outcome
+    assert took < 3
+    sim.trickle = 0
+    assert names(plugin.collect()) >= FULL  # the pool holds no half-read connection
+
+
+def test_an_answer_cut_short_is_said_in_words(sim, make_plugin):
+    import threading
+
+    plugin = make_plugin(sim)
+    plugin.collect()
+    sim.trickle = 0.01  # slow enough that the connection goes while the body is on its way
+    threading.Timer(0.5, sim.close_connections).start()
+    outcome, _ = _collect_within(plugin, 10)
+    assert isinstance(outcome, NetworkError), outcome
+    assert str(outcome).endswith("GET /api/status: the answer was cut short"), outcome
+
+
+def test_an_endless_answer_is_refused_with_bounded_memory(sim, make_plugin, monkeypatch):
+    plugin = make_plugin(sim)
+    original = sim.answer
+
+    def huge(method, path, headers, body):
+        if path == "/api/networks":
+            return 200, b"[" + b" " * (3 << 20) + b"]", {}
+        return original(method, path, headers, body)
+
+    monkeypatch.setattr(sim, "answer", huge)
+    metrics = plugin.collect()
+    ok = ok_endpoints(metrics)
+    assert ok["networks"] == 0 and ok["status"] == 1
+    assert names(metrics) >= FULL - {"powerwall_network_enabled"}
