@@ -53,6 +53,9 @@ log = logging.getLogger("gridtap.powerwall")
 #: First back-off after a rejected login / 429 / unsupported gateway, and its ceiling.
 BACKOFF_FIRST = 300.0
 BACKOFF_MAX = 3600.0
+#: Steps of the doubling beyond which the wait is at BACKOFF_MAX anyway (and 2**step stays small).
+_MAX_STEP = 16
+BACKOFF_KINDS = ("rejected", "rate_limited", "unsupported")
 _KDF_ROUNDS = 100_000
 #: The longest answer read: the largest real one (system_status of two batteries) is ~6 KB.
 MAX_ANSWER = 1 << 20
@@ -243,12 +246,11 @@ class PowerwallClient:
             self.token = token
             logs.register_secret(token)
             log.debug("powerwall: reusing the token kept in %s", self.store.path)
-        b = data.get("backoff")
-        if isinstance(b, dict) and isinstance(b.get("until"), int | float) and b["until"] > self.wall():
-            same_password = b.get("password") == self.store.password_check(self._password)
-            if b.get("kind") != "rejected" or same_password:
-                self.backoff = Backoff(float(b["until"]), str(b.get("message", "")), str(b.get("kind", "")),
-                                       int(b.get("step", 1)))
+        backoff = _kept_backoff(data.get("backoff"), self.wall())
+        if backoff is not None:
+            same_password = data["backoff"].get("password") == self.store.password_check(self._password)
+            if backoff.kind != "rejected" or same_password:
+                self.backoff = backoff
                 log.debug("powerwall: back-off kept in %s: %s", self.store.path, self.backoff.message)
 
     def _save(self) -> None:
@@ -280,8 +282,8 @@ class PowerwallClient:
 
     def _start_backoff(self, kind: str, describe: Callable[[str], str], at_least: float = 0.0) -> BackingOff:
         previous = self.backoff
-        step = previous.step + 1 if previous is not None and previous.kind == kind else 1
-        wait = max(at_least, min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (step - 1)))
+        step = min(previous.step + 1, _MAX_STEP) if previous is not None and previous.kind == kind else 1
+        wait = min(BACKOFF_MAX, max(at_least, BACKOFF_FIRST * 2 ** (step - 1)))
         until = self.wall() + wait
         stamp = time.strftime("%H:%M:%SZ", time.gmtime(until))
         self.backoff = Backoff(until, describe(stamp), kind, step)
@@ -399,9 +401,11 @@ class PowerwallClient:
                 if resp.status_code in (401, 403):
                     self._forget_token()
                     raise ApiError(endpoint, self._auth_failure(resp), resp.status_code)
-            if resp.status_code == 429:
-                raise self._rate_limited(resp)
-            return self._document(endpoint, resp)
+            doc = self._document(endpoint, resp)
+            # A good answer with the token: a back-off that has ended (a 429, say) is over, and the
+            # next one starts at 5 minutes again. (/api/status needs no login, so it proves nothing.)
+            self._clear_backoff()
+            return doc
 
     @staticmethod
     def _auth_failure(resp: Answer) -> str:
@@ -499,6 +503,21 @@ class PowerwallClient:
 
     def close(self) -> None:
         self.session.close()
+
+
+def _kept_backoff(kept: Any, now: float) -> Backoff | None:
+    """The back-off a state file holds, if it is well-formed and still in force (else None: the
+    file is a cache, and what does not make sense in it is ignored)."""
+    if not isinstance(kept, dict):
+        return None
+    until, kind, step, message = kept.get("until"), kept.get("kind"), kept.get("step", 1), kept.get("message", "")
+    if isinstance(until, bool) or not isinstance(until, int | float) or not now < until <= now + BACKOFF_MAX:
+        return None
+    if kind not in BACKOFF_KINDS or not isinstance(message, str):
+        return None
+    if isinstance(step, bool) or not isinstance(step, int) or not 1 <= step <= _MAX_STEP:
+        return None
+    return Backoff(float(until), message, kind, step)
 
 
 def _error_fields(resp: Answer) -> tuple[str, str]:

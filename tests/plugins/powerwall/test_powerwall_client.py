@@ -368,3 +368,72 @@ def test_an_endless_answer_is_refused_with_bounded_memory(sim, make_plugin, monk
     ok = ok_endpoints(metrics)
     assert ok["networks"] == 0 and ok["status"] == 1
     assert names(metrics) >= FULL - {"powerwall_network_enabled"}
+
+
+@pytest.mark.parametrize("kept", [
+    {"backoff": {"until": time.time() + 100, "kind": "rate_limited", "step": "x"}},
+    {"backoff": {"until": time.time() + 100, "kind": "rate_limited", "step": True}},
+    {"backoff": {"until": time.time() + 100, "kind": "nonsense"}},
+    {"backoff": {"until": 9e9, "kind": "rate_limited"}},  # years away: no back-off is that long
+    {"backoff": {"until": "soon", "kind": "rate_limited"}},
+    {"backoff": {"until": 9e9, "kind": "rate_limited", "step": 10**400}},
+    {"backoff": {"until": float("inf"), "kind": "rate_limited"}},
+    {"backoff": {"until": 9e9, "kind": ["rate_limited"], "message": {"a": 1}}},
+    {"backoff": [1, 2]},
+    {"token": 5, "salt": 7},
+    {"token": "", "salt": None},
+])
+def test_a_broken_state_file_is_started_afresh(sim, make_plugin, tmp_path, kept):
+    """A state file is a cache: what does not make sense in it is ignored (a traceback at start
+    before), and the gateway is read as if it were not there."""
+    state_file = tmp_path / "state" / "powerwall.json"
+    state_file.parent.mkdir(parents=True)
+    state_file.write_text(json.dumps({"address": sim.address, "email": "powerwall_exporter@example.org", **kept})
+                          .replace("Infinity", "1e999"))
+    plugin = make_plugin(sim)
+    assert plugin.client.backoff is None
+    assert names(plugin.collect()) >= FULL
+    assert sim.counters()["logins"] == {"ok": 1}
+
+
+def test_the_backoff_stops_growing_at_its_ceiling(sim, make_plugin):
+    """Every hour of a wrong password is one more step; after ~1000 of them (six weeks) 2**step
+    overflowed a float, the error escaped the back-off and a login went out every collection."""
+    sim.password = "the-real-one"
+    plugin = make_plugin(sim)
+    plugin.client.backoff = pwclient.Backoff(time.time() - 1, "old", "rejected", step=5000)
+    with pytest.raises(BackingOff):
+        plugin.collect()
+    assert plugin.client.backoff_remaining() == pytest.approx(pwclient.BACKOFF_MAX, abs=2)
+    with pytest.raises(BackingOff):
+        plugin.collect()
+    assert sim.counters()["logins"] == {"bad": 1}
+
+
+def test_a_backoff_ends_with_the_first_good_answer(sim, make_plugin, monkeypatch):
+    """A 429 on a data endpoint, then good answers without a login: the back-off is over, so the
+    next 429 waits 5 minutes again, not 10 (and /status no longer carries it)."""
+    plugin = make_plugin(sim)
+    plugin.collect()
+    original = sim.answer
+    limited = [True]
+
+    def sometimes_429(method, path, headers, body):
+        if path == "/api/operation" and limited[0]:
+            return 429, json.dumps({"code": 429, "error": "Api Limit reached for this endpoint"}).encode(), {}
+        return original(method, path, headers, body)
+
+    monkeypatch.setattr(sim, "answer", sometimes_429)
+    offset = [0.0]
+    plugin.client.wall = lambda: time.time() + offset[0]
+    with pytest.raises(BackingOff, match="429"):
+        plugin.collect()
+    limited[0] = False
+    offset[0] += 301
+    assert names(plugin.collect()) >= FULL
+    assert plugin.client.backoff is None
+    limited[0] = True
+    with pytest.raises(BackingOff):
+        plugin.collect()
+    assert plugin.client.backoff_remaining() == pytest.approx(300, abs=2)
+    assert sim.counters()["logins"] == {"ok": 1}
