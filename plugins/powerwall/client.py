@@ -104,7 +104,6 @@ class Collection:
     login_attempted: bool = False
     login_error: str = ""
     retry_started: float | None = None
-    logins: int = 0
 
 
 @dataclass
@@ -439,7 +438,6 @@ class PowerwallClient:
             raise ApiError("login", ctx.login_error or "not logged in (the login of this collection failed)",
                            None)
         ctx.login_attempted = True
-        ctx.logins += 1
         body = {"username": "customer", "email": self.email, "password": self._password, "force_sm_off": False}
         try:
             resp = self._send("POST", "login/Basic", ctx, body=body)

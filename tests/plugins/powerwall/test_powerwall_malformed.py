@@ -139,12 +139,14 @@ def test_go_duration_round_trip(h, mins, secs, frac):
 
 
 @pytest.mark.parametrize("text,seconds", [("1m20s", 80), ("500ms", 0.5), ("0", 0), ("-1.5h", -5400),
-                                          ("1h2m3.5s", 3723.5), ("300us", 0.0003), ("2µs", 2e-6)])
+                                          ("1h2m3.5s", 3723.5), ("300us", 0.0003), ("2µs", 2e-6), ("1.s", 1),
+                                          (".5m", 30), ("2562047h", 2562047 * 3600)])
 def test_go_duration_forms(text, seconds):
     assert m.parse_go_duration(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["", "5d12h10.07s", "1.5", "h", "1hh", "1 h", "s1"])
+@pytest.mark.parametrize("text", ["", "5d12h10.07s", "1.5", "h", "1hh", "1 h", "s1", ".s", "-", "2562048h",
+                                  "9" * 400 + "h"])  # the last two: longer than Go's int64 nanoseconds
 def test_go_duration_refuses_what_go_refuses(text):
     with pytest.raises(ValueError):
         m.parse_go_duration(text)
