@@ -102,10 +102,11 @@ def fingerprint(der: bytes) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
-def shown_fingerprint(hex_digest: str) -> str:
-    """A fingerprint as people compare them: ``AB:CD:...`` (the first 8 bytes are enough to tell)."""
+def shown_fingerprint(hex_digest: str, whole: bool = False) -> str:
+    """A fingerprint as browsers show it, ``AB:CD:...``: ``whole`` where a person checks it
+    (fetchcert), else the first 8 bytes (enough to tell two apart in a log line)."""
     pairs = [hex_digest[i:i + 2].upper() for i in range(0, len(hex_digest), 2)]
-    return ":".join(pairs[:8]) + ":..."
+    return ":".join(pairs) if whole else ":".join(pairs[:8]) + ":..."
 
 
 def load_pinned(path: str, key: str = "tls_cert_file") -> bytes:
