@@ -257,10 +257,11 @@ class PowerwallPlugin(Plugin):
             flag, eq, value = arg.partition("=")
             if flag in ("--config.file", "--log.style"):
                 seed_style = True
-                if not eq and i + 1 < len(rest):
-                    i += 1
-                    value = rest[i]
-                out += ["--config" if flag == "--config.file" else "--log-format", value]
+                ours = "--config" if flag == "--config.file" else "--log-format"
+                if eq:
+                    out += [ours, value]
+                else:  # the value is the next argument; without one, argparse says so
+                    out.append(ours)
             elif arg == "--debug":
                 seed_style = True
                 out += ["--log-level", "debug"]
