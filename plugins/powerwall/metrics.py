@@ -79,10 +79,13 @@ SITEMASTER_BUSY = _gauge("sitemaster_busy", "Present (1) while the gateway shoul
                          integer=True, display=_diag("Busy: {reason}", binary="running", enabled=False))
 PROBLEMS = _gauge("problems_detected", "Problems the gateway reports (/api/troubleshooting/problems)",
                   integer=True, display=Display(name="Problems", diagnostic=True))
+#: What a battery holds is HA's energy_storage, a measurement: a "total" energy sensor would be
+#: offered to HA's Energy dashboard as if it were a flow.
+_STORED = {"unit": "kWh", "precision": 2, "device_class": "energy_storage", "state_class": "measurement"}
 FULL_PACK = _gauge("full_pack_joules", "Usable capacity of all batteries (nominal_full_pack_energy)", "joules",
-                   display=Display(name="Battery capacity", unit="kWh", precision=2, state_class="total"))
+                   display=Display(name="Battery capacity", diagnostic=True, **_STORED))
 REMAINING = _gauge("remaining_joules", "Energy stored in all batteries (nominal_energy_remaining)", "joules",
-                   display=Display(name="Battery energy", unit="kWh", precision=2, state_class="total"))
+                   display=Display(name="Battery energy", **_STORED))
 ISLAND_STATE = _gauge("island_state", "Grid connection state (label state: SystemGridConnected, "
                       "SystemIslandedActive, SystemTransitionToGrid, ...); always 1", labels=("state",),
                       integer=True, display=_diag("Island state {state}", binary="", enabled=False))
@@ -93,11 +96,10 @@ BATTERY_INFO = MetricDef(P + "battery_info", "A battery block: serial, part numb
                          display=Display(name="Battery {serial}", diagnostic=True))
 _B = ("serial",)
 BATTERY_FULL_PACK = _gauge("battery_full_pack_joules", "Usable capacity of one battery", "joules", _B,
-                           display=Display(name="Battery {serial} capacity", unit="kWh", precision=2,
-                                           state_class="total", enabled=False))
+                           display=Display(name="Battery {serial} capacity", diagnostic=True, enabled=False,
+                                           **_STORED))
 BATTERY_REMAINING = _gauge("battery_remaining_joules", "Energy stored in one battery", "joules", _B,
-                           display=Display(name="Battery {serial} energy", unit="kWh", precision=2,
-                                           state_class="total", enabled=False))
+                           display=Display(name="Battery {serial} energy", enabled=False, **_STORED))
 BATTERY_VOLTS = _gauge("battery_output_volts", "Battery inverter AC voltage (v_out)", "volts", _B,
                        display=_diag("Battery {serial} voltage", unit="V", precision=1))
 BATTERY_AMPERES = _gauge("battery_output_amperes", "Battery inverter AC current (i_out; + = discharging)",

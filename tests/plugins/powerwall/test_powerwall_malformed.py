@@ -178,3 +178,21 @@ def test_every_metric_says_how_a_person_reads_it():
     assert energy.unit == "kWh" and energy.state_class == "total_increasing" and energy.name == "Battery energy in"
     assert m.EXPORTED.display.for_labels({"category": "solar"}).name == "Solar production"
     assert m.APP_CHARGE.display.unit == "%" and m.APP_CHARGE.display.device_class == "battery"
+
+
+def test_stored_energy_is_energy_storage_not_an_energy_dashboard_candidate():
+    """HA offers every energy sensor with state_class total(_increasing) to its Energy dashboard;
+    what a battery holds is ``energy_storage`` / ``measurement`` (only counters are flows)."""
+    from gridtap.model import Kind, display_of
+
+    stored = [d for d in m.ALL if d.unit == "joules" and d.kind is Kind.GAUGE]
+    assert {d.name for d in stored} == {"powerwall_full_pack_joules", "powerwall_remaining_joules",
+                                        "powerwall_battery_full_pack_joules", "powerwall_battery_remaining_joules"}
+    for d in stored:
+        shown = display_of(d, {"serial": "x"})
+        assert (shown.device_class, shown.state_class, shown.unit) == ("energy_storage", "measurement", "kWh"), d.name
+    for d in m.ALL:
+        for category in ("site", "battery", "load", "solar", "busway"):
+            shown = display_of(d, {"category": category})
+            if shown.state_class in ("total", "total_increasing"):
+                assert d.kind is Kind.COUNTER, d.name
