@@ -51,8 +51,8 @@ class PowerwallConfig:
     timeout: Duration = setting(Duration(2.0), help="time to wait for one HTTP request")
     retry_interval: Duration = setting(Duration(1.0), help="time between retries after a network error")
     retry_timeout: Duration | None = setting(
-        None, help="keep retrying network errors this long per collection (e.g. 60s for a flaky Wi-Fi); unset: "
-                   "no retries")
+        None, help="keep retrying network errors this long per collection (e.g. 10s for a flaky Wi-Fi; below the "
+                   "interval, as the last reading stays published meanwhile); unset: no retries")
     token_file: str | None = setting(
         None, help="state file that keeps the login token across restarts (default: gridtap's state folder, "
                    "$GRIDTAP_STATE_DIR/powerwall/<device>.json); none: memory only")

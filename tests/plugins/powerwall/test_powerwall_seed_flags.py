@@ -38,3 +38,13 @@ def test_a_seed_flag_without_its_value_is_one_line(argv, tmp_path):
     res = subprocess.run([*GRIDTAP, "run", "powerwall", *argv], capture_output=True, timeout=60, cwd=tmp_path)
     err = res.stderr.decode()
     assert res.returncode == 2 and err.count("\n") == 1 and "expected one argument" in err, err
+
+
+def test_the_sample_config_retries_less_than_an_interval():
+    """While a collection retries, the previous reading stays published: the sample must not
+    teach a retry budget longer than the interval (it had 30 s against 15 s)."""
+    from gridtap import devices
+    from tests.conftest import ROOT
+
+    found = devices.load_device(PowerwallPlugin, config_path=str(ROOT / "plugins" / "powerwall" / "powerwall.yaml"))
+    assert float(found.spec.settings.retry_timeout) < found.spec.interval
