@@ -562,7 +562,7 @@ def networks_metrics(doc: Any) -> list[Metric]:
                                  reason=_text(iface, "state_reason", where) or ""))
         signal = _number(iface, "signal_strength", where)
         if signal:
-            out.append(NETWORK_SIGNAL(int(signal) if signal.is_integer() else signal, **labels))
+            out.append(NETWORK_SIGNAL(round(signal), **labels))  # an integer field, whatever the gateway writes
     return out
 
 

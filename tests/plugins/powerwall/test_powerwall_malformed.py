@@ -116,7 +116,7 @@ json_values = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=False
                                                                                          max_size=6), max_leaves=20)
 KEYS = ["percentage", "version", "up_time_seconds", "battery_blocks", "PackageSerialNumber", "instant_power",
         "energy_exported", "iface_network_info", "network_name", "Cached_readings", "connection", "problems",
-        "real_mode", "running", "can_reboot"]
+        "real_mode", "running", "can_reboot", "signal_strength", "commission_count"]
 shaped = st.recursive(json_values, lambda inner: st.dictionaries(st.sampled_from(KEYS), inner, max_size=6) |
                       st.lists(st.dictionaries(st.sampled_from(KEYS), inner, max_size=6), max_size=3), max_leaves=25)
 
@@ -130,6 +130,15 @@ def test_any_json_gives_samples_or_a_document_error(endpoint, doc):
         return
     for s in samples:
         assert s.value == s.value  # never NaN
+        if s.definition.integer:  # an integer field in line protocol: a float would change its type
+            assert isinstance(s.value, int), s
+
+
+def test_a_fractional_signal_strength_stays_an_integer_field():
+    doc = [{"network_name": "wifi", "interface": "WifiType",
+            "iface_network_info": {"network_name": "wifi", "signal_strength": 57.6}}]
+    (signal,) = [s for s in m.networks_metrics(doc) if s.name == "powerwall_network_signal_strength"]
+    assert signal.value == 58 and isinstance(signal.value, int)
 
 
 @given(h=st.integers(0, 10**6), mins=st.integers(0, 59), secs=st.integers(0, 59), frac=st.integers(0, 10**9 - 1))
