@@ -399,6 +399,9 @@ class _HttpsServer(ThreadingHTTPServer):
                 sock.close()
             raise OSError("dropped")  # socketserver ignores a failed get_request
         assert sim._context is not None
+        # Headers and body leave in two writes: without NODELAY, Nagle holds the body until the
+        # client's delayed ACK of the headers, ~40 ms per answer (a real gateway answers in a few).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         tls = sim._context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         return tls, addr
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -120,3 +121,16 @@ def test_simulator_process_prints_ready_and_stops_on_sigterm(tmp_path):
     finally:
         proc.terminate()
         assert proc.wait(10) == 0
+
+
+def test_the_simulator_answers_without_nagle_delays(sim, make_plugin):
+    """Headers and body are two writes; with Nagle on, each answer waited for the client's delayed
+    ACK (~40 ms: 460 ms per collection of ~10 requests; a real gateway answers in a few ms)."""
+    plugin = make_plugin(sim)
+    plugin.collect()
+    took = []
+    for _ in range(5):
+        t0 = time.monotonic()
+        plugin.collect()
+        took.append(time.monotonic() - t0)
+    assert sorted(took)[2] < 0.25, took
