@@ -6,6 +6,10 @@ Rules (spec 2.3, 5, 6; where we do better than the seed exporter it says so):
 * No token yet: log in before the first authenticated request. A 401/403 answer: forget the
   token, log in once more and repeat that request once. **At most one login attempt per
   collection** (the seed could make 14 with a wrong password and so reach the 429 lockout).
+* An endpoint that refuses a token fresh from a login which other endpoints accept (a 403
+  "User does not have adequate access rights") refuses the *account*, not the token: it is
+  remembered, its 401/403 is its answer, and it never costs a login again until it accepts
+  one. A gateway that refuses its fresh token everywhere starts a back-off.
 * A 404 is an answer, never a reason to log in (older clients re-logged in on the vitals 404).
 * A rejected password, a 429 or a 404 on the login itself (a Powerwall 3) starts a back-off:
   no request at all until it ends, at least 5 minutes, doubling up to an hour while it
@@ -55,7 +59,7 @@ BACKOFF_FIRST = 300.0
 BACKOFF_MAX = 3600.0
 #: Steps of the doubling beyond which the wait is at BACKOFF_MAX anyway (and 2**step stays small).
 _MAX_STEP = 16
-BACKOFF_KINDS = ("rejected", "rate_limited", "unsupported")
+BACKOFF_KINDS = ("rejected", "rate_limited", "unsupported", "refused")
 _KDF_ROUNDS = 100_000
 #: The longest answer read: the largest real one (system_status of two batteries) is ~6 KB.
 MAX_ANSWER = 1 << 20
@@ -104,6 +108,9 @@ class Collection:
     login_attempted: bool = False
     login_error: str = ""
     retry_started: float | None = None
+    #: Endpoints that refused the token of this collection's login; whether one accepted it.
+    fresh_refused: set[str] = field(default_factory=set)
+    fresh_accepted: bool = False
 
 
 @dataclass
@@ -220,6 +227,8 @@ class PowerwallClient:
         self.backoff: Backoff | None = None
         self.requests: Counter[str] = Counter()
         self.logins: Counter[str] = Counter()
+        #: Endpoints that refused a token other endpoints accepted: their 401/403 is no reason to log in.
+        self.refusing: set[str] = set()
         self._lock = threading.Lock()
         self.session = requests.Session()
         self.session.verify = False  # see _GatewayAdapter: SNI, and the pin when there is one
@@ -390,21 +399,49 @@ class PowerwallClient:
             if self.token is None:
                 self._login(ctx)
             resp = self._send("GET", endpoint, ctx, token=self.token)
-            if resp.status_code in (401, 403):
-                self._forget_token()
-                if ctx.login_attempted:  # one login per collection, whatever happens
-                    raise ApiError(endpoint, self._auth_failure(resp), resp.status_code)
+            # With a token from this collection's login there is no second login; for an endpoint
+            # known to refuse tokens that work elsewhere, a login would not help.
+            if resp.status_code in (401, 403) and not ctx.login_attempted and endpoint not in self.refusing:
                 log.debug("powerwall: %s answered %d: logging in again", endpoint, resp.status_code)
+                self._forget_token()
                 self._login(ctx)
                 resp = self._send("GET", endpoint, ctx, token=self.token)
-                if resp.status_code in (401, 403):
-                    self._forget_token()
-                    raise ApiError(endpoint, self._auth_failure(resp), resp.status_code)
+            if resp.status_code in (401, 403):
+                if ctx.login_attempted:
+                    ctx.fresh_refused.add(endpoint)
+                    self._note_refusals(ctx)
+                raise ApiError(endpoint, self._auth_failure(resp), resp.status_code)
             doc = self._document(endpoint, resp)
+            self.refusing.discard(endpoint)
+            if ctx.login_attempted:
+                ctx.fresh_accepted = True
+                self._note_refusals(ctx)
             # A good answer with the token: a back-off that has ended (a 429, say) is over, and the
             # next one starts at 5 minutes again. (/api/status needs no login, so it proves nothing.)
             self._clear_backoff()
             return doc
+
+    def _note_refusals(self, ctx: Collection) -> None:
+        """Endpoints that refused a fresh token another endpoint took refuse the account, not the token.
+
+        Only then: were they marked on their own, a token revoked right after its login could
+        leave every endpoint marked, and a dead token would never be replaced.
+        """
+        if ctx.fresh_accepted and ctx.fresh_refused:
+            self.refusing |= ctx.fresh_refused
+            ctx.fresh_refused.clear()
+
+    def finish_collection(self, ctx: Collection) -> None:
+        """BackingOff when this collection's login gave a token that every endpoint refused: the
+        next collection would log in again, and the next, on the way to the gateway's lockout."""
+        if not ctx.login_attempted or ctx.fresh_accepted or not ctx.fresh_refused:
+            return
+        with self._lock:
+            refused = ", ".join(sorted(ctx.fresh_refused))
+            raise self._start_backoff("refused", lambda until: (
+                f"gateway {self.address} accepted the login but refuses its token ({refused}): is the "
+                f"account locked out of the local API (its web page may want an update or a click)? "
+                f"No new login before {until}"))
 
     @staticmethod
     def _auth_failure(resp: Answer) -> str:

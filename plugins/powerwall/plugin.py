@@ -174,6 +174,7 @@ class PowerwallPlugin(Plugin):
                 ok[endpoint], failures[endpoint] = 0, str(e)
             except m.DocumentError as e:
                 ok[endpoint], failures[endpoint] = 0, f"{endpoint}: unexpected answer: {e}"
+        c.finish_collection(ctx)
         self._report(failures, duplicates)
         if not any(ok.values()):
             raise DeviceError("; ".join(dict.fromkeys(failures.values())))

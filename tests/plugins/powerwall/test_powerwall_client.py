@@ -437,3 +437,62 @@ def test_a_backoff_ends_with_the_first_good_answer(sim, make_plugin, monkeypatch
         plugin.collect()
     assert plugin.client.backoff_remaining() == pytest.approx(300, abs=2)
     assert sim.counters()["logins"] == {"ok": 1}
+
+
+def _refusing(sim, monkeypatch, *paths: str, status: int = 403) -> list[str]:
+    """The simulator answering ``paths`` with a refusal whatever the token (a role without access);
+    the list of the refused requests."""
+    original = sim.answer
+    refused: list[str] = []
+    body = json.dumps({"code": status, "error": "User does not have adequate access rights",
+                       "message": "Forbidden"}).encode()
+
+    def answer(method, path, headers, data):
+        if path in paths:
+            refused.append(path)
+            return status, body, {}
+        return original(method, path, headers, data)
+
+    monkeypatch.setattr(sim, "answer", answer)
+    return refused
+
+
+@pytest.mark.parametrize("path", ["/api/troubleshooting/problems", "/api/system_status/soe"])
+def test_an_endpoint_that_refuses_every_token_costs_no_logins_and_nothing_else(sim, make_plugin, monkeypatch, path):
+    """A 403 on one endpoint (a gateway answers "User does not have adequate access rights") used
+    to throw the token away: every later endpoint of the collection failed "not logged in", and
+    every collection cost a login - 5760 a day at 15 s, the way to the 429 lockout."""
+    asked = _refusing(sim, monkeypatch, path)
+    plugin = make_plugin(sim)
+    for _ in range(3):
+        ok = ok_endpoints(plugin.collect())
+        assert ok.pop(path.removeprefix("/api/")) == 0
+        assert set(ok.values()) == {1}, ok
+    assert sim.counters()["logins"] == {"ok": 1}
+    assert asked == [path] * 3  # still asked (it may be allowed again), once each time
+
+
+def test_a_token_revoked_after_a_refusing_endpoint_still_costs_one_relogin(sim, make_plugin, monkeypatch):
+    _refusing(sim, monkeypatch, "/api/troubleshooting/problems")
+    plugin = make_plugin(sim)
+    plugin.collect()
+    sim.control({"revoke_on": "system_status"})
+    ok = ok_endpoints(plugin.collect())
+    assert ok.pop("troubleshooting/problems") == 0 and set(ok.values()) == {1}, ok
+    assert sim.counters()["logins"] == {"ok": 2}
+
+
+def test_a_gateway_that_refuses_its_own_fresh_token_everywhere_is_a_backoff(sim, make_plugin, monkeypatch):
+    """Logins succeed but every endpoint refuses the token: without a back-off that is a login per
+    collection for ever."""
+    _refusing(sim, monkeypatch, *(f"/api/{e}" for e in ("system_status/soe", "operation", "sitemaster",
+                                                       "troubleshooting/problems", "system_status",
+                                                       "meters/aggregates", "networks")), status=401)
+    plugin = make_plugin(sim)
+    with pytest.raises(BackingOff) as e:
+        plugin.collect()
+    assert "refuses" in str(e.value) and sim.address in str(e.value)
+    for _ in range(3):
+        with pytest.raises(BackingOff):
+            plugin.collect()
+    assert sim.counters()["logins"] == {"ok": 1}
