@@ -251,27 +251,39 @@ class PowerwallSimulator:
         return time.monotonic() < self.drop_until
 
     def control(self, cmd: dict[str, Any]) -> None:
+        """Apply a control request (see the module doc); ValueError naming the key for a bad one,
+        before anything is changed."""
+        unknown = set(cmd) - CONTROLS
+        if unknown:
+            raise ValueError(f"unknown control {sorted(unknown)[0]!r} (have {', '.join(sorted(CONTROLS))})")
+        seconds = {k: _seconds(k, cmd[k]) for k in ("drop", "trickle", "rate_limit") if k in cmd}
+        for key in ("revoke_on", "drop_on", "password"):
+            if key in cmd and not isinstance(cmd[key], str):
+                raise ValueError(f"{key}: expected a string")
+        if cmd.get("sitemaster", "running") not in ("running", "stopped"):
+            raise ValueError("sitemaster: expected running or stopped")
+        if cmd.get("drop_mode", "reset") not in ("reset", "silent"):
+            raise ValueError("drop_mode: expected reset or silent")
         if cmd.get("revoke"):
             self.revoke_tokens()
         if cmd.get("revoke_on"):
-            self.revoke_on = str(cmd["revoke_on"])
+            self.revoke_on = cmd["revoke_on"]
         if cmd.get("drop_on"):
-            self.drop_on = (str(cmd["drop_on"]), float(cmd.get("drop", 1.0)))
-            cmd = {k: v for k, v in cmd.items() if k != "drop"}
+            self.drop_on = (cmd["drop_on"], seconds.pop("drop", 1.0))
         if "sitemaster" in cmd:
             self.set_sitemaster(cmd["sitemaster"] == "running")
         if "powerwall3" in cmd:
             self.powerwall3 = bool(cmd["powerwall3"])
         if "password" in cmd:
-            self.password = str(cmd["password"])
-        if "trickle" in cmd:
-            self.trickle = float(cmd["trickle"])
-        if cmd.get("rate_limit"):
-            self.rate_limit(float(cmd["rate_limit"]))
+            self.password = cmd["password"]
+        if "trickle" in seconds:
+            self.trickle = seconds["trickle"]
+        if seconds.get("rate_limit"):
+            self.rate_limit(seconds["rate_limit"])
         if cmd.get("rotate_cert"):
             self.rotate_certificate()
-        if cmd.get("drop"):
-            self.drop(float(cmd["drop"]), str(cmd.get("drop_mode", "reset")))
+        if seconds.get("drop"):
+            self.drop(seconds["drop"], cmd.get("drop_mode", "reset"))
 
     # --- answers ---------------------------------------------------------------------
     def answer(self, method: str, path: str, headers: Any, body: bytes) -> tuple[int, bytes, dict[str, str]]:
@@ -366,6 +378,16 @@ class PowerwallSimulator:
 
 def _json(doc: Any) -> bytes:
     return json.dumps(doc).encode()
+
+
+CONTROLS = {"revoke", "revoke_on", "sitemaster", "drop", "drop_mode", "drop_on", "trickle", "rotate_cert",
+            "powerwall3", "rate_limit", "password"}
+
+
+def _seconds(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 86400:
+        raise ValueError(f"{key}: expected seconds (a number from 0 to 86400), got {value!r}")
+    return float(value)
 
 
 def _login_fields(content_type: str, body: bytes) -> dict[str, Any]:
@@ -509,7 +531,11 @@ class _ControlHandler(BaseHTTPRequestHandler):
         if self.path == "/reset":
             self.server.sim.reset_counters()
         elif self.path == "/control" and isinstance(cmd, dict):
-            self.server.sim.control(cmd)
+            try:
+                self.server.sim.control(cmd)
+            except ValueError as e:
+                self._reply(400, {"error": str(e)})
+                return
         else:
             self._reply(404, {"error": "POST /control or /reset"})
             return

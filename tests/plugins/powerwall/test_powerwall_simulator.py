@@ -134,3 +134,32 @@ def test_the_simulator_answers_without_nagle_delays(sim, make_plugin):
         plugin.collect()
         took.append(time.monotonic() - t0)
     assert sorted(took)[2] < 0.25, took
+
+
+@pytest.mark.parametrize("command,problem", [
+    ({"drop": "abc"}, "drop: expected seconds"),
+    ({"trickle": None}, "trickle: expected seconds"),
+    ({"rate_limit": -1}, "rate_limit: expected seconds"),
+    ({"sitemaster": 5}, "sitemaster: expected running or stopped"),
+    ({"drop_mode": "sideways", "drop": 1}, "drop_mode"),
+    ({"revoke_on": ["status"]}, "revoke_on: expected a string"),
+    ({"dorp": 1}, "unknown control 'dorp'"),
+])
+def test_a_bad_control_request_is_a_400_naming_the_key(command, problem):
+    """It used to drop the connection and print a traceback on the simulator's stderr."""
+    import urllib.error
+    import urllib.request
+
+    from gridtap_plugins.powerwall.simulator import PowerwallSimulator
+
+    sim = PowerwallSimulator("127.0.0.1", 0, "pw", control=("127.0.0.1", 0))
+    sim.start()
+    try:
+        request = urllib.request.Request(f"{sim.control_url}/control", data=json.dumps(command).encode(),
+                                         method="POST")
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(request, timeout=5)
+        assert e.value.code == 400 and problem in json.loads(e.value.read())["error"]
+        assert sim.drop_until == 0 and sim.trickle == 0 and sim.sitemaster_running  # nothing was applied
+    finally:
+        sim.stop()
