@@ -6,6 +6,10 @@ Rules (spec 2.3, 5, 6; where we do better than the seed exporter it says so):
 * No token yet: log in before the first authenticated request. A 401/403 answer: forget the
   token, log in once more and repeat that request once. **At most one login attempt per
   collection** (the seed could make 14 with a wrong password and so reach the 429 lockout).
+* An endpoint that refuses a token fresh from a login which other endpoints accept (a 403
+  "User does not have adequate access rights") refuses the *account*, not the token: it is
+  remembered, its 401/403 is its answer, and it never costs a login again until it accepts
+  one. A gateway that refuses its fresh token everywhere starts a back-off.
 * A 404 is an answer, never a reason to log in (older clients re-logged in on the vitals 404).
 * A rejected password, a 429 or a 404 on the login itself (a Powerwall 3) starts a back-off:
   no request at all until it ends, at least 5 minutes, doubling up to an hour while it
@@ -14,12 +18,16 @@ Rules (spec 2.3, 5, 6; where we do better than the seed exporter it says so):
   ``retry_interval``, as the seed does, but within **one budget of ``retry_timeout`` per
   collection** rather than per request. Any HTTP answer is final. A certificate that does
   not match the pinned one is never retried: it fails closed at once.
+* ``timeout`` covers a request's whole answer, body included, as the seed's does (requests'
+  own timeout is per socket read: a link that passes a byte now and then would hold the
+  collection for ever), and an answer is read up to :data:`MAX_ANSWER` bytes.
 * The token may be kept in a 0600 state file, so a restart costs no login (spec 2.3).
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import logging
 import os
@@ -28,12 +36,13 @@ import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import InsecureRequestWarning
 
@@ -48,7 +57,13 @@ log = logging.getLogger("gridtap.powerwall")
 #: First back-off after a rejected login / 429 / unsupported gateway, and its ceiling.
 BACKOFF_FIRST = 300.0
 BACKOFF_MAX = 3600.0
+#: Steps of the doubling beyond which the wait is at BACKOFF_MAX anyway (and 2**step stays small).
+_MAX_STEP = 16
+BACKOFF_KINDS = ("rejected", "rate_limited", "unsupported", "refused")
 _KDF_ROUNDS = 100_000
+#: The longest answer read: the largest real one (system_status of two batteries) is ~6 KB.
+MAX_ANSWER = 1 << 20
+_CHUNK = 64 * 1024
 
 
 class NetworkError(DeviceError):
@@ -72,6 +87,20 @@ class ApiError(Exception):
         self.status = status
 
 
+@dataclass(frozen=True)
+class Answer:
+    """One HTTP answer, read whole (the names are requests.Response's)."""
+
+    status_code: int
+    reason: str
+    headers: Mapping[str, str]
+    content: bytes
+
+
+class _Overdue(TimeoutError):
+    """The whole answer did not arrive within the request's timeout."""
+
+
 @dataclass
 class Collection:
     """Per-collection bookkeeping: the one login attempt and the one retry budget."""
@@ -79,7 +108,9 @@ class Collection:
     login_attempted: bool = False
     login_error: str = ""
     retry_started: float | None = None
-    logins: int = 0
+    #: Endpoints that refused the token of this collection's login; whether one accepted it.
+    fresh_refused: set[str] = field(default_factory=set)
+    fresh_accepted: bool = False
 
 
 @dataclass
@@ -123,6 +154,8 @@ def _describe(exc: BaseException) -> str:
     e: BaseException | None = exc
     while e is not None and id(e) not in seen:
         seen.add(id(e))
+        if isinstance(e, http.client.IncompleteRead):
+            return "the answer was cut short"
         if isinstance(e, ConnectionRefusedError):
             return "connection refused"
         if isinstance(e, ConnectionResetError):
@@ -133,8 +166,8 @@ def _describe(exc: BaseException) -> str:
             return e.strerror.lower()
         reason = getattr(e, "reason", None)
         nxt = reason if isinstance(reason, BaseException) else None
-        if nxt is None and e.args and isinstance(e.args[0], BaseException):
-            nxt = e.args[0]
+        if nxt is None:  # urllib3's ProtocolError("Connection broken: ...", IncompleteRead(...))
+            nxt = next((a for a in e.args if isinstance(a, BaseException)), None)
         e = nxt or e.__cause__ or e.__context__
     text = str(exc)
     if "RemoteDisconnected" in text or "Remote end closed" in text:
@@ -194,13 +227,17 @@ class PowerwallClient:
         self.backoff: Backoff | None = None
         self.requests: Counter[str] = Counter()
         self.logins: Counter[str] = Counter()
+        #: Endpoints that refused a token other endpoints accepted: their 401/403 is no reason to log in.
+        self.refusing: set[str] = set()
         self._lock = threading.Lock()
         self.session = requests.Session()
         self.session.verify = False  # see _GatewayAdapter: SNI, and the pin when there is one
         self.session.trust_env = False  # never an HTTPS_PROXY or .netrc between us and the gateway
         self.session.cookies.set_policy(_NoCookies())
         self.session.mount("https://", _GatewayAdapter(server_name, self.pinned_sha256))
-        self.session.headers.update({"Accept": "application/json", "User-Agent": "gridtap-powerwall"})
+        # identity: what arrives is what is counted against MAX_ANSWER (the gateway does not compress)
+        self.session.headers.update({"Accept": "application/json", "Accept-Encoding": "identity",
+                                     "User-Agent": "gridtap-powerwall"})
         if not self.pinned_sha256:
             warnings.simplefilter("ignore", InsecureRequestWarning)  # said once, in words, by the plugin
         self._restore()
@@ -217,12 +254,11 @@ class PowerwallClient:
             self.token = token
             logs.register_secret(token)
             log.debug("powerwall: reusing the token kept in %s", self.store.path)
-        b = data.get("backoff")
-        if isinstance(b, dict) and isinstance(b.get("until"), int | float) and b["until"] > self.wall():
-            same_password = b.get("password") == self.store.password_check(self._password)
-            if b.get("kind") != "rejected" or same_password:
-                self.backoff = Backoff(float(b["until"]), str(b.get("message", "")), str(b.get("kind", "")),
-                                       int(b.get("step", 1)))
+        backoff = _kept_backoff(data.get("backoff"), self.wall())
+        if backoff is not None:
+            same_password = data["backoff"].get("password") == self.store.password_check(self._password)
+            if backoff.kind != "rejected" or same_password:
+                self.backoff = backoff
                 log.debug("powerwall: back-off kept in %s: %s", self.store.path, self.backoff.message)
 
     def _save(self) -> None:
@@ -254,8 +290,8 @@ class PowerwallClient:
 
     def _start_backoff(self, kind: str, describe: Callable[[str], str], at_least: float = 0.0) -> BackingOff:
         previous = self.backoff
-        step = previous.step + 1 if previous is not None and previous.kind == kind else 1
-        wait = max(at_least, min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (step - 1)))
+        step = min(previous.step + 1, _MAX_STEP) if previous is not None and previous.kind == kind else 1
+        wait = min(BACKOFF_MAX, max(at_least, BACKOFF_FIRST * 2 ** (step - 1)))
         until = self.wall() + wait
         stamp = time.strftime("%H:%M:%SZ", time.gmtime(until))
         self.backoff = Backoff(until, describe(stamp), kind, step)
@@ -272,7 +308,7 @@ class PowerwallClient:
         return Collection()
 
     def _send(self, method: str, path: str, ctx: Collection, *, token: str | None = None,
-              body: dict[str, Any] | None = None) -> requests.Response:
+              body: dict[str, Any] | None = None) -> Answer:
         """One request with the seed's network retries (within the collection's budget)."""
         url = f"{self.address.base_url}/api/{path}"
         headers = {"Cookie": f"AuthCookie={token}"} if token else {}
@@ -280,20 +316,22 @@ class PowerwallClient:
             t0 = self.clock()
             try:
                 resp = self.session.request(method, url, headers=headers, json=body, timeout=self.timeout,
-                                            allow_redirects=False)
-                resp.content  # noqa: B018 - the whole body inside the try: a drop mid-body is a network error
+                                            allow_redirects=False, stream=True)
+                answer = Answer(resp.status_code, resp.reason or "", resp.headers,
+                                self._read_body(resp, path, t0 + self.timeout))
             except requests.exceptions.SSLError as e:
                 if _is_fingerprint_mismatch(e):
                     self.requests["tls"] += 1
                     raise CertificateChanged(self._changed_message()) from None
                 error: BaseException = e
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
-                error = e
+            except (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException,
+                    OSError) as e:
+                error = e  # refused, reset, timed out (also _Overdue), cut short: no answer
             else:
-                self.requests[str(resp.status_code)] += 1
-                log.debug("powerwall: %s %s -> %d (%s)", method, url, resp.status_code,
-                          "(sensitive)" if path.startswith("login/") else f"{len(resp.content)} bytes")
-                return resp
+                self.requests[str(answer.status_code)] += 1
+                log.debug("powerwall: %s %s -> %d (%s)", method, url, answer.status_code,
+                          "(sensitive)" if path.startswith("login/") else f"{len(answer.content)} bytes")
+                return answer
             self.requests["network"] += 1
             if ctx.retry_started is None:
                 ctx.retry_started = t0
@@ -306,6 +344,39 @@ class PowerwallClient:
             log.debug("powerwall: %s %s: %s; retrying", method, url, reason)
             self.sleep(max(0.0, min(self.retry_interval - (self.clock() - t0),
                                     self.retry_timeout - (self.clock() - ctx.retry_started))))
+
+    def _read_body(self, resp: requests.Response, path: str, deadline: float) -> bytes:
+        """The whole body by ``deadline`` (else _Overdue), at most MAX_ANSWER bytes (else ApiError).
+
+        Each socket read waits only for what is left of the timeout. The connection goes back to
+        the pool only when the body was read to its end; otherwise it is closed.
+        """
+        raw = resp.raw
+        parts: list[bytes] = []
+        size = 0
+        done = False
+        try:
+            while True:
+                left = deadline - self.clock()
+                if left <= 0:
+                    raise _Overdue("timed out")
+                sock = getattr(raw.connection, "sock", None)
+                if sock is not None:
+                    sock.settimeout(left)
+                chunk = raw.read1(_CHUNK)
+                if not chunk:
+                    done = True
+                    return b"".join(parts)
+                size += len(chunk)
+                if size > MAX_ANSWER:
+                    raise ApiError(path, f"answered more than {MAX_ANSWER >> 20} MiB: not the gateway's API?",
+                                   resp.status_code)
+                parts.append(chunk)
+        finally:
+            if done:
+                raw.release_conn()
+            else:
+                resp.close()
 
     def _changed_message(self) -> str:
         presented = ""
@@ -328,22 +399,52 @@ class PowerwallClient:
             if self.token is None:
                 self._login(ctx)
             resp = self._send("GET", endpoint, ctx, token=self.token)
-            if resp.status_code in (401, 403):
-                self._forget_token()
-                if ctx.login_attempted:  # one login per collection, whatever happens
-                    raise ApiError(endpoint, self._auth_failure(resp), resp.status_code)
+            # With a token from this collection's login there is no second login; for an endpoint
+            # known to refuse tokens that work elsewhere, a login would not help.
+            if resp.status_code in (401, 403) and not ctx.login_attempted and endpoint not in self.refusing:
                 log.debug("powerwall: %s answered %d: logging in again", endpoint, resp.status_code)
+                self._forget_token()
                 self._login(ctx)
                 resp = self._send("GET", endpoint, ctx, token=self.token)
-                if resp.status_code in (401, 403):
-                    self._forget_token()
-                    raise ApiError(endpoint, self._auth_failure(resp), resp.status_code)
-            if resp.status_code == 429:
-                raise self._rate_limited(resp)
-            return self._document(endpoint, resp)
+            if resp.status_code in (401, 403):
+                if ctx.login_attempted:
+                    ctx.fresh_refused.add(endpoint)
+                    self._note_refusals(ctx)
+                raise ApiError(endpoint, self._auth_failure(resp), resp.status_code)
+            doc = self._document(endpoint, resp)
+            self.refusing.discard(endpoint)
+            if ctx.login_attempted:
+                ctx.fresh_accepted = True
+                self._note_refusals(ctx)
+            # A good answer with the token: a back-off that has ended (a 429, say) is over, and the
+            # next one starts at 5 minutes again. (/api/status needs no login, so it proves nothing.)
+            self._clear_backoff()
+            return doc
+
+    def _note_refusals(self, ctx: Collection) -> None:
+        """Endpoints that refused a fresh token another endpoint took refuse the account, not the token.
+
+        Only then: were they marked on their own, a token revoked right after its login could
+        leave every endpoint marked, and a dead token would never be replaced.
+        """
+        if ctx.fresh_accepted and ctx.fresh_refused:
+            self.refusing |= ctx.fresh_refused
+            ctx.fresh_refused.clear()
+
+    def finish_collection(self, ctx: Collection) -> None:
+        """BackingOff when this collection's login gave a token that every endpoint refused: the
+        next collection would log in again, and the next, on the way to the gateway's lockout."""
+        if not ctx.login_attempted or ctx.fresh_accepted or not ctx.fresh_refused:
+            return
+        with self._lock:
+            refused = ", ".join(sorted(ctx.fresh_refused))
+            raise self._start_backoff("refused", lambda until: (
+                f"gateway {self.address} accepted the login but refuses its token ({refused}): is the "
+                f"account locked out of the local API (its web page may want an update or a click)? "
+                f"No new login before {until}"))
 
     @staticmethod
-    def _auth_failure(resp: requests.Response) -> str:
+    def _auth_failure(resp: Answer) -> str:
         error, message = _error_fields(resp)
         return f"authentication failed ({resp.status_code} {error or 'no reason given'}: {message})".replace(": )", ")")
 
@@ -352,7 +453,7 @@ class PowerwallClient:
             self.token = None
             self._save()
 
-    def _document(self, endpoint: str, resp: requests.Response) -> Any:
+    def _document(self, endpoint: str, resp: Answer) -> Any:
         if resp.status_code == 429:
             raise self._rate_limited(resp)
         if not 200 <= resp.status_code < 300:
@@ -374,7 +475,6 @@ class PowerwallClient:
             raise ApiError("login", ctx.login_error or "not logged in (the login of this collection failed)",
                            None)
         ctx.login_attempted = True
-        ctx.logins += 1
         body = {"username": "customer", "email": self.email, "password": self._password, "force_sm_off": False}
         try:
             resp = self._send("POST", "login/Basic", ctx, body=body)
@@ -428,7 +528,7 @@ class PowerwallClient:
         self._save()
         log.debug("powerwall: logged in to %s", where)
 
-    def _rate_limited(self, resp: requests.Response) -> BackingOff:
+    def _rate_limited(self, resp: Answer) -> BackingOff:
         retry_after = resp.headers.get("Retry-After", "")
         at_least = float(retry_after) if retry_after.isdigit() else 0.0
         error, _message = _error_fields(resp)
@@ -440,7 +540,22 @@ class PowerwallClient:
         self.session.close()
 
 
-def _error_fields(resp: requests.Response) -> tuple[str, str]:
+def _kept_backoff(kept: Any, now: float) -> Backoff | None:
+    """The back-off a state file holds, if it is well-formed and still in force (else None: the
+    file is a cache, and what does not make sense in it is ignored)."""
+    if not isinstance(kept, dict):
+        return None
+    until, kind, step, message = kept.get("until"), kept.get("kind"), kept.get("step", 1), kept.get("message", "")
+    if isinstance(until, bool) or not isinstance(until, int | float) or not now < until <= now + BACKOFF_MAX:
+        return None
+    if kind not in BACKOFF_KINDS or not isinstance(message, str):
+        return None
+    if isinstance(step, bool) or not isinstance(step, int) or not 1 <= step <= _MAX_STEP:
+        return None
+    return Backoff(float(until), message, kind, step)
+
+
+def _error_fields(resp: Answer) -> tuple[str, str]:
     """The ``error`` and ``message`` of a gateway error body ("", "" when there are none)."""
     try:
         doc = json.loads(resp.content.decode("utf-8")) if resp.content else None

@@ -219,7 +219,7 @@ class GatewayDocuments:
             "last_phase_voltage_communication_time": "0001-01-01T00:00:00Z",
             "last_phase_power_communication_time": "0001-01-01T00:00:00Z",
         }
-        if self.generation != "21.39":
+        if self.generation in ("21.44", "23.28"):  # the captures of 21.39.1 and 23.44 lack it
             doc["last_phase_energy_communication_time"] = "0001-01-01T00:00:00Z"
         doc["timeout"] = 1500000000 if category != "solar" or not self.new else 1000000000
         if meters is not None:

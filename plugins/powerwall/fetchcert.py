@@ -44,17 +44,19 @@ def run(args: argparse.Namespace) -> int:
         reason = getattr(e, "strerror", None) or getattr(e, "reason", None) or str(e) or type(e).__name__
         raise DeviceError(f"cannot fetch the TLS certificate of {address}: {reason}") from None
     target = Path(settings.tls_cert_file).expanduser()
-    _write_public(target, pem(der).encode())
+    _write_public(target, pem(der).encode(), f"{where}.tls_cert_file")
     log.info("TLS certificate of %s written to %s", address, target)
-    print(f"wrote the TLS certificate of {address} (SHA-256 {shown_fingerprint(fingerprint(der))}) to {target}")
+    # The whole fingerprint: the user compares it with what a browser shows for the gateway.
+    print(f"wrote the TLS certificate of {address} to {target}\n"
+          f"SHA-256 {shown_fingerprint(fingerprint(der), whole=True)}")
     return 0
 
 
-def _write_public(path: Path, data: bytes) -> None:
+def _write_public(path: Path, data: bytes, key: str) -> None:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     except OSError as e:
-        raise ConfigError("tls_cert_file", f"cannot write {path}: {e.strerror}") from None
+        raise ConfigError(key, f"cannot write {path}: {e.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), 0o644)
@@ -62,4 +64,4 @@ def _write_public(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     except OSError as e:
         os.unlink(tmp)
-        raise ConfigError("tls_cert_file", f"cannot write {path}: {e.strerror}") from None
+        raise ConfigError(key, f"cannot write {path}: {e.strerror}") from None

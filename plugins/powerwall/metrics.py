@@ -79,10 +79,13 @@ SITEMASTER_BUSY = _gauge("sitemaster_busy", "Present (1) while the gateway shoul
                          integer=True, display=_diag("Busy: {reason}", binary="running", enabled=False))
 PROBLEMS = _gauge("problems_detected", "Problems the gateway reports (/api/troubleshooting/problems)",
                   integer=True, display=Display(name="Problems", diagnostic=True))
+#: What a battery holds is HA's energy_storage, a measurement: a "total" energy sensor would be
+#: offered to HA's Energy dashboard as if it were a flow.
+_STORED = {"unit": "kWh", "precision": 2, "device_class": "energy_storage", "state_class": "measurement"}
 FULL_PACK = _gauge("full_pack_joules", "Usable capacity of all batteries (nominal_full_pack_energy)", "joules",
-                   display=Display(name="Battery capacity", unit="kWh", precision=2, state_class="total"))
+                   display=Display(name="Battery capacity", diagnostic=True, **_STORED))
 REMAINING = _gauge("remaining_joules", "Energy stored in all batteries (nominal_energy_remaining)", "joules",
-                   display=Display(name="Battery energy", unit="kWh", precision=2, state_class="total"))
+                   display=Display(name="Battery energy", **_STORED))
 ISLAND_STATE = _gauge("island_state", "Grid connection state (label state: SystemGridConnected, "
                       "SystemIslandedActive, SystemTransitionToGrid, ...); always 1", labels=("state",),
                       integer=True, display=_diag("Island state {state}", binary="", enabled=False))
@@ -93,11 +96,10 @@ BATTERY_INFO = MetricDef(P + "battery_info", "A battery block: serial, part numb
                          display=Display(name="Battery {serial}", diagnostic=True))
 _B = ("serial",)
 BATTERY_FULL_PACK = _gauge("battery_full_pack_joules", "Usable capacity of one battery", "joules", _B,
-                           display=Display(name="Battery {serial} capacity", unit="kWh", precision=2,
-                                           state_class="total", enabled=False))
+                           display=Display(name="Battery {serial} capacity", diagnostic=True, enabled=False,
+                                           **_STORED))
 BATTERY_REMAINING = _gauge("battery_remaining_joules", "Energy stored in one battery", "joules", _B,
-                           display=Display(name="Battery {serial} energy", unit="kWh", precision=2,
-                                           state_class="total", enabled=False))
+                           display=Display(name="Battery {serial} energy", enabled=False, **_STORED))
 BATTERY_VOLTS = _gauge("battery_output_volts", "Battery inverter AC voltage (v_out)", "volts", _B,
                        display=_diag("Battery {serial} voltage", unit="V", precision=1))
 BATTERY_AMPERES = _gauge("battery_output_amperes", "Battery inverter AC current (i_out; + = discharging)",
@@ -256,7 +258,9 @@ ALL: tuple[MetricDef, ...] = DEVICE_METRICS + DIAGNOSTIC_METRICS
 
 
 # --------------------------------------------------------------------------------- values
-_GO_DURATION = re.compile(r"([0-9]*\.?[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
+_GO_DURATION = re.compile(r"([0-9]+\.?[0-9]*|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
+#: Go keeps a duration in int64 nanoseconds: anything longer (~292 years) is refused.
+_GO_MAX_SECONDS = (2**63 - 1) / 1e9
 _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -264,8 +268,8 @@ def parse_go_duration(text: str) -> float:
     """Seconds of a Go duration string (``230h55m59.932079901s``, ``1m20s``, ``500ms``, ``-1.5h``, ``0``).
 
     The same grammar as Go's ``time.ParseDuration``: a sign, then one or more number+unit
-    pairs; ``d`` is not a unit. ValueError for anything else. Integer parts are summed
-    exactly before the fraction, so nanosecond digits survive in float64.
+    pairs; ``d`` is not a unit; at most ~292 years (Go's int64 nanoseconds). ValueError for
+    anything else. float64's 15-16 digits keep the nanoseconds of uptimes up to ~3 years.
     """
     if not isinstance(text, str):
         raise ValueError(f"expected a duration string, got {text!r}")
@@ -283,10 +287,12 @@ def parse_go_duration(text: str) -> float:
             raise ValueError(f"not a duration: {text!r}")
         total += float(m.group(1)) * _GO_UNITS[m.group(2)]
         pos = m.end()
+    if total > _GO_MAX_SECONDS:
+        raise ValueError(f"{text!r} is longer than a Go duration can be (about 292 years)")
     return sign * total
 
 
-def _field(doc: Mapping[str, Any], key: str, where: str) -> Any:
+def _field(doc: Mapping[str, Any], key: str) -> Any:
     """``doc[key]`` matched exactly, else case-insensitively (as Go's decoder does); None if absent."""
     if key in doc:
         return doc[key]
@@ -298,7 +304,7 @@ def _field(doc: Mapping[str, Any], key: str, where: str) -> Any:
 
 
 def _number(doc: Mapping[str, Any], key: str, where: str) -> float | None:
-    v = _field(doc, key, where)
+    v = _field(doc, key)
     if v is None:
         return None
     if isinstance(v, bool) or not isinstance(v, int | float):
@@ -310,7 +316,7 @@ def _number(doc: Mapping[str, Any], key: str, where: str) -> float | None:
 
 
 def _flag(doc: Mapping[str, Any], key: str, where: str) -> int | None:
-    v = _field(doc, key, where)
+    v = _field(doc, key)
     if v is None:
         return None
     if not isinstance(v, bool):
@@ -319,7 +325,7 @@ def _flag(doc: Mapping[str, Any], key: str, where: str) -> int | None:
 
 
 def _text(doc: Mapping[str, Any], key: str, where: str) -> str | None:
-    v = _field(doc, key, where)
+    v = _field(doc, key)
     if v is None:
         return None
     if not isinstance(v, str):
@@ -364,7 +370,7 @@ def status_metrics(doc: Any) -> list[Metric]:
     version, git_hash = _text(d, "version", "status"), _text(d, "git_hash", "status")
     if version is not None or git_hash is not None:
         out.append(INFO(1, version=version or "", git_hash=git_hash or ""))
-    uptime = _field(d, "up_time_seconds", "status")
+    uptime = _field(d, "up_time_seconds")
     if uptime is not None:
         try:
             out.append(UPTIME(parse_go_duration(uptime)))
@@ -412,7 +418,7 @@ def sitemaster_metrics(doc: Any) -> list[Metric]:
 def problems_metrics(doc: Any) -> list[Metric]:
     """``/api/troubleshooting/problems``: only the number of problems is known to mean something."""
     d = _object(doc, "troubleshooting/problems")
-    problems = _field(d, "problems", "troubleshooting/problems")
+    problems = _field(d, "problems")
     if problems is None:
         return []
     return [PROBLEMS(len(_list(problems, "troubleshooting/problems.problems")))]
@@ -435,7 +441,7 @@ def system_status_metrics(doc: Any, seen_serials: set[str] | None = None,
     if island is not None:
         out += [ISLAND_STATE(1, state=island), GRID_CONNECTED(int(island == "SystemGridConnected"))]
     seen = set() if seen_serials is None else seen_serials
-    for i, block in enumerate(_list(_field(d, "battery_blocks", where), f"{where}.battery_blocks")):
+    for i, block in enumerate(_list(_field(d, "battery_blocks"), f"{where}.battery_blocks")):
         out += _battery_block(_object(block, f"{where}.battery_blocks[{i}]"), f"{where}.battery_blocks[{i}]",
                               seen, duplicate)
     return out
@@ -482,7 +488,8 @@ def _battery_block(b: Mapping[str, Any], where: str, seen: set[str],
     return out
 
 
-#: The nine readings of an aggregate or a meter: (field, aggregate metric, meter metric, zero means absent).
+#: The nine readings of an aggregate or a meter: (field, aggregate metric, meter metric, 0 means absent,
+#: factor to the base unit).
 READINGS = (
     ("instant_power", INSTANT_POWER, DEV_POWER, False, 1.0),
     ("instant_reactive_power", REACTIVE_POWER, DEV_REACTIVE, False, 1.0),
@@ -524,10 +531,10 @@ def meters_metrics(category: str, doc: Any) -> list[Metric]:
     out: list[Metric] = []
     for i, meter in enumerate(_list(doc, where)):
         m = _object(meter, f"{where}[{i}]")
-        connection = _field(m, "connection", where)
+        connection = _field(m, "connection")
         serial = _text(_object(connection, f"{where}[{i}].connection"), "device_serial", where) \
             if connection is not None else None
-        readings = _field(m, "Cached_readings", where)
+        readings = _field(m, "Cached_readings")
         if readings is None:
             continue
         out += _readings(_object(readings, f"{where}[{i}].Cached_readings"), f"{where}[{i}].Cached_readings", True,
@@ -545,7 +552,7 @@ def networks_metrics(doc: Any) -> list[Metric]:
         _out(out, NETWORK_ENABLED, _flag(n, "enabled", where), **labels)
         _out(out, NETWORK_ACTIVE, _flag(n, "active", where), **labels)
         _out(out, NETWORK_PRIMARY, _flag(n, "primary", where), **labels)
-        info = _field(n, "iface_network_info", where)
+        info = _field(n, "iface_network_info")
         if info is None:
             continue  # an inactive interface has no iface_network_info
         iface = _object(info, f"{where}.iface_network_info")
@@ -555,7 +562,7 @@ def networks_metrics(doc: Any) -> list[Metric]:
                                  reason=_text(iface, "state_reason", where) or ""))
         signal = _number(iface, "signal_strength", where)
         if signal:
-            out.append(NETWORK_SIGNAL(int(signal) if signal.is_integer() else signal, **labels))
+            out.append(NETWORK_SIGNAL(round(signal), **labels))  # an integer field, whatever the gateway writes
     return out
 
 

@@ -51,8 +51,8 @@ class PowerwallConfig:
     timeout: Duration = setting(Duration(2.0), help="time to wait for one HTTP request")
     retry_interval: Duration = setting(Duration(1.0), help="time between retries after a network error")
     retry_timeout: Duration | None = setting(
-        None, help="keep retrying network errors this long per collection (e.g. 60s for a flaky Wi-Fi); unset: "
-                   "no retries")
+        None, help="keep retrying network errors this long per collection (e.g. 10s for a flaky Wi-Fi; below the "
+                   "interval, as the last reading stays published meanwhile); unset: no retries")
     token_file: str | None = setting(
         None, help="state file that keeps the login token across restarts (default: gridtap's state folder, "
                    "$GRIDTAP_STATE_DIR/powerwall/<device>.json); none: memory only")
@@ -174,6 +174,7 @@ class PowerwallPlugin(Plugin):
                 ok[endpoint], failures[endpoint] = 0, str(e)
             except m.DocumentError as e:
                 ok[endpoint], failures[endpoint] = 0, f"{endpoint}: unexpected answer: {e}"
+        c.finish_collection(ctx)
         self._report(failures, duplicates)
         if not any(ok.values()):
             raise DeviceError("; ".join(dict.fromkeys(failures.values())))
@@ -257,10 +258,11 @@ class PowerwallPlugin(Plugin):
             flag, eq, value = arg.partition("=")
             if flag in ("--config.file", "--log.style"):
                 seed_style = True
-                if not eq and i + 1 < len(rest):
-                    i += 1
-                    value = rest[i]
-                out += ["--config" if flag == "--config.file" else "--log-format", value]
+                ours = "--config" if flag == "--config.file" else "--log-format"
+                if eq:
+                    out += [ours, value]
+                else:  # the value is the next argument; without one, argparse says so
+                    out.append(ours)
             elif arg == "--debug":
                 seed_style = True
                 out += ["--log-level", "debug"]

@@ -12,15 +12,17 @@
   logins within ``--lockout-window`` every login is answered 429 for ``--lockout-time``.
 * Faults: revoke every token, stop the sitemaster (502 with an empty body), answer logins 404
   like a Powerwall 3 (``--powerwall3``), drop every connection for N seconds (a gateway off
-  Wi-Fi: reset, or ``silent`` = accept and never answer), rotate the certificate.
+  Wi-Fi: reset, or ``silent`` = accept and never answer), send answers a byte at a time (a
+  link that barely works), rotate the certificate.
 * Counters for tests: requests per path, login attempts by result, SNI names seen.
 
 Control: in-process through :class:`PowerwallSimulator`'s methods, or over plain HTTP on a
 loopback port (``--control HOST:PORT``): ``GET /counters``, ``GET /certificate``, ``POST /control``
 with a JSON object of ``revoke``, ``revoke_on`` (an endpoint: revoke when it is next asked for),
 ``sitemaster`` (running|stopped), ``drop`` (seconds), ``drop_mode`` (reset|silent), ``drop_on``
-(an endpoint: drop for ``drop`` seconds when it is next asked for), ``rotate_cert``,
-``powerwall3``, ``rate_limit`` (seconds), ``password``; ``POST /reset`` zeroes the counters.
+(an endpoint: drop for ``drop`` seconds when it is next asked for), ``trickle`` (seconds
+between the bytes of an answer's body; 0 ends it), ``rotate_cert``, ``powerwall3``,
+``rate_limit`` (seconds), ``password``; ``POST /reset`` zeroes the counters.
 """
 
 from __future__ import annotations
@@ -135,6 +137,8 @@ class PowerwallSimulator:
         self.sitemaster_running = True
         self.drop_until = 0.0
         self.drop_mode = "reset"
+        #: Seconds between the bytes of every answer body (0: the body at once).
+        self.trickle = 0.0
         #: Endpoint whose next request first revokes every token (a token expiring mid-collection).
         self.revoke_on: str | None = None
         #: Endpoint whose next request first starts a drop of this many seconds (Wi-Fi lost mid-collection).
@@ -247,25 +251,39 @@ class PowerwallSimulator:
         return time.monotonic() < self.drop_until
 
     def control(self, cmd: dict[str, Any]) -> None:
+        """Apply a control request (see the module doc); ValueError naming the key for a bad one,
+        before anything is changed."""
+        unknown = set(cmd) - CONTROLS
+        if unknown:
+            raise ValueError(f"unknown control {sorted(unknown)[0]!r} (have {', '.join(sorted(CONTROLS))})")
+        seconds = {k: _seconds(k, cmd[k]) for k in ("drop", "trickle", "rate_limit") if k in cmd}
+        for key in ("revoke_on", "drop_on", "password"):
+            if key in cmd and not isinstance(cmd[key], str):
+                raise ValueError(f"{key}: expected a string")
+        if cmd.get("sitemaster", "running") not in ("running", "stopped"):
+            raise ValueError("sitemaster: expected running or stopped")
+        if cmd.get("drop_mode", "reset") not in ("reset", "silent"):
+            raise ValueError("drop_mode: expected reset or silent")
         if cmd.get("revoke"):
             self.revoke_tokens()
         if cmd.get("revoke_on"):
-            self.revoke_on = str(cmd["revoke_on"])
+            self.revoke_on = cmd["revoke_on"]
         if cmd.get("drop_on"):
-            self.drop_on = (str(cmd["drop_on"]), float(cmd.get("drop", 1.0)))
-            cmd = {k: v for k, v in cmd.items() if k != "drop"}
+            self.drop_on = (cmd["drop_on"], seconds.pop("drop", 1.0))
         if "sitemaster" in cmd:
             self.set_sitemaster(cmd["sitemaster"] == "running")
         if "powerwall3" in cmd:
             self.powerwall3 = bool(cmd["powerwall3"])
         if "password" in cmd:
-            self.password = str(cmd["password"])
-        if cmd.get("rate_limit"):
-            self.rate_limit(float(cmd["rate_limit"]))
+            self.password = cmd["password"]
+        if "trickle" in seconds:
+            self.trickle = seconds["trickle"]
+        if seconds.get("rate_limit"):
+            self.rate_limit(seconds["rate_limit"])
         if cmd.get("rotate_cert"):
             self.rotate_certificate()
-        if cmd.get("drop"):
-            self.drop(float(cmd["drop"]), str(cmd.get("drop_mode", "reset")))
+        if seconds.get("drop"):
+            self.drop(seconds["drop"], cmd.get("drop_mode", "reset"))
 
     # --- answers ---------------------------------------------------------------------
     def answer(self, method: str, path: str, headers: Any, body: bytes) -> tuple[int, bytes, dict[str, str]]:
@@ -362,6 +380,16 @@ def _json(doc: Any) -> bytes:
     return json.dumps(doc).encode()
 
 
+CONTROLS = {"revoke", "revoke_on", "sitemaster", "drop", "drop_mode", "drop_on", "trickle", "rotate_cert",
+            "powerwall3", "rate_limit", "password"}
+
+
+def _seconds(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 86400:
+        raise ValueError(f"{key}: expected seconds (a number from 0 to 86400), got {value!r}")
+    return float(value)
+
+
 def _login_fields(content_type: str, body: bytes) -> dict[str, Any]:
     """The login fields, sent as JSON (the seed) or form-encoded (pypowerwall)."""
     try:
@@ -393,6 +421,9 @@ class _HttpsServer(ThreadingHTTPServer):
                 sock.close()
             raise OSError("dropped")  # socketserver ignores a failed get_request
         assert sim._context is not None
+        # Headers and body leave in two writes: without NODELAY, Nagle holds the body until the
+        # client's delayed ACK of the headers, ~40 ms per answer (a real gateway answers in a few).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         tls = sim._context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         return tls, addr
 
@@ -445,7 +476,12 @@ class _GatewayHandler(BaseHTTPRequestHandler):
             self.send_header("Set-Cookie" if k.startswith("Set-Cookie") else k, v)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        if not sim.trickle:
+            self.wfile.write(data)
+            return
+        for i in range(len(data)):
+            self.wfile.write(data[i:i + 1])
+            time.sleep(sim.trickle)
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         self._handle("GET")
@@ -495,7 +531,11 @@ class _ControlHandler(BaseHTTPRequestHandler):
         if self.path == "/reset":
             self.server.sim.reset_counters()
         elif self.path == "/control" and isinstance(cmd, dict):
-            self.server.sim.control(cmd)
+            try:
+                self.server.sim.control(cmd)
+            except ValueError as e:
+                self._reply(400, {"error": str(e)})
+                return
         else:
             self._reply(404, {"error": "POST /control or /reset"})
             return

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import re
 import socket
 import ssl
@@ -24,6 +25,8 @@ from gridtap.errors import ConfigError
 
 DEFAULT_PORT = 443
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL)
+#: One label of a host name (RFC 1123; ``_`` too, as home routers hand such names out).
+_LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class Address:
             host, port_text = raw.split(":")
         if not host:
             raise ConfigError(key, f"no host in {raw!r}, {example}")
+        _check_host(host, bracketed=raw.startswith("["), raw=raw, key=key)
         port = DEFAULT_PORT
         if port_text or raw.endswith(":"):
             if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
@@ -74,15 +78,35 @@ class Address:
         return self.netloc
 
 
+def _check_host(host: str, *, bracketed: bool, raw: str, key: str) -> None:
+    """ConfigError unless ``host`` is an IP address or a host name: anything else would reach the
+    URL as it is (``gw@other`` is a request to ``other``, ``gw?x`` one to another path)."""
+    if bracketed or ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ConfigError(key, f"{host!r} is not an IPv6 address (in {raw!r}); write HOST:PORT, "
+                                   "[IPv6]:PORT or a bare IPv6 address") from None
+        if "%" in host:
+            raise ConfigError(key, f"an IPv6 zone ({host!r}) is not supported: use the gateway's IPv4 address "
+                                   "or a global IPv6 address")
+        return
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    if len(host) > 253 or not all(_LABEL.match(label) for label in labels):
+        raise ConfigError(key, f"{host!r} is not a host name or IP address (letters, digits, - and . only; an "
+                               "international name in its xn-- form)")
+
+
 def fingerprint(der: bytes) -> str:
     """SHA-256 of a DER certificate as lower-case hex (urllib3's ``assert_fingerprint`` form)."""
     return hashlib.sha256(der).hexdigest()
 
 
-def shown_fingerprint(hex_digest: str) -> str:
-    """A fingerprint as people compare them: ``AB:CD:...`` (the first 8 bytes are enough to tell)."""
+def shown_fingerprint(hex_digest: str, whole: bool = False) -> str:
+    """A fingerprint as browsers show it, ``AB:CD:...``: ``whole`` where a person checks it
+    (fetchcert), else the first 8 bytes (enough to tell two apart in a log line)."""
     pairs = [hex_digest[i:i + 2].upper() for i in range(0, len(hex_digest), 2)]
-    return ":".join(pairs[:8]) + ":..."
+    return ":".join(pairs) if whole else ":".join(pairs[:8]) + ":..."
 
 
 def load_pinned(path: str, key: str = "tls_cert_file") -> bytes:

@@ -121,7 +121,8 @@ def test_default_port_comes_from_the_seed(workdir, sim):
 
 
 @pytest.mark.parametrize("extra,key", [("  listen_port: 1\n", "device.listen_port"),
-                                       ("  retry_timeout: 5d\n", "device.retry_timeout")])
+                                       ("  retry_timeout: 5d\n", "device.retry_timeout"),
+                                       ("  retry_timeout: 3000000h\n", "device.retry_timeout")])
 def test_seed_config_mistakes_are_one_line(workdir, sim, extra, key):
     cfg = workdir / "bad.yaml"
     cfg.write_text(f"device:\n  gateway_address: {sim.address}\n  login_password: {PASSWORD}\n{extra}")

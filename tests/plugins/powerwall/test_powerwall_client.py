@@ -233,7 +233,12 @@ def test_unknown_sni_is_refused_by_the_simulator_like_the_gateway(sim, make_plug
 
 
 @pytest.mark.parametrize("address", ["", "https://10.0.0.5", "10.0.0.5/api", "10.0.0.5:0", "10.0.0.5:99999",
-                                     "[::1", ":443"])
+                                     "[::1", ":443",
+                                     # each of these used to reach requests: an "unexpected InvalidURL", or
+                                     # worse a request to another host (gw@x) or path (gw?x, gw#x)
+                                     "10.0.0.5 443", "gw host", "10.0.0.5:443:1", "gw@evil.example", "gw?x", "gw#x",
+                                     "gw%20", "a..b", "-gw.local", "gw-.local", "ｇｗ", "[10.0.0.5]", "[fe80::1%eth0]",
+                                     "[::1]:8443x", "gw:44 3"])
 def test_bad_gateway_address_is_a_config_error(sim, make_plugin, address):
     with pytest.raises(ConfigError, match="gateway_address"):
         make_plugin(sim, gateway_address=address)
@@ -244,6 +249,9 @@ def test_address_forms():
     assert tls.Address.parse("teg.local:8443").base_url == "https://teg.local:8443"
     assert tls.Address.parse("[fe80::1]:8443") == tls.Address("fe80::1", 8443)
     assert tls.Address.parse("[fe80::1]").base_url == "https://[fe80::1]"
+    assert tls.Address.parse("fe80::1") == tls.Address("fe80::1", 443)  # a bare IPv6 address has no port
+    assert tls.Address.parse(" teg_gw.local. ") == tls.Address("teg_gw.local.", 443)
+    assert tls.Address.parse("TEG-123:0443") == tls.Address("TEG-123", 443)
 
 
 def test_login_failure_without_backoff_still_once_per_collection(sim, make_plugin, monkeypatch):
@@ -298,3 +306,193 @@ def test_network_errors_in_few_words():
 
 def test_device_error_types():
     assert issubclass(BackingOff, DeviceError) and issubclass(CertificateChanged, DeviceError)
+
+
+def _collect_within(plugin, seconds: float):
+    """plugin.collect() on a thread: (what it returned or raised, seconds it took); fails if it hangs."""
+    import threading
+
+    result: list = []
+    t0 = time.monotonic()
+
+    def run():
+        try:
+            result.append(plugin.collect())
+        except Exception as e:  # noqa: BLE001 - handed to the test
+            result.append(e)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"collect() still running after {seconds}s"
+    return result[0], time.monotonic() - t0
+
+
+def test_an_answer_that_trickles_in_times_out_like_a_drop(sim, make_plugin):
+    """The timeout covers the whole answer, as the seed's does: a link that passes a byte now and
+    then (a 355-byte /api/status at 5 bytes/s) used to hold the collection - and a --once run, deaf
+    to SIGTERM - for minutes, serving the previous reading all along."""
+    plugin = make_plugin(sim, timeout="1s")
+    plugin.collect()
+    sim.trickle = 0.2
+    outcome, took = _collect_within(plugin, 10)
+    assert isinstance(outcome, NetworkError) and "timed out" in str(outcome), outcome
+    assert took < 3
+    sim.trickle = 0
+    assert names(plugin.collect()) >= FULL  # the pool holds no half-read connection
+
+
+def test_an_answer_cut_short_is_said_in_words(sim, make_plugin):
+    import threading
+
+    plugin = make_plugin(sim)
+    plugin.collect()
+    sim.trickle = 0.01  # slow enough that the connection goes while the body is on its way
+    threading.Timer(0.5, sim.close_connections).start()
+    outcome, _ = _collect_within(plugin, 10)
+    assert isinstance(outcome, NetworkError), outcome
+    assert str(outcome).endswith("GET /api/status: the answer was cut short"), outcome
+
+
+def test_an_endless_answer_is_refused_with_bounded_memory(sim, make_plugin, monkeypatch):
+    plugin = make_plugin(sim)
+    original = sim.answer
+
+    def huge(method, path, headers, body):
+        if path == "/api/networks":
+            return 200, b"[" + b" " * (3 << 20) + b"]", {}
+        return original(method, path, headers, body)
+
+    monkeypatch.setattr(sim, "answer", huge)
+    metrics = plugin.collect()
+    ok = ok_endpoints(metrics)
+    assert ok["networks"] == 0 and ok["status"] == 1
+    assert names(metrics) >= FULL - {"powerwall_network_enabled"}
+
+
+@pytest.mark.parametrize("kept", [
+    {"backoff": {"until": time.time() + 100, "kind": "rate_limited", "step": "x"}},
+    {"backoff": {"until": time.time() + 100, "kind": "rate_limited", "step": True}},
+    {"backoff": {"until": time.time() + 100, "kind": "nonsense"}},
+    {"backoff": {"until": 9e9, "kind": "rate_limited"}},  # years away: no back-off is that long
+    {"backoff": {"until": "soon", "kind": "rate_limited"}},
+    {"backoff": {"until": 9e9, "kind": "rate_limited", "step": 10**400}},
+    {"backoff": {"until": float("inf"), "kind": "rate_limited"}},
+    {"backoff": {"until": 9e9, "kind": ["rate_limited"], "message": {"a": 1}}},
+    {"backoff": [1, 2]},
+    {"token": 5, "salt": 7},
+    {"token": "", "salt": None},
+])
+def test_a_broken_state_file_is_started_afresh(sim, make_plugin, tmp_path, kept):
+    """A state file is a cache: what does not make sense in it is ignored (a traceback at start
+    before), and the gateway is read as if it were not there."""
+    state_file = tmp_path / "state" / "powerwall.json"
+    state_file.parent.mkdir(parents=True)
+    state_file.write_text(json.dumps({"address": sim.address, "email": "powerwall_exporter@example.org", **kept})
+                          .replace("Infinity", "1e999"))
+    plugin = make_plugin(sim)
+    assert plugin.client.backoff is None
+    assert names(plugin.collect()) >= FULL
+    assert sim.counters()["logins"] == {"ok": 1}
+
+
+def test_the_backoff_stops_growing_at_its_ceiling(sim, make_plugin):
+    """Every hour of a wrong password is one more step; after ~1000 of them (six weeks) 2**step
+    overflowed a float, the error escaped the back-off and a login went out every collection."""
+    sim.password = "the-real-one"
+    plugin = make_plugin(sim)
+    plugin.client.backoff = pwclient.Backoff(time.time() - 1, "old", "rejected", step=5000)
+    with pytest.raises(BackingOff):
+        plugin.collect()
+    assert plugin.client.backoff_remaining() == pytest.approx(pwclient.BACKOFF_MAX, abs=2)
+    with pytest.raises(BackingOff):
+        plugin.collect()
+    assert sim.counters()["logins"] == {"bad": 1}
+
+
+def test_a_backoff_ends_with_the_first_good_answer(sim, make_plugin, monkeypatch):
+    """A 429 on a data endpoint, then good answers without a login: the back-off is over, so the
+    next 429 waits 5 minutes again, not 10 (and /status no longer carries it)."""
+    plugin = make_plugin(sim)
+    plugin.collect()
+    original = sim.answer
+    limited = [True]
+
+    def sometimes_429(method, path, headers, body):
+        if path == "/api/operation" and limited[0]:
+            return 429, json.dumps({"code": 429, "error": "Api Limit reached for this endpoint"}).encode(), {}
+        return original(method, path, headers, body)
+
+    monkeypatch.setattr(sim, "answer", sometimes_429)
+    offset = [0.0]
+    plugin.client.wall = lambda: time.time() + offset[0]
+    with pytest.raises(BackingOff, match="429"):
+        plugin.collect()
+    limited[0] = False
+    offset[0] += 301
+    assert names(plugin.collect()) >= FULL
+    assert plugin.client.backoff is None
+    limited[0] = True
+    with pytest.raises(BackingOff):
+        plugin.collect()
+    assert plugin.client.backoff_remaining() == pytest.approx(300, abs=2)
+    assert sim.counters()["logins"] == {"ok": 1}
+
+
+def _refusing(sim, monkeypatch, *paths: str, status: int = 403) -> list[str]:
+    """The simulator answering ``paths`` with a refusal whatever the token (a role without access);
+    the list of the refused requests."""
+    original = sim.answer
+    refused: list[str] = []
+    body = json.dumps({"code": status, "error": "User does not have adequate access rights",
+                       "message": "Forbidden"}).encode()
+
+    def answer(method, path, headers, data):
+        if path in paths:
+            refused.append(path)
+            return status, body, {}
+        return original(method, path, headers, data)
+
+    monkeypatch.setattr(sim, "answer", answer)
+    return refused
+
+
+@pytest.mark.parametrize("path", ["/api/troubleshooting/problems", "/api/system_status/soe"])
+def test_an_endpoint_that_refuses_every_token_costs_no_logins_and_nothing_else(sim, make_plugin, monkeypatch, path):
+    """A 403 on one endpoint (a gateway answers "User does not have adequate access rights") used
+    to throw the token away: every later endpoint of the collection failed "not logged in", and
+    every collection cost a login - 5760 a day at 15 s, the way to the 429 lockout."""
+    asked = _refusing(sim, monkeypatch, path)
+    plugin = make_plugin(sim)
+    for _ in range(3):
+        ok = ok_endpoints(plugin.collect())
+        assert ok.pop(path.removeprefix("/api/")) == 0
+        assert set(ok.values()) == {1}, ok
+    assert sim.counters()["logins"] == {"ok": 1}
+    assert asked == [path] * 3  # still asked (it may be allowed again), once each time
+
+
+def test_a_token_revoked_after_a_refusing_endpoint_still_costs_one_relogin(sim, make_plugin, monkeypatch):
+    _refusing(sim, monkeypatch, "/api/troubleshooting/problems")
+    plugin = make_plugin(sim)
+    plugin.collect()
+    sim.control({"revoke_on": "system_status"})
+    ok = ok_endpoints(plugin.collect())
+    assert ok.pop("troubleshooting/problems") == 0 and set(ok.values()) == {1}, ok
+    assert sim.counters()["logins"] == {"ok": 2}
+
+
+def test_a_gateway_that_refuses_its_own_fresh_token_everywhere_is_a_backoff(sim, make_plugin, monkeypatch):
+    """Logins succeed but every endpoint refuses the token: without a back-off that is a login per
+    collection for ever."""
+    _refusing(sim, monkeypatch, *(f"/api/{e}" for e in ("system_status/soe", "operation", "sitemaster",
+                                                       "troubleshooting/problems", "system_status",
+                                                       "meters/aggregates", "networks")), status=401)
+    plugin = make_plugin(sim)
+    with pytest.raises(BackingOff) as e:
+        plugin.collect()
+    assert "refuses" in str(e.value) and sim.address in str(e.value)
+    for _ in range(3):
+        with pytest.raises(BackingOff):
+            plugin.collect()
+    assert sim.counters()["logins"] == {"ok": 1}

@@ -116,7 +116,7 @@ json_values = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=False
                                                                                          max_size=6), max_leaves=20)
 KEYS = ["percentage", "version", "up_time_seconds", "battery_blocks", "PackageSerialNumber", "instant_power",
         "energy_exported", "iface_network_info", "network_name", "Cached_readings", "connection", "problems",
-        "real_mode", "running", "can_reboot"]
+        "real_mode", "running", "can_reboot", "signal_strength", "commission_count"]
 shaped = st.recursive(json_values, lambda inner: st.dictionaries(st.sampled_from(KEYS), inner, max_size=6) |
                       st.lists(st.dictionaries(st.sampled_from(KEYS), inner, max_size=6), max_size=3), max_leaves=25)
 
@@ -130,6 +130,15 @@ def test_any_json_gives_samples_or_a_document_error(endpoint, doc):
         return
     for s in samples:
         assert s.value == s.value  # never NaN
+        if s.definition.integer:  # an integer field in line protocol: a float would change its type
+            assert isinstance(s.value, int), s
+
+
+def test_a_fractional_signal_strength_stays_an_integer_field():
+    doc = [{"network_name": "wifi", "interface": "WifiType",
+            "iface_network_info": {"network_name": "wifi", "signal_strength": 57.6}}]
+    (signal,) = [s for s in m.networks_metrics(doc) if s.name == "powerwall_network_signal_strength"]
+    assert signal.value == 58 and isinstance(signal.value, int)
 
 
 @given(h=st.integers(0, 10**6), mins=st.integers(0, 59), secs=st.integers(0, 59), frac=st.integers(0, 10**9 - 1))
@@ -139,12 +148,14 @@ def test_go_duration_round_trip(h, mins, secs, frac):
 
 
 @pytest.mark.parametrize("text,seconds", [("1m20s", 80), ("500ms", 0.5), ("0", 0), ("-1.5h", -5400),
-                                          ("1h2m3.5s", 3723.5), ("300us", 0.0003), ("2µs", 2e-6)])
+                                          ("1h2m3.5s", 3723.5), ("300us", 0.0003), ("2µs", 2e-6), ("1.s", 1),
+                                          (".5m", 30), ("2562047h", 2562047 * 3600)])
 def test_go_duration_forms(text, seconds):
     assert m.parse_go_duration(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["", "5d12h10.07s", "1.5", "h", "1hh", "1 h", "s1"])
+@pytest.mark.parametrize("text", ["", "5d12h10.07s", "1.5", "h", "1hh", "1 h", "s1", ".s", "-", "2562048h",
+                                  "9" * 400 + "h"])  # the last two: longer than Go's int64 nanoseconds
 def test_go_duration_refuses_what_go_refuses(text):
     with pytest.raises(ValueError):
         m.parse_go_duration(text)
@@ -176,3 +187,21 @@ def test_every_metric_says_how_a_person_reads_it():
     assert energy.unit == "kWh" and energy.state_class == "total_increasing" and energy.name == "Battery energy in"
     assert m.EXPORTED.display.for_labels({"category": "solar"}).name == "Solar production"
     assert m.APP_CHARGE.display.unit == "%" and m.APP_CHARGE.display.device_class == "battery"
+
+
+def test_stored_energy_is_energy_storage_not_an_energy_dashboard_candidate():
+    """HA offers every energy sensor with state_class total(_increasing) to its Energy dashboard;
+    what a battery holds is ``energy_storage`` / ``measurement`` (only counters are flows)."""
+    from gridtap.model import Kind, display_of
+
+    stored = [d for d in m.ALL if d.unit == "joules" and d.kind is Kind.GAUGE]
+    assert {d.name for d in stored} == {"powerwall_full_pack_joules", "powerwall_remaining_joules",
+                                        "powerwall_battery_full_pack_joules", "powerwall_battery_remaining_joules"}
+    for d in stored:
+        shown = display_of(d, {"serial": "x"})
+        assert (shown.device_class, shown.state_class, shown.unit) == ("energy_storage", "measurement", "kWh"), d.name
+    for d in m.ALL:
+        for category in ("site", "battery", "load", "solar", "busway"):
+            shown = display_of(d, {"category": category})
+            if shown.state_class in ("total", "total_increasing"):
+                assert d.kind is Kind.COUNTER, d.name
