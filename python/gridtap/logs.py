@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 
@@ -20,9 +21,17 @@ def register_secret(value: str) -> None:
         _SECRETS.add(value)
 
 
+#: Below this length a secret is masked only where it stands alone, not inside other words:
+#: a one-letter password must not turn every "e" of every message into "***".
+_SHORT = 6
+
+
 def redact(text: str) -> str:
     for secret in _SECRETS:
-        text = text.replace(secret, "***")
+        if len(secret) >= _SHORT:
+            text = text.replace(secret, "***")
+        else:
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", text)
     return text
 
 

@@ -52,6 +52,9 @@ class Collector:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._subscribers: list[Callable[[Batch], None]] = []
+        self._generation = 0  # odd while a collection runs
+        self._diagnostics: list = []
+        self._overdue_reported: set[int] = set()
         plugin.set_update_callback(self._wake.set)
 
     @property
@@ -78,6 +81,9 @@ class Collector:
         t0 = time.monotonic()
         up, last_success, duration = health_defs(self.plugin.name)
         waiting = False
+        with self._lock:
+            self._generation += 1
+            generation = self._generation
         try:
             metrics = list(self.plugin.collect())
             ok, error = True, ""
@@ -93,9 +99,11 @@ class Collector:
         if ok:
             self.state.last_success_ns = started_ns
         try:
-            metrics.extend(self.plugin.diagnostics())
+            diagnostics = list(self.plugin.diagnostics())
         except Exception as e:  # noqa: BLE001 - diagnostics are best effort
             log.debug("%s: diagnostics failed: %s", self.name, e, exc_info=True)
+            diagnostics = []
+        metrics.extend(diagnostics)
         if not waiting:
             # Waiting for a device that pushes on its own schedule is not "down": no _up at all.
             metrics.append(up(1 if ok else 0))
@@ -106,7 +114,37 @@ class Collector:
                       self.plugin.subdevice_labels)
         with self._lock:
             self.latest = batch
+            self._diagnostics = diagnostics
+            self._generation += 1  # this collection is over: an overdue notice for it is void
+        if generation in self._overdue_reported:
+            self._overdue_reported.discard(generation)
+            if ok:
+                log.info("%s: the overdue collection finished after %.1f s", self.name, took)
         return batch
+
+    def _overdue(self, generation: int) -> None:
+        """The collection ``generation`` runs longer than the interval (a device that trickles its
+        answer, retries that outlast the interval): until it ends, the device is shown down —
+        its measurements go, its diagnostics stay — instead of serving the last reading as if
+        it were fresh. Runs on a timer thread; a collection that ended meanwhile wins."""
+        up, last_success, _duration = health_defs(self.plugin.name)
+        with self._lock:
+            if self._generation != generation or self.latest is None:
+                return
+            metrics = [*self._diagnostics, up(0)]
+            if self.state.last_success_ns is not None:
+                metrics.append(last_success(self.state.last_success_ns / 1e9))
+            error = f"no answer within the {self.interval:g} s interval (collection still running)"
+            batch = Batch(self.plugin.name, self.plugin.device, time.time_ns(), metrics, False, error,
+                          self.plugin.subdevice_labels)
+            self.latest = batch
+            self._overdue_reported.add(generation)
+        log.warning("%s: %s; shown down until it ends", self.name, error)
+        for callback in self._subscribers:
+            try:
+                callback(batch)
+            except Exception:  # noqa: BLE001 - an output's bug must not stop the watchdog
+                log.warning("%s: delivering a batch failed", self.name, exc_info=True)
 
     def _note_state(self, ok: bool, error: str, waiting: bool = False) -> None:
         previous = self.state.ok
@@ -138,7 +176,14 @@ class Collector:
         next_due = time.monotonic()
         while not self._stop.is_set():
             self._wake.clear()
-            self.collect_once()
+            # A watchdog for this collection: past the interval the device is shown down.
+            watchdog = threading.Timer(self.interval, self._overdue, args=(self._generation + 1,))
+            watchdog.daemon = True
+            watchdog.start()
+            try:
+                self.collect_once()
+            finally:
+                watchdog.cancel()
             now = time.monotonic()
             if next_due <= now:  # a tick (not a pushed reading): keep the cadence, unless far behind
                 next_due += self.interval

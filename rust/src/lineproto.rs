@@ -379,10 +379,11 @@ impl BatchEncoder {
     }
 }
 
-/// A float sample; an integral one of an `integer` metric is written as an integer.
+/// A float sample; one of an `integer` metric is written as an integer, rounded half to even
+/// (as Python's `round`), so an InfluxDB field never changes type between two collections.
 fn float_value(x: f64, integer: bool) -> FieldValue<'static> {
-    if integer && x.is_finite() && x.fract() == 0.0 && x.abs() < 9.2e18 {
-        return FieldValue::Int(x as i64);
+    if integer && x.is_finite() && x.abs() < 9.2e18 {
+        return FieldValue::Int(x.round_ties_even() as i64);
     }
     FieldValue::Float(x)
 }

@@ -167,3 +167,16 @@ def test_the_interval_has_an_environment_variable_too() -> None:
     with pytest.raises(ConfigError, match="intergas.interval"):
         devices.device_spec(cls, {"port": "/dev/ttyUSB0"}, where="intergas", default_interval=None,
                             env={"GRIDTAP_INTERGAS_INTERVAL": "soon"})
+
+
+def test_short_secrets_are_masked_where_they_stand_alone_only() -> None:
+    from gridtap import logs
+
+    logs.register_secret("pw")
+    logs.register_secret("correct horse battery")
+    try:
+        assert logs.redact("login as admin with pw failed: /nonexistent-dir (pw)") == \
+            "login as admin with *** failed: /nonexistent-dir (***)"
+        assert logs.redact("url http://u:correct horse battery@host") == "url http://u:***@host"
+    finally:
+        logs._SECRETS.difference_update({"pw", "correct horse battery"})

@@ -226,3 +226,11 @@ def test_corpus_encode_cases_agree():
         compared += 1
     print(f"{compared} corpus encode cases compared")
     assert compared >= 20, f"only {compared} corpus cases were comparable"
+
+
+def test_an_integer_metric_stays_an_integer_field():
+    """A non-integral float of an `integer` metric used to be written as a float, so InfluxDB
+    saw one field change type (and refused the point)."""
+    i = MetricDef("m_i", "i", integer=True)
+    got = both([Batch("m", "d", 1, [i(3.0), i(2.5, k="a"), i(3.5, k="b"), i(-0.4, k="c"), i(float("nan"), k="e")])])
+    assert got.decode() == "m,device=d i=3i 1\nm,device=d,k=a i=2i 1\nm,device=d,k=b i=4i 1\nm,device=d,k=c i=0i 1\n"

@@ -197,3 +197,48 @@ def test_delivery_worker_keeps_only_the_newest_batch_per_device() -> None:
     release.set()
     worker.close()
     assert delivered == [[1], [4, 10]]
+
+
+def test_a_collection_that_outlasts_the_interval_shows_the_device_down() -> None:
+    """A device trickling its answer (or retries longer than the interval) must not leave the
+    last reading on /metrics as if it were fresh: past the interval the device is shown down,
+    measurements gone and diagnostics kept, until the slow collection ends."""
+    import threading
+
+    device = PushingDevice()
+    device.arrive(7.0)
+    release = threading.Event()
+    real_collect = device.collect
+
+    def slow():
+        if device.packets > 1:
+            release.wait(10)
+        return real_collect()
+
+    device.collect = slow  # type: ignore[method-assign]
+    collector = Collector(device, interval=0.3)
+    seen: list = []
+    collector.subscribe(seen.append)
+    collector.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+        device.packets += 1  # from now on a collection hangs until released
+        time.sleep(0.35)  # the next tick starts the slow collection
+        t0 = time.monotonic()
+        while time.monotonic() < deadline and not (seen[-1].metrics and not seen[-1].ok):
+            time.sleep(0.01)
+        down = collector.snapshot()
+        assert down is not None and not down.ok, "the device was not shown down"
+        assert time.monotonic() - t0 < 0.6
+        values = {m.name: m.value for m in down.metrics}
+        # the diagnostics of the last finished collection stay
+        assert values["unit_up"] == 0 and "unit_value_watts" not in values and values["unit_packets_total"] == 1
+        release.set()
+        while time.monotonic() < deadline and not collector.snapshot().ok:
+            time.sleep(0.01)
+        assert {m.name: m.value for m in collector.snapshot().metrics}["unit_value_watts"] == 7.0
+    finally:
+        release.set()
+        collector.stop()

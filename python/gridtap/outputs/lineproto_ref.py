@@ -59,8 +59,8 @@ def format_value(value: object, integer: bool = False, uint: bool = False) -> st
     if isinstance(value, float):
         if not math.isfinite(value):
             return None
-        if integer and value == int(value) and abs(value) < 9.2e18:
-            return f"{int(value)}i"
+        if integer and abs(value) < 9.2e18:
+            return f"{round(value)}i"  # half to even: one field type, whatever the value
         return repr(value)
     if isinstance(value, str):
         return _string_field(value)
