@@ -73,3 +73,8 @@ class ModbusMap:
 
 def modbus_registers(data: bytes) -> list[int]:
     """Big-endian register bytes to register values (LengthError on an odd length)."""
+
+# --- exposition.rs ---------------------------------------------------------------------
+def exposition_render(batches: Iterable[Any], openmetrics: bool = False, head: Iterable[Any] | None = None) -> bytes:
+    """Prometheus text (0.0.4) or OpenMetrics exposition of gridtap.model.Batch objects, one call;
+    ``head``: samples written first, without a device label (gridtap_build_info)."""

@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 
 pub mod crc;
 pub mod errors;
+pub mod exposition;
 pub mod goodwe;
 pub mod intergas;
 pub mod lineproto;
@@ -22,5 +23,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     intergas::register(m)?;
     goodwe::register(m)?;
     modbus::register(m)?;
+    exposition::register(m)?;
     Ok(())
 }
