@@ -314,14 +314,16 @@ impl Exposition {
         }
     }
 
-    /// Append `<name>{<labels>} <value>\n` to `family`; `labels` is the rendered
-    /// `k="v",...` text without braces (empty for none).
-    pub fn sample(&mut self, family: usize, name: &[u8], labels: &[u8], value: f64) {
+    /// Append `<name>{<labels>} <value>\n` to `family`; `labels` are pieces of the rendered
+    /// `k="v",...` text without braces (all empty for none).
+    pub fn sample(&mut self, family: usize, name: &[u8], labels: &[&[u8]], value: f64) {
         let out = &mut self.families[family].samples;
         out.extend_from_slice(name);
-        if !labels.is_empty() {
+        if labels.iter().any(|p| !p.is_empty()) {
             out.push(b'{');
-            out.extend_from_slice(labels);
+            for p in labels {
+                out.extend_from_slice(p);
+            }
             out.push(b'}');
         }
         out.push(b' ');
@@ -357,19 +359,15 @@ pub fn render_label(key: &str, value: &str) -> Label {
     Label { key: key.to_owned(), text }
 }
 
-/// A sample's label set after the `device` label was added, as `dict(...)` then
-/// `sorted(...items())` see it: one value per name (the last one), sorted by name.
-///
-/// `Metric.with_labels` re-sorts the pairs by (name, value) when it adds `device`, so then
-/// a repeated name keeps its greatest value; otherwise the last one given.
-pub fn normalize_labels<'a>(pairs: &mut Vec<(&'a str, &'a str)>, device: Option<&'a str>) {
-    let has_device = pairs.iter().any(|(k, _)| *k == "device");
-    match device {
-        Some(d) if !has_device => {
-            pairs.push(("device", d));
-            pairs.sort_unstable_by(|a, b| (a.0.as_bytes(), a.1.as_bytes()).cmp(&(b.0.as_bytes(), b.1.as_bytes())));
-        }
-        _ => pairs.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes())),
+/// A labels tuple as `dict(...)` then `sorted(...items())` see it: one value per name (the
+/// last one), sorted by name. `adds_device`: the batch's `device` label will be added (the
+/// tuple has none), and then `Metric.with_labels` has re-sorted the pairs by (name, value),
+/// so a repeated name keeps its greatest value; otherwise the last one given.
+pub fn normalize_labels(pairs: &mut Vec<(&str, &str)>, adds_device: bool) {
+    if adds_device {
+        pairs.sort_unstable_by(|a, b| (a.0.as_bytes(), a.1.as_bytes()).cmp(&(b.0.as_bytes(), b.1.as_bytes())));
+    } else {
+        pairs.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     }
     // Keep the last of each run of equal names (the sort above is stable / value-ordered).
     let mut i = 0;
@@ -379,6 +377,52 @@ pub fn normalize_labels<'a>(pairs: &mut Vec<(&'a str, &'a str)>, device: Option<
         } else {
             i += 1;
         }
+    }
+}
+
+/// A rendered labels tuple: its labels sorted, joined with commas, and where the batch's
+/// `device` label goes when the tuple has none (label index and byte offset in `joined`).
+pub struct LabelSet {
+    pub labels: Vec<Label>,
+    pub joined: Vec<u8>,
+    pub device_at: Option<(usize, usize)>,
+}
+
+impl LabelSet {
+    pub fn new(pairs: &[(&str, &str)], adds_device: bool) -> Self {
+        let labels: Vec<Label> = pairs.iter().map(|(k, v)| render_label(k, v)).collect();
+        let mut joined = Vec::new();
+        join_labels(&mut joined, &labels);
+        let device_at = adds_device.then(|| {
+            let index = labels.iter().position(|l| l.key.as_bytes() > b"device".as_slice()).unwrap_or(labels.len());
+            let offset: usize = labels[..index].iter().map(|l| l.text.len() + 1).sum();
+            (index, offset)
+        });
+        LabelSet { labels, joined, device_at }
+    }
+
+    /// The pieces of `k="v",...` for a sample of a batch whose device label is `device`.
+    pub fn pieces<'a>(&'a self, device: Option<&'a Label>) -> [&'a [u8]; 4] {
+        match (self.device_at, device) {
+            (Some((index, offset)), Some(dev)) => {
+                if index == self.labels.len() {
+                    let comma: &[u8] = if self.labels.is_empty() { b"" } else { b"," };
+                    [&self.joined, comma, &dev.text, b""]
+                } else {
+                    [&self.joined[..offset], &dev.text, b",", &self.joined[offset..]]
+                }
+            }
+            _ => [&self.joined, b"", b"", b""],
+        }
+    }
+
+    /// The labels with the device label in place, for merging a state set's own label.
+    pub fn with_device(&self, device: Option<&Label>) -> Vec<Label> {
+        let mut out = self.labels.clone();
+        if let (Some((index, _)), Some(dev)) = (self.device_at, device) {
+            out.insert(index, dev.clone());
+        }
+        out
     }
 }
 
@@ -470,9 +514,12 @@ struct Renderer<'py> {
     py: Python<'py>,
     exposition: Exposition,
     defs: AddrMap<DefInfo>,
-    /// Cached definitions are held, so no address in `defs` is freed and reused meanwhile.
+    /// Rendered labels tuples, by identity. `model.label_set` interns them, so devices with the
+    /// same sensors share them across batches.
+    labels: AddrMap<LabelSet>,
+    /// Cached definitions and labels tuples are held, so no address in the caches is freed and
+    /// reused by another object meanwhile (batches may come from a generator).
     held: Vec<Py<PyAny>>,
-    labels: AddrMap<(Vec<Label>, Vec<u8>)>,
     scratch: Vec<u8>,
 }
 
@@ -482,8 +529,8 @@ impl<'py> Renderer<'py> {
             py,
             exposition: Exposition::new(openmetrics),
             defs: AddrMap::default(),
-            held: Vec::new(),
             labels: AddrMap::default(),
+            held: Vec::new(),
             scratch: Vec::with_capacity(256),
         }
     }
@@ -525,59 +572,60 @@ impl<'py> Renderer<'py> {
         Ok(key)
     }
 
-    /// The rendered label set of a labels tuple (cached by identity for one batch).
-    fn label_set(&mut self, labels: &Bound<'py, PyAny>, device: Option<&str>) -> PyResult<usize> {
+    /// The rendered labels tuple (cached by identity for the whole call).
+    fn label_set(&mut self, labels: &Bound<'py, PyAny>, with_device: bool) -> PyResult<usize> {
         let key = labels.as_ptr() as usize;
         if self.labels.contains_key(&key) {
             return Ok(key);
         }
-        let mut items: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = Vec::new();
-        for pair in labels.try_iter().map_err(|_| encode_error("labels must be a tuple of (name, value) pairs"))? {
-            let pair = pair?;
+        let not_pairs = || encode_error("labels must be a tuple of (name, value) pairs");
+        let tuple = labels.cast::<PyTuple>().map_err(|_| not_pairs())?;
+        let mut items: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = Vec::with_capacity(tuple.len());
+        for pair in tuple.iter() {
             let pair = pair
-                .cast::<PyTuple>()
+                .cast_into::<PyTuple>()
                 .ok()
                 .filter(|t| t.len() == 2)
                 .ok_or_else(|| encode_error("a label must be a (name, value) pair"))?;
             items.push((pair.get_item(0)?, pair.get_item(1)?));
         }
-        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(items.len() + 1);
+        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(items.len());
         for (k, v) in &items {
             pairs.push((as_str(k, "a label name")?, as_str(v, "a label value")?));
         }
-        normalize_labels(&mut pairs, device);
-        let rendered: Vec<Label> = pairs.iter().map(|(k, v)| render_label(k, v)).collect();
-        let mut joined = Vec::new();
-        join_labels(&mut joined, &rendered);
-        self.labels.insert(key, (rendered, joined));
+        let adds_device = with_device && !pairs.iter().any(|(k, _)| *k == "device");
+        normalize_labels(&mut pairs, adds_device);
+        let set = LabelSet::new(&pairs, adds_device);
+        self.labels.insert(key, set);
+        self.held.push(labels.clone().unbind());
         Ok(key)
     }
 
-    fn metric(&mut self, m: &Bound<'py, PyAny>, device: Option<&str>) -> PyResult<()> {
+    fn metric(&mut self, m: &Bound<'py, PyAny>, device: Option<&Label>) -> PyResult<()> {
         let py = self.py;
-        let owned;
+        // gridtap.model.Metric is a NamedTuple: read it by position; anything else with the
+        // three attributes works too, only slower.
         let (def, value, labels) = match m.cast::<PyTuple>() {
             Ok(t) if t.len() == 3 => (t.get_item(0)?, t.get_item(1)?, t.get_item(2)?),
-            _ => {
-                owned = (
-                    m.getattr(intern!(py, "definition"))?,
-                    m.getattr(intern!(py, "value"))?,
-                    m.getattr(intern!(py, "labels"))?,
-                );
-                owned
-            }
+            _ => (
+                m.getattr(intern!(py, "definition"))?,
+                m.getattr(intern!(py, "value"))?,
+                m.getattr(intern!(py, "labels"))?,
+            ),
         };
         let dkey = self.def_info(&def)?;
-        let lkey = self.label_set(&labels, device)?;
+        let lkey = self.label_set(&labels, device.is_some())?;
         let info = &self.defs[&dkey];
-        let (label_list, joined) = &self.labels[&lkey];
+        let set = &self.labels[&lkey];
         match info.kind {
             Kind::Gauge | Kind::Counter => {
-                let name = std::str::from_utf8(&info.sample_name).unwrap_or("metric");
-                let x = sample_value(&value, name)?;
-                self.exposition.sample(info.family, &info.sample_name, joined, x);
+                let x = match value.cast_exact::<PyFloat>() {
+                    Ok(f) => f.value(),
+                    Err(_) => sample_value(&value, std::str::from_utf8(&info.sample_name).unwrap_or("metric"))?,
+                };
+                self.exposition.sample(info.family, &info.sample_name, &set.pieces(device), x);
             }
-            Kind::Info => self.exposition.sample(info.family, &info.sample_name, joined, 1.0),
+            Kind::Info => self.exposition.sample(info.family, &info.sample_name, &set.pieces(device), 1.0),
             Kind::StateSet => {
                 let current: Option<&str> = match value.cast::<PyString>() {
                     Ok(s) => Some(s.to_str().map_err(|_| encode_error("a state is not valid UTF-8"))?),
@@ -592,12 +640,13 @@ impl<'py> Renderer<'py> {
                         None => value.str()?.to_str()?.to_owned(),
                     })
                 };
+                let base = set.with_device(device);
                 for state in info.states.iter().map(String::as_str).chain(extra.as_deref()) {
                     let label = render_label(&info.state_key, state);
                     self.scratch.clear();
-                    join_with(&mut self.scratch, label_list, &label);
+                    join_with(&mut self.scratch, &base, &label);
                     let x = if current == Some(state) { 1.0 } else { 0.0 };
-                    self.exposition.sample(info.family, &info.sample_name, &self.scratch, x);
+                    self.exposition.sample(info.family, &info.sample_name, &[&self.scratch], x);
                 }
             }
         }
@@ -605,17 +654,16 @@ impl<'py> Renderer<'py> {
     }
 
     fn metrics(&mut self, metrics: &Bound<'py, PyAny>, device: Option<&str>) -> PyResult<()> {
-        self.labels.clear(); // label tuples are cached per batch: the device label differs
+        let device = device.map(|d| render_label("device", d));
         if let Ok(list) = metrics.cast::<PyList>() {
             for m in list.iter() {
-                self.metric(&m, device)?;
+                self.metric(&m, device.as_ref())?;
             }
         } else {
             for m in metrics.try_iter()? {
-                self.metric(&m?, device)?;
+                self.metric(&m?, device.as_ref())?;
             }
         }
-        self.labels.clear();
         Ok(())
     }
 }
@@ -698,11 +746,17 @@ mod tests {
     #[test]
     fn labels_sorted_deduplicated_and_with_device() {
         let mut pairs = vec![("z", "1"), ("a", "2"), ("a", "0")];
-        normalize_labels(&mut pairs, Some("boiler"));
-        assert_eq!(pairs, vec![("a", "2"), ("device", "boiler"), ("z", "1")]);
+        normalize_labels(&mut pairs, true);
+        assert_eq!(pairs, vec![("a", "2"), ("z", "1")]);
+        let set = LabelSet::new(&pairs, true);
+        let device = render_label("device", "boiler");
+        assert_eq!(set.pieces(Some(&device)).concat(), b"a=\"2\",device=\"boiler\",z=\"1\"");
         let mut pairs = vec![("device", "x"), ("a", "2"), ("a", "0")];
-        normalize_labels(&mut pairs, Some("boiler"));
+        normalize_labels(&mut pairs, false);
         assert_eq!(pairs, vec![("a", "0"), ("device", "x")]);
+        assert_eq!(LabelSet::new(&pairs, false).pieces(Some(&device)).concat(), b"a=\"0\",device=\"x\"");
+        assert_eq!(LabelSet::new(&[], true).pieces(Some(&device)).concat(), b"device=\"boiler\"");
+        assert_eq!(LabelSet::new(&[("z", "1")], true).pieces(Some(&device)).concat(), b"device=\"boiler\",z=\"1\"");
     }
 
     #[test]
@@ -720,7 +774,7 @@ mod tests {
             let mut name = Vec::new();
             e.sample_name(&mut name, "m_energy_joules_total");
             let label = render_label("device", "d");
-            e.sample(f, &name, &label.text, 1.5);
+            e.sample(f, &name, &[&label.text], 1.5);
             let mut out = Vec::new();
             e.finish(&mut out, true);
             assert_eq!(String::from_utf8(out).unwrap(), want);

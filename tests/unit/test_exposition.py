@@ -110,6 +110,19 @@ def test_families_merge_across_batches_in_first_seen_order():
     assert all_three([], openmetrics=True, build_info=False) == b"# EOF\n"
 
 
+def test_batches_from_a_generator_with_fresh_objects_each():
+    """Caches keyed by object identity must not mistake a new object at a freed address."""
+
+    def batches():
+        for i in range(200):
+            d = MetricDef(f"m_g{i % 3}", f"help {i % 3}")
+            yield Batch("m", f"d{i}", 0, [Metric(d, float(i), tuple([("k", f"v{i}")]))])
+
+    expected = exposition_ref.render(list(batches()), False, None)
+    assert exposition.render(batches(), build_info=False) == expected
+    assert expected.count(b"# TYPE") == 3
+
+
 def test_a_device_label_of_the_sample_wins_over_the_batch_device():
     batch = Batch("m", "proxy", 1, [UP(1, device="meter-1")])
     assert b'm_up{device="meter-1"} 1.0' in all_three([batch], openmetrics=False)
