@@ -174,8 +174,8 @@ CLIENT = textwrap.dedent('''
             raise SystemExit(f"HTTP {r.status}")
     get()
     if mode == "seq":
-        out = []
-        for _ in range(int(amount)):
+        out, end = [], time.perf_counter() + float(sys.argv[6])
+        while len(out) < amount and time.perf_counter() < end:
             t0 = time.perf_counter()
             get()
             out.append(time.perf_counter() - t0)
@@ -230,10 +230,11 @@ def python_clients(url: str, clients: int, seconds: float) -> float:
     return total / seconds
 
 
-def sequential(url: str, requests: int) -> tuple[float, float]:
+def sequential(url: str, requests: int, limit: float) -> tuple[float, float]:
+    """Median and p99 of ``requests`` GETs in a row over one connection (fewer if ``limit`` s pass)."""
     host, port, path = _split(url)
-    res = subprocess.run([sys.executable, "-c", CLIENT, host, port, path, "seq", str(requests)],
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run([sys.executable, "-c", CLIENT, host, port, path, "seq", str(requests), str(limit)],
+                         capture_output=True, text=True, timeout=limit + 60)
     if res.returncode != 0:
         raise RuntimeError(f"sequential client failed: {res.stderr}")
     times = sorted(float(x) for x in res.stdout.split())
@@ -382,7 +383,7 @@ class Bench:
         _status, body = http_get(url)
         rate, note = wrk(url, seconds_wrk)
         clients = python_clients(url, 4, seconds_py)
-        p50, p99 = sequential(url, requests)
+        p50, p99 = sequential(url, requests, 3 if self.quick else 20)
         say(f"  {who}: /metrics is {len(body)} bytes; wrk {rate:.0f} req/s{note}, 4 Python clients "
             f"{clients:.0f} req/s, sequential p50 {p50:.2f} ms p99 {p99:.2f} ms"
             + (f"; RSS after the load {rss_mb(proc.pid):.1f} MB" if proc else ""))
