@@ -10,6 +10,7 @@ pub mod goodwe;
 pub mod intergas;
 pub mod lineproto;
 pub mod modbus;
+pub mod listener;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -24,5 +25,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     goodwe::register(m)?;
     modbus::register(m)?;
     exposition::register(m)?;
+    listener::register(m)?;
     Ok(())
 }
