@@ -43,14 +43,9 @@ def make_batches() -> list[Batch]:
 
 
 def client_render(batches: list[Batch], openmetrics: bool) -> bytes:
-    from prometheus_client import CollectorRegistry, generate_latest
-    from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
-
     from gridtap.outputs import prometheus
 
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(prometheus.SnapshotCollector(lambda: batches))
-    return generate_openmetrics(registry) if openmetrics else generate_latest(registry)
+    return prometheus.encode_with_client(batches, openmetrics)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -224,6 +224,8 @@ struct Shared {
     idle_timeout: Duration,
     max_body: AtomicUsize,
     max_connections: usize,
+    /// Paths that serve the exposition (`/metrics` and the replaced exporter's, say).
+    paths: Vec<String>,
     open: Mutex<HashMap<u64, TcpStream>>,
     next_id: AtomicU64,
     scrapes: AtomicU64,
@@ -337,7 +339,8 @@ fn serve_connection(shared: &Shared, mut stream: TcpStream, client: &str) {
         };
         buf.drain(..end);
         let close = !head.keep_alive() || shared.stop.load(Ordering::Relaxed);
-        let (out, closes) = if (head.method == "GET" || head.method == "HEAD") && head.path() == "/metrics" {
+        let scrape = (head.method == "GET" || head.method == "HEAD") && shared.paths.iter().any(|p| p == head.path());
+        let (out, closes) = if scrape {
             shared.metrics(&head, close)
         } else {
             if head.header("transfer-encoding").is_some() {
@@ -417,7 +420,7 @@ fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
 }
 
 /// `MetricsListener(host, port, handler, render, server, idle_timeout=30.0, max_body=65536,
-/// max_connections=256)`: bound at once (OSError when the address is unusable); serving after
+/// max_connections=256, metrics_paths=["/metrics"])`: bound at once (OSError when the address is unusable); serving after
 /// `start()`. `handler(method, target, headers, body, client) -> (status, headers, body,
 /// close)` answers everything but `GET`/`HEAD /metrics`; `render(form) -> bytes` renders a
 /// form of the exposition not published yet (0 text, 1 OpenMetrics, +2 gzip).
@@ -441,7 +444,8 @@ fn os_error(e: &io::Error) -> PyErr {
 #[pymethods]
 impl MetricsListener {
     #[new]
-    #[pyo3(signature = (host, port, handler, render, server, idle_timeout=30.0, max_body=65536, max_connections=256))]
+    #[pyo3(signature = (host, port, handler, render, server, idle_timeout=30.0, max_body=65536, max_connections=256,
+                        metrics_paths=vec!["/metrics".to_owned()]))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         host: &str,
@@ -452,6 +456,7 @@ impl MetricsListener {
         idle_timeout: f64,
         max_body: usize,
         max_connections: usize,
+        metrics_paths: Vec<String>,
     ) -> PyResult<Self> {
         let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs().map_err(|e| os_error(&e))?.collect();
         let mut last = io::Error::new(io::ErrorKind::AddrNotAvailable, "no address to listen on");
@@ -479,6 +484,7 @@ impl MetricsListener {
                 idle_timeout: Duration::from_secs_f64(idle),
                 max_body: AtomicUsize::new(max_body),
                 max_connections: max_connections.max(1),
+                paths: metrics_paths,
                 open: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(0),
                 scrapes: AtomicU64::new(0),

@@ -16,8 +16,6 @@ from types import SimpleNamespace
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.utils import floatToGoString
 
 from gridtap import __version__, _native
@@ -33,9 +31,7 @@ UP = MetricDef("m_up", "Up.", integer=True)
 
 def oracle(batches: list, openmetrics: bool, build_info: bool = True) -> bytes:
     """prometheus_client's rendering of the families gridtap builds (what /metrics served)."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(prometheus.SnapshotCollector(lambda: batches, build_info))
-    return generate_openmetrics(registry) if openmetrics else generate_latest(registry)
+    return prometheus.encode_with_client(batches, openmetrics, build_info)
 
 
 def all_three(batches: list, openmetrics: bool, build_info: bool = True) -> bytes:
