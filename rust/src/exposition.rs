@@ -492,7 +492,8 @@ fn sample_value(value: &Bound<'_, PyAny>, name: &str) -> PyResult<f64> {
         return Ok(if value.is_truthy()? { 1.0 } else { 0.0 });
     }
     if value.is_instance_of::<PyString>() {
-        return Err(encode_error(format!("{name}: a str value ({:?}) is not a number", value.to_string())));
+        let shown = value.repr().map(|r| r.to_string()).unwrap_or_default();
+        return Err(encode_error(format!("{name}: a str value ({shown}) is not a number")));
     }
     value
         .extract::<f64>()

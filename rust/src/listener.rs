@@ -304,6 +304,29 @@ impl Shared {
     }
 }
 
+/// Answer `reply` and close without losing it: after our last byte, what the client still
+/// sends (an unread body, the rest of a huge head) is read and dropped for a moment, since
+/// closing a socket with unread input resets the connection, and the reset can destroy the
+/// response before the client reads it.
+fn reply_and_close(stream: &mut TcpStream, reply: &[u8], linger: Duration) {
+    if stream.write_all(reply).is_err() {
+        return;
+    }
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(linger));
+    let deadline = Instant::now() + linger;
+    let mut sink = [0u8; 8192];
+    let mut drained = 0usize;
+    while Instant::now() < deadline && drained < (1 << 20) {
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
+    }
+}
+
+const LINGER: Duration = Duration::from_millis(500);
+
 /// One connection: requests in a row until the peer closes, asks to, or idles out.
 fn serve_connection(shared: &Shared, mut stream: TcpStream, client: &str) {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
@@ -315,7 +338,7 @@ fn serve_connection(shared: &Shared, mut stream: TcpStream, client: &str) {
                 break end;
             }
             if buf.len() > MAX_HEAD {
-                let _ = stream.write_all(&json_error(431, "request head over 16 KiB", &shared.server));
+                reply_and_close(&mut stream, &json_error(431, "request head over 16 KiB", &shared.server), LINGER);
                 return;
             }
             match stream.read(&mut chunk) {
@@ -327,13 +350,13 @@ fn serve_connection(shared: &Shared, mut stream: TcpStream, client: &str) {
             }
         };
         if end > MAX_HEAD {
-            let _ = stream.write_all(&json_error(431, "request head over 16 KiB", &shared.server));
+            reply_and_close(&mut stream, &json_error(431, "request head over 16 KiB", &shared.server), LINGER);
             return;
         }
         let head = match parse_head(&buf[..end]) {
             Ok(h) => h,
             Err(why) => {
-                let _ = stream.write_all(&json_error(400, why, &shared.server));
+                reply_and_close(&mut stream, &json_error(400, why, &shared.server), LINGER);
                 return;
             }
         };
@@ -344,21 +367,23 @@ fn serve_connection(shared: &Shared, mut stream: TcpStream, client: &str) {
             shared.metrics(&head, close)
         } else {
             if head.header("transfer-encoding").is_some() {
-                let _ = stream.write_all(&json_error(411, "chunked bodies are not accepted; send Content-Length", &shared.server));
+                let reply = json_error(411, "chunked bodies are not accepted; send Content-Length", &shared.server);
+                reply_and_close(&mut stream, &reply, LINGER);
                 return;
             }
             let length = match head.header("content-length").map(|v| v.parse::<usize>()) {
                 None => 0,
                 Some(Ok(n)) => n,
                 Some(Err(_)) => {
-                    let _ = stream.write_all(&json_error(400, "bad Content-Length", &shared.server));
+                    reply_and_close(&mut stream, &json_error(400, "bad Content-Length", &shared.server), LINGER);
                     return;
                 }
             };
             let max_body = shared.max_body.load(Ordering::Relaxed);
             if length > max_body {
                 // The body is not read, so the connection cannot be reused.
-                let _ = stream.write_all(&json_error(413, &format!("body over {max_body} bytes"), &shared.server));
+                let reply = json_error(413, &format!("body over {max_body} bytes"), &shared.server);
+                reply_and_close(&mut stream, &reply, LINGER);
                 return;
             }
             while buf.len() < length {
@@ -370,8 +395,11 @@ fn serve_connection(shared: &Shared, mut stream: TcpStream, client: &str) {
             let body: Vec<u8> = buf.drain(..length).collect();
             shared.python(&head, body, client, close)
         };
-        if stream.write_all(&out).is_err() || closes {
-            let _ = stream.shutdown(Shutdown::Write);
+        if closes {
+            reply_and_close(&mut stream, &out, LINGER);
+            return;
+        }
+        if stream.write_all(&out).is_err() {
             return;
         }
     }
@@ -394,19 +422,20 @@ fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
         let _ = stream.set_read_timeout(Some(shared.idle_timeout));
         let _ = stream.set_write_timeout(Some(shared.idle_timeout));
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        {
+        let registered = {
             let mut open = shared.open.lock().unwrap_or_else(|e| e.into_inner());
             if open.len() >= shared.max_connections {
-                let mut stream = stream;
-                let _ = stream.write_all(&json_error(503, "too many connections", &shared.server));
-                continue;
+                None
+            } else {
+                stream.try_clone().ok().map(|clone| open.insert(id, clone)).map(|_| ())
             }
-            match stream.try_clone() {
-                Ok(clone) => {
-                    open.insert(id, clone);
-                }
-                Err(_) => continue,
-            }
+        };
+        if registered.is_none() {
+            // Brief, on the accept thread: the cap exists so that a flood gets no threads.
+            let mut stream = stream;
+            reply_and_close(&mut stream, &json_error(503, "too many connections", &shared.server),
+                            Duration::from_millis(20));
+            continue;
         }
         let worker = shared.clone();
         let spawned = std::thread::Builder::new().name("metrics-conn".into()).spawn(move || {
