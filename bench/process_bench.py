@@ -531,6 +531,8 @@ def main(argv: list[str] | None = None) -> int:
             demos[name] = cls.demo
         else:
             say(f"  {name}: no simulator (Plugin.demo) to measure against; skipped")
+    say(f"  load average at the start {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs "
+        "(other processes on the machine make start-up times and p99 noisy)")
     with tempfile.TemporaryDirectory(prefix="gridtap-process-bench-") as tmp:
         bench = Bench(args, Path(tmp))
         bench.version()
@@ -549,6 +551,7 @@ def main(argv: list[str] | None = None) -> int:
                 bench.seed_powerwall(args.seed_powerwall, demos["powerwall"])
             else:
                 say("  Go seed (powerwall) skipped: no powerwall plugin with a simulator to read")
+    say(f"  load average at the end {os.getloadavg()[0]:.2f}")
     return 0
 
 

@@ -479,9 +479,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         words = list(sys.argv[1:] if argv is None else argv)
         classes = _classes_for(words)
+        words = _rewrite_argv(words, classes)  # may turn `run powerwall --fetchcert` into a plugin command
         parser = build_parser(classes, words[0] if words and words[0] in COMMANDS else None)
         try:
-            args = parser.parse_args(_rewrite_argv(words, classes))
+            args = parser.parse_args(words)
         except SystemExit:
             console.flush()  # --help / --version text: a full disk is said, not ignored
             raise
