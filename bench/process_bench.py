@@ -400,23 +400,56 @@ class Bench:
 
     # --- the Goodwe proxy under load ----------------------------------------------------------------
     def goodwe_loaded(self) -> None:
+        """RSS of the proxy process after the same uploads through gridtap and (with a seed build
+        whose SEMS address is loopback, as bench/goodwe_bench.py wants it) through the seed."""
+        devices, frames = (10, 20) if self.quick else (60, 100)
+        key = f"RSS, run goodwe after {devices * frames} uploads from {devices} devices"
+
+        def gridtap(sems_port: int) -> tuple[Process, int]:
+            listen, mport = free_port(), free_port()
+            cfg = self.config("goodwe-load", [{"plugin": "goodwe", "name": "bench-goodwe", "listen_host": "127.0.0.1",
+                                               "listen_port": listen, "upstream_host": "127.0.0.1",
+                                               "upstream_port": sems_port}])
+            proc = Process([*self.gridtap, "run", "goodwe", "--config", str(cfg), "--output", "prometheus",
+                            "--listen", f"127.0.0.1:{mport}", "--interval", "1s"], self.env(), "run goodwe")
+            proc.wait_for(lambda: http_get(f"http://127.0.0.1:{mport}/metrics")[0] == 200, 30, "/metrics")
+            return proc, listen
+
+        after = self._loaded(gridtap, 0, devices, frames, "gridtap")
+        result(key, f"{after:.1f} MB")
+        seed = self.args.seed_goodwe
+        if not seed:
+            return
+        blob = Path(seed).read_bytes()
+        upstream = self.args.seed_goodwe_upstream
+        if upstream.encode() not in blob:
+            say(f"  Go seed (goodwe) not loaded with uploads: {seed} does not name {upstream} as its SEMS address "
+                "(a local build with a loopback SEMS address; see bench/goodwe_bench.py)")
+            return
+        host, _, port = upstream.rpartition(":")
+        if not all(port_is_free(p) for p in (20001, 14028, int(port))):
+            say("  Go seed (goodwe) not loaded with uploads: one of its fixed ports is in use")
+            return
+
+        def seed_process(_sems_port: int) -> tuple[Process, int]:
+            proc = Process([seed, "serve"], self.env(), "Go seed (goodwe)")
+            proc.wait_for(lambda: http_get("http://127.0.0.1:14028/metrics")[0] == 200, 15, "/metrics")
+            return proc, 20001
+
+        versus(key, "Go seed", f"{self._loaded(seed_process, int(port), devices, frames, 'Go seed', host):.1f} MB")
+
+    def _loaded(self, start: Callable[[int], tuple[Process, int]], sems_port: int, devices: int, frames: int,
+                who: str, sems_host: str = "127.0.0.1") -> float:
         import asyncio
 
         from gridtap_plugins.goodwe import simulator
 
-        devices, frames = (10, 20) if self.quick else (60, 100)
-        sems = simulator.SemsSimulator("127.0.0.1", 0, bogus=False)
+        sems = simulator.SemsSimulator(sems_host, sems_port, bogus=False)
         sems.start()
         try:
             assert sems.address is not None
-            listen, mport = free_port(), free_port()
-            cfg = self.config("goodwe-load", [{"plugin": "goodwe", "name": "bench-goodwe", "listen_host": "127.0.0.1",
-                                               "listen_port": listen, "upstream_host": "127.0.0.1",
-                                               "upstream_port": sems.address[1]}])
-            proc = Process([*self.gridtap, "run", "goodwe", "--config", str(cfg), "--output", "prometheus",
-                            "--listen", f"127.0.0.1:{mport}", "--interval", "1s"], self.env(), "run goodwe")
+            proc, listen = start(sems.address[1])
             try:
-                proc.wait_for(lambda: http_get(f"http://127.0.0.1:{mport}/metrics")[0] == 200, 30, "/metrics")
                 before = rss_mb(proc.pid)
                 acked = asyncio.run(_upload(listen, devices, frames))
                 time.sleep(1.5)  # a collection after the last upload
@@ -425,10 +458,9 @@ class Bench:
                 proc.stop()
         finally:
             sems.stop()
-        key = f"RSS, run goodwe after {devices * frames} uploads from {devices} devices"
-        result(key, f"{after:.1f} MB")
-        say(f"  goodwe proxy: {acked}/{devices * frames} uploads acknowledged through it; RSS {before:.1f} MB "
+        say(f"  {who} proxy: {acked}/{devices * frames} uploads acknowledged through it; RSS {before:.1f} MB "
             f"before, {after:.1f} MB after")
+        return after
 
     # --- the seeds ------------------------------------------------------------------------------------
     def seed_goodwe(self, path: str) -> None:
@@ -515,6 +547,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke sizes (CI): 1 s loads, one run each")
     ap.add_argument("--seed-goodwe", metavar="PATH", help="smlx/goodwe-exporters' sems_mitm_exporter binary")
+    ap.add_argument("--seed-goodwe-upstream", metavar="HOST:PORT", default="127.0.0.1:20011",
+                    help="the SEMS address compiled into a loopback build of the goodwe seed (default 127.0.0.1:20011)")
     ap.add_argument("--seed-powerwall", metavar="PATH", help="foogod/powerwall_exporter binary")
     ap.add_argument("--plugins", help="only these plugins (comma-separated; default: every installed one)")
     args = ap.parse_args(argv)
@@ -542,10 +576,10 @@ def main(argv: list[str] | None = None) -> int:
             bench.idle_run(name, demo)
         if demos:
             bench.idle_serve(demos)
-        if "goodwe" in demos:
-            bench.goodwe_loaded()
         if args.seed_goodwe:
             bench.seed_goodwe(args.seed_goodwe)
+        if "goodwe" in demos:
+            bench.goodwe_loaded()
         if args.seed_powerwall:
             if "powerwall" in demos:
                 bench.seed_powerwall(args.seed_powerwall, demos["powerwall"])
