@@ -487,7 +487,10 @@ impl MetricsListener {
         max_connections: usize,
         metrics_paths: Vec<String>,
     ) -> PyResult<Self> {
-        let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs().map_err(|e| os_error(&e))?.collect();
+        let mut addrs: Vec<SocketAddr> = (host, port).to_socket_addrs().map_err(|e| os_error(&e))?.collect();
+        // A name such as `localhost` binds its IPv4 address first, as Python's listener did:
+        // scrape configs say 127.0.0.1 far more often than [::1].
+        addrs.sort_by_key(|a| a.is_ipv6());
         let mut last = io::Error::new(io::ErrorKind::AddrNotAvailable, "no address to listen on");
         let mut bound = None;
         for addr in addrs {
