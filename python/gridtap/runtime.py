@@ -210,9 +210,8 @@ def parse_listen(listen: str) -> tuple[str, int]:
 def open_metrics_server(listen: str, collectors: Sequence[Collector], auth: Any = None,
                         metrics_path: str = "/metrics") -> Any:
     """Bind ``/metrics`` now (so a bad or busy address is reported before anything starts);
-    it serves the latest batch of whatever is in ``collectors`` (re-rendered by
-    :func:`serve_prometheus` after every collection), and the devices' routes (webhooks)
-    beside it (see :mod:`gridtap.serve`)."""
+    it serves the latest batch of whatever is in ``collectors``, re-rendered after every
+    collection, and the devices' routes (webhooks) beside it (see :mod:`gridtap.serve`)."""
     from . import serve
 
     host, port = parse_listen(listen)
@@ -228,6 +227,8 @@ def open_metrics_server(listen: str, collectors: Sequence[Collector], auth: Any 
         return [r for c in collectors for r in c.plugin.routes()]
 
     server = serve.open_server(host, port, snapshot, status, routes, auth, listen, metrics_path)
+    for c in collectors:  # collectors added later are watched by serve_prometheus
+        server.watch(c)
     bound_host, bound_port = server.server_address[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     log.info("serving /metrics on http://%s:%d%s", shown, bound_port, metrics_path)
@@ -253,7 +254,7 @@ def serve_prometheus(
     server.max_body = server.body_limit()
     # Rendered once per collection, on the collector's thread; a scrape only copies bytes.
     for c in collectors:
-        c.subscribe(server.publish)
+        server.watch(c)
     server.publish()
     for c in collectors:
         c.start()

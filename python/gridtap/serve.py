@@ -21,13 +21,16 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import logs
 from .config import Secret
 from .errors import ConfigError
 from .model import Batch, Kind
 from .routes import Request, Response, Route
+
+if TYPE_CHECKING:
+    from .schedule import Collector
 
 log = logging.getLogger("gridtap.serve")
 
@@ -135,6 +138,7 @@ class MetricsServer:
         self.auth = auth
         self._publish_lock = threading.Lock()
         self._failing: set[tuple[str, str]] = set()
+        self._watched: list[Collector] = []
         paths = sorted({"/metrics", metrics_path})
         self._listener = _native.MetricsListener(address[0], address[1], self._handle, self._render,
                                                  f"gridtap/{__version__}", self.idle_timeout,
@@ -173,6 +177,13 @@ class MetricsServer:
         self._listener.close()
 
     # --- the exposition ---------------------------------------------------------------------
+    def watch(self, collector: Collector) -> None:
+        """Re-render after every collection of ``collector`` (once per collector, however often
+        it is asked)."""
+        if not any(c is collector for c in self._watched):
+            self._watched.append(collector)
+            collector.subscribe(self.publish)
+
     def publish(self, _batch: Batch | None = None) -> None:
         """Render the latest batch of every device (the forms scrapes have asked for) and hand
         the bytes to the listener. Called on a collector's thread after each collection

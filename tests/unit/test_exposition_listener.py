@@ -70,7 +70,6 @@ def served() -> Iterator[SimpleNamespace]:
     server = runtime.open_metrics_server("127.0.0.1:0", [collector], Auth(token=Secret("s3cret")),
                                          metrics_path="/seed/metrics")
     server.max_body = server.body_limit()
-    collector.subscribe(server.publish)
     try:
         yield SimpleNamespace(server=server, port=server.server_address[1], collector=collector, plugin=plugin)
     finally:
@@ -334,8 +333,8 @@ def test_batches_of_many_devices():
     plugins = [FakePlugin(f"d{i}") for i in range(5)]
     collectors = [Collector(p, 3600) for p in plugins]
     server = runtime.open_metrics_server("127.0.0.1:0", collectors)
-    for c in collectors:
-        c.subscribe(server.publish)
+    server.watch(collectors[0])  # watched already: no second rendering per collection
+    assert len(collectors[0]._subscribers) == 1
     try:
         batches = [c.collect_once() for c in collectors]
         assert request(server.server_address[1], "GET", "/metrics")[2] == exposition.render(batches)
