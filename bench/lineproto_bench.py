@@ -70,7 +70,15 @@ def encode_with_points(batches: list[Batch]) -> bytes:
         for m in b.metrics:
             labels = dict(m.labels)
             labels.setdefault("device", b.device)
-            lines.setdefault(tuple(sorted(labels.items())), {})[m.name.removeprefix(prefix)] = m.value
+            field = m.name.removeprefix(prefix)
+            if m.definition.kind is Kind.STATESET:
+                # As gridtap writes a state set: one 0/1 line per state, the state as a tag.
+                d = m.definition
+                for state in d.states if m.value in d.states else (*d.states, m.value):
+                    tags = tuple(sorted({**labels, d.family: state}.items()))
+                    lines.setdefault(tags, {})[field] = int(state == m.value)
+                continue
+            lines.setdefault(tuple(sorted(labels.items())), {})[field] = m.value
         for tags, fields in lines.items():
             p = Point(b.plugin)
             for k, v in tags:

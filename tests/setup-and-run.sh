@@ -44,7 +44,7 @@ WHEEL_DIR="$ROOT/target/ci-wheels"
 # fresh clone each time; the machine's home directory stays).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/gridtap/cargo-target}"
 DEB_PACKAGES=(socat mosquitto mosquitto-clients influxdb prometheus prometheus-pushgateway
-              prometheus-alertmanager collectd-core openssl python3 python3-venv)
+              prometheus-alertmanager collectd-core openssl python3 python3-venv wrk)
 SERVICES=(influxdb prometheus prometheus-pushgateway prometheus-alertmanager mosquitto collectd)
 
 TIMINGS=()

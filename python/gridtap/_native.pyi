@@ -73,3 +73,28 @@ class ModbusMap:
 
 def modbus_registers(data: bytes) -> list[int]:
     """Big-endian register bytes to register values (LengthError on an odd length)."""
+
+# --- exposition.rs ---------------------------------------------------------------------
+def exposition_render(batches: Iterable[Any], openmetrics: bool = False, head: Iterable[Any] | None = None) -> bytes:
+    """Prometheus text (0.0.4) or OpenMetrics exposition of gridtap.model.Batch objects, one call;
+    ``head``: samples written first, without a device label (gridtap_build_info)."""
+
+# --- listener.rs -----------------------------------------------------------------------
+class MetricsListener:
+    """The HTTP/1.1 listener: GET/HEAD on ``metrics_paths`` answered from published bytes without
+    the GIL; every other request goes to ``handler(method, target, headers, body, client) ->
+    (status, headers, body, close)``; ``render(form)`` renders a form not published yet
+    (0 text, 1 OpenMetrics, +2 gzip). Bound at once (OSError), serving after ``start()``."""
+
+    def __init__(self, host: str, port: int, handler: Any, render: Any, server: str, idle_timeout: float = 30.0,
+                 max_body: int = 65536, max_connections: int = 256, metrics_paths: list[str] = ...) -> None: ...
+    @property
+    def address(self) -> tuple[str, int]: ...
+    @property
+    def scrapes(self) -> int: ...
+    max_body: int
+    def start(self) -> None: ...
+    def publish(self, text: bytes, openmetrics: bytes | None = None, text_gzip: bytes | None = None,
+                openmetrics_gzip: bytes | None = None) -> None: ...
+    def wanted(self) -> tuple[bool, bool, bool, bool]: ...
+    def close(self, timeout: float = 2.0) -> None: ...

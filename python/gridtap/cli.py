@@ -2,26 +2,29 @@
 
 Every user mistake ends as one line on stderr and exit code 2; a device that cannot be
 read ends ``--once`` with one line and exit code 1. Tracebacks only with ``--log-level debug``.
+
+A process imports what its command uses when it uses it: ``--version`` builds no plugin's
+parser, ``run PLUGIN`` loads that one plugin (not every installed one), and the encoders,
+the listener and the push clients are imported by the modes that write with them.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import errno
-import json
 import logging
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import __version__, captures, config, console, devices, logs, plugin, runtime, sinks
+from . import console, logs
 from .errors import ConfigError, GridtapError, InputError
-from .model import Batch
-from .outputs import lineproto, prometheus
-from .schedule import Collector
+
+if TYPE_CHECKING:
+    from . import devices, plugin, runtime, sinks
+    from .schedule import Collector
 
 log = logging.getLogger("gridtap")
 
@@ -42,8 +45,26 @@ class _Parser(argparse.ArgumentParser):
             super()._print_message(message, file)
 
 
+class _Version(argparse.Action):
+    """``--version``: the version is looked up only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show the version and exit", **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kwargs: Any) -> None:
+        from . import __version__
+
+        parser._print_message(f"gridtap {__version__}\n", sys.stdout)
+        parser.exit()
+
+
+def _version_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--version", action=_Version)
+
+
 def _common_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--version", action="version", version=f"gridtap {__version__}")
+    _version_option(p)
     p.add_argument("--log-format", choices=["auto", "text", "logfmt", "json", "telegraf"], default=None,
                    help="log style on stderr (auto: telegraf prefixes for --output influx, else text)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None,
@@ -60,6 +81,8 @@ def _push_options(p: argparse.ArgumentParser) -> None:
 
 
 def _plugin_flags(p: argparse.ArgumentParser, cls: type[plugin.Plugin]) -> None:
+    import dataclasses
+
     group = p.add_argument_group(f"{cls.name} settings (also GRIDTAP_{cls.name.upper()}_<KEY> or the config file)")
     for f in dataclasses.fields(cls.config_schema):
         default = f.default if f.default is not dataclasses.MISSING else None
@@ -83,6 +106,9 @@ def _shown_default(value: Any) -> str:
 
 
 def _plugin_classes() -> list[type[plugin.Plugin]]:
+    """Every installed plugin class."""
+    from . import plugin
+
     out = []
     for name in plugin.names():
         try:
@@ -92,82 +118,91 @@ def _plugin_classes() -> list[type[plugin.Plugin]]:
     return out
 
 
-def build_parser(classes: Sequence[type[plugin.Plugin]]) -> argparse.ArgumentParser:
+def build_parser(classes: Sequence[type[plugin.Plugin]], command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of ``command`` alone: a process parsing ``run PLUGIN``
+    need not build (and import) every plugin's simulator and decoder options."""
     top = _Parser(prog="gridtap", description="Read home-energy devices; feed Telegraf, collectd, Prometheus.")
-    top.add_argument("--version", action="version", version=f"gridtap {__version__}")
+    _version_option(top)
     sub = top.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
 
-    run = sub.add_parser("run", help="collect one device and write one output (execd, exec, /metrics)",
-                         description="Collect one device and write its metrics to one output.")
-    run.add_argument("--version", action="version", version=f"gridtap {__version__}")
-    run_sub = run.add_subparsers(dest="plugin", metavar="PLUGIN", required=True, parser_class=_Parser)
-    for cls in classes:
-        p = run_sub.add_parser(cls.name, help=cls.description, description=cls.description)
-        p.add_argument("--output", choices=OUTPUTS, default="influx",
-                       help="influx: line protocol on stdout (Telegraf execd); collectd: PUTVAL on stdout "
-                            "(collectd exec); prometheus: serve /metrics; pushgateway: push to --pushgateway; "
-                            "mqtt: publish to --mqtt with Home Assistant discovery (default influx)")
-        p.add_argument("--once", action="store_true",
-                       help="collect one batch, print it and exit (0 ok, 1 device unreadable)")
-        p.add_argument("--wait", metavar="DURATION",
-                       help=f"with --once: keep trying this long for a first good collection "
-                            f"(default {cls.once_wait:g}s)")
-        p.add_argument("--signal", choices=["STDIN", "none"], default="none",
-                       help="influx only: STDIN = collect on each newline (Telegraf signal = \"STDIN\"); "
-                            "none = collect every --interval (default none)")
-        p.add_argument("--interval", metavar="DURATION", help="time between collections, e.g. 10s")
-        p.add_argument("--listen", metavar="HOST:PORT", help="prometheus only: address of /metrics")
-        p.add_argument("--config", metavar="FILE", help="YAML config file")
-        p.add_argument("--name", metavar="DEVICE", help="device name (label device=); picks the device in --config")
-        p.add_argument("--uint", action="store_true",
-                       help="influx only: write integers above the int64 range with the u suffix (InfluxDB 2, "
-                            "Telegraf); without it they are clamped, as influxd 1.x rejects u")
-        _push_options(p)
-        _common_options(p)
-        _plugin_flags(p, cls)
+    if command in (None, "run"):
+        run = sub.add_parser("run", help="collect one device and write one output (execd, exec, /metrics)",
+                             description="Collect one device and write its metrics to one output.")
+        _version_option(run)
+        run_sub = run.add_subparsers(dest="plugin", metavar="PLUGIN", required=True, parser_class=_Parser)
+        for cls in classes:
+            p = run_sub.add_parser(cls.name, help=cls.description, description=cls.description)
+            p.add_argument("--output", choices=OUTPUTS, default="influx",
+                           help="influx: line protocol on stdout (Telegraf execd); collectd: PUTVAL on stdout "
+                                "(collectd exec); prometheus: serve /metrics; pushgateway: push to --pushgateway; "
+                                "mqtt: publish to --mqtt with Home Assistant discovery (default influx)")
+            p.add_argument("--once", action="store_true",
+                           help="collect one batch, print it and exit (0 ok, 1 device unreadable)")
+            p.add_argument("--wait", metavar="DURATION",
+                           help=f"with --once: keep trying this long for a first good collection "
+                                f"(default {cls.once_wait:g}s)")
+            p.add_argument("--signal", choices=["STDIN", "none"], default="none",
+                           help="influx only: STDIN = collect on each newline (Telegraf signal = \"STDIN\"); "
+                                "none = collect every --interval (default none)")
+            p.add_argument("--interval", metavar="DURATION", help="time between collections, e.g. 10s")
+            p.add_argument("--listen", metavar="HOST:PORT", help="prometheus only: address of /metrics")
+            p.add_argument("--config", metavar="FILE", help="YAML config file")
+            p.add_argument("--name", metavar="DEVICE", help="device name (label device=); picks the device in --config")
+            p.add_argument("--uint", action="store_true",
+                           help="influx only: write integers above the int64 range with the u suffix (InfluxDB 2, "
+                                "Telegraf); without it they are clamped, as influxd 1.x rejects u")
+            _push_options(p)
+            _common_options(p)
+            _plugin_flags(p, cls)
 
-    serve = sub.add_parser("serve", help="collect many devices in one process and serve /metrics",
-                           description="Collect every device of a config file; serve Prometheus /metrics.")
-    serve.add_argument("--config", metavar="FILE", required=True, help="YAML config file with a devices list")
-    serve.add_argument("--listen", metavar="HOST:PORT", help="address of /metrics (default 127.0.0.1:9870)")
-    _push_options(serve)
-    _common_options(serve)
+    if command in (None, "serve"):
+        serve = sub.add_parser("serve", help="collect many devices in one process and serve /metrics",
+                               description="Collect every device of a config file; serve Prometheus /metrics.")
+        serve.add_argument("--config", metavar="FILE", required=True, help="YAML config file with a devices list")
+        serve.add_argument("--listen", metavar="HOST:PORT", help="address of /metrics (default 127.0.0.1:9870)")
+        _push_options(serve)
+        _common_options(serve)
 
-    dec = sub.add_parser("decode", help="decode a captured frame, block or page",
-                         description="Decode a capture (hex text or binary) into metrics.")
-    dec.add_argument("--version", action="version", version=f"gridtap {__version__}")
-    dec_sub = dec.add_subparsers(dest="plugin", metavar="PLUGIN", required=True, parser_class=_Parser)
-    for cls in classes:
-        p = dec_sub.add_parser(cls.name, help=cls.description)
-        p.add_argument("file", nargs="?", default="-", help="capture file, or - for stdin (default -)")
-        p.add_argument("--format", choices=["influx", "prometheus", "json"], default="json",
-                       help="output format (default json)")
-        p.add_argument("--input", choices=["auto", "hex", "binary"], default="auto",
-                       help="how to read the file: hex text (# comments allowed), raw bytes, or guess (default)")
-        _common_options(p)
-        cls.add_decode_arguments(p)
+    if command in (None, "decode"):
+        dec = sub.add_parser("decode", help="decode a captured frame, block or page",
+                             description="Decode a capture (hex text or binary) into metrics.")
+        _version_option(dec)
+        dec_sub = dec.add_subparsers(dest="plugin", metavar="PLUGIN", required=True, parser_class=_Parser)
+        for cls in classes:
+            p = dec_sub.add_parser(cls.name, help=cls.description)
+            p.add_argument("file", nargs="?", default="-", help="capture file, or - for stdin (default -)")
+            p.add_argument("--format", choices=["influx", "prometheus", "json"], default="json",
+                           help="output format (default json)")
+            p.add_argument("--input", choices=["auto", "hex", "binary"], default="auto",
+                           help="how to read the file: hex text (# comments allowed), raw bytes, or guess (default)")
+            _common_options(p)
+            cls.add_decode_arguments(p)
 
-    sim = sub.add_parser("simulate", help="run a device simulator on loopback",
-                         description="Serve a device's real protocol on loopback, from generated data or captures.")
-    sim.add_argument("--version", action="version", version=f"gridtap {__version__}")
-    sim_sub = sim.add_subparsers(dest="plugin", metavar="DEVICE", required=True, parser_class=_Parser)
-    for cls in classes:
-        p = sim_sub.add_parser(cls.name, help=cls.description)
-        _common_options(p)
-        cls.add_simulate_arguments(p)
+    if command in (None, "simulate"):
+        sim = sub.add_parser("simulate", help="run a device simulator on loopback",
+                             description="Serve a device's real protocol on loopback, from generated data or captures.")
+        _version_option(sim)
+        sim_sub = sim.add_subparsers(dest="plugin", metavar="DEVICE", required=True, parser_class=_Parser)
+        for cls in classes:
+            p = sim_sub.add_parser(cls.name, help=cls.description)
+            _common_options(p)
+            cls.add_simulate_arguments(p)
 
-    demo = sub.add_parser("demo", help="simulators feeding /metrics and line protocol; no hardware needed",
-                          description="Start every plugin's simulator, collect from them, serve /metrics "
-                                      "and print line protocol.")
-    demo.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:9870", help="address of /metrics")
-    demo.add_argument("--interval", metavar="DURATION", default="5s", help="time between collections")
-    demo.add_argument("--duration", metavar="DURATION", help="stop after this long (default: until Ctrl-C)")
-    _common_options(demo)
+    if command in (None, "demo"):
+        demo = sub.add_parser("demo", help="simulators feeding /metrics and line protocol; no hardware needed",
+                              description="Start every plugin's simulator, collect from them, serve /metrics "
+                                          "and print line protocol.")
+        demo.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:9870", help="address of /metrics")
+        demo.add_argument("--interval", metavar="DURATION", default="5s", help="time between collections")
+        demo.add_argument("--duration", metavar="DURATION", help="stop after this long (default: until Ctrl-C)")
+        _common_options(demo)
 
-    _plugin_commands(sub, classes)
+    if command is None:
+        _plugin_commands(sub, classes)
 
-    plugins_cmd = sub.add_parser("plugins", help="list installed plugins")
-    plugins_cmd.add_argument("--version", action="version", version=f"gridtap {__version__}")
+    if command in (None, "plugins"):
+        plugins_cmd = sub.add_parser("plugins", help="list installed plugins")
+        _version_option(plugins_cmd)
     return top
 
 
@@ -186,7 +221,7 @@ def _plugin_commands(sub: Any, classes: Sequence[type[plugin.Plugin]]) -> None:
         if nested:
             group = sub.add_parser(cls.name, help=f"{cls.name} tools: {', '.join(nested)}",
                                    description=f"{cls.description}: tools")
-            group.add_argument("--version", action="version", version=f"gridtap {__version__}")
+            _version_option(group)
             inner = group.add_subparsers(dest="tool", metavar="TOOL", required=True, parser_class=_Parser)
             for name, command in nested.items():
                 p = inner.add_parser(name, help=command.help, description=command.help)
@@ -197,6 +232,8 @@ def _plugin_commands(sub: Any, classes: Sequence[type[plugin.Plugin]]) -> None:
 
 # --- helpers --------------------------------------------------------------------------
 def _duration(flag: str, text: str, allow_zero: bool = False) -> float:
+    from . import config
+
     try:
         return float(config.Duration.parse(text, allow_zero=allow_zero))
     except ValueError as e:
@@ -219,6 +256,9 @@ def _flags(args: argparse.Namespace) -> dict[str, str]:
 
 # --- commands -------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
+    from . import devices, plugin, runtime
+    from .schedule import Collector
+
     cls = plugin.load(args.plugin)
     flags = _flags(args)
     if args.interval:
@@ -257,6 +297,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _delivery(args: argparse.Namespace, common: devices.Common, only: str | None = None) -> sinks.Delivery:
     """The push outputs asked for: by ``--output`` (``only``) or, for serve, by config/flags."""
+    from . import sinks
+
     out: list[sinks.Sink] = []
     if only == "pushgateway" or (only is None and (args.pushgateway or common.pushgateway is not None)):
         out.append(sinks.PushgatewaySink(sinks.pushgateway_settings(common.pushgateway, args.pushgateway)))
@@ -267,6 +309,8 @@ def _delivery(args: argparse.Namespace, common: devices.Common, only: str | None
 
 def _once(collector: Collector, args: argparse.Namespace, delivery: sinks.Delivery | None,
           stopper: runtime.Stopper, interval_explicit: bool) -> int:
+    from . import runtime
+
     wait = _duration("--wait", args.wait, allow_zero=True) if args.wait else collector.plugin.once_wait
     # The outcome is said once, below; the scheduler's per-attempt warnings would repeat it.
     logging.getLogger("gridtap.schedule").setLevel(logging.ERROR)
@@ -286,6 +330,8 @@ def _once(collector: Collector, args: argparse.Namespace, delivery: sinks.Delive
         print(f"gridtap: {collector.name}: {collector.state.error}", file=sys.stderr)
         return 1
     if args.output == "influx":
+        from .outputs import lineproto
+
         console.write(lineproto.encode([batch], args.uint))
     elif args.output == "collectd":
         from .outputs import collectd
@@ -296,11 +342,16 @@ def _once(collector: Collector, args: argparse.Namespace, delivery: sinks.Delive
         for sink in delivery.sinks:
             sink.publish([batch])  # an OutputError here is the one line and exit 1
     else:
-        console.write(prometheus.encode([batch]))
+        from .outputs import exposition
+
+        console.write(exposition.render([batch]))
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from . import config, devices, runtime, sinks
+    from .schedule import Collector
+
     common = devices.load_common(config.load_yaml(args.config))
     _setup_logs(args, common)
     entries = devices.devices_from_file(common)
@@ -330,6 +381,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
+    import json
+
+    from . import captures, plugin
+    from .model import Batch
+
     _setup_logs(args)
     cls = plugin.load(args.plugin)
     data = captures.read_capture(args.file, args.input)
@@ -341,9 +397,13 @@ def cmd_decode(args: argparse.Namespace) -> int:
         raise InputError(f"{args.file}: {e}") from None
     batch = Batch(cls.name, "capture", time.time_ns(), metrics)
     if args.format == "influx":
+        from .outputs import lineproto
+
         console.write(lineproto.encode([batch]))
     elif args.format == "prometheus":
-        console.write(prometheus.encode([batch]))
+        from .outputs import exposition
+
+        console.write(exposition.render([batch]))
     else:
         rows = [{"name": m.name, "labels": dict(m.labels), "value": m.value} for m in metrics]
         console.write((json.dumps(rows, indent=1) + "\n").encode())
@@ -351,6 +411,8 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from . import plugin
+
     _setup_logs(args)
     return plugin.load(args.plugin).simulate(args)
 
@@ -389,12 +451,38 @@ def _rewrite_argv(argv: list[str], classes: Sequence[type[plugin.Plugin]]) -> li
     return argv
 
 
+#: Commands whose parser needs no plugin class at all.
+_PLUGINLESS = ("serve", "demo", "plugins", "--version")
+#: Commands whose second word names the plugin.
+_PER_PLUGIN = ("run", "decode", "simulate")
+
+
+def _classes_for(argv: Sequence[str]) -> list[type[plugin.Plugin]]:
+    """The plugin classes the parser for ``argv`` needs: none for ``--version``, ``serve``,
+    ``demo`` and ``plugins``; the one named for ``run|decode|simulate PLUGIN``; all of them
+    otherwise (``--help``, a plugin's own command, a mistake to explain)."""
+    if argv and argv[0] in _PLUGINLESS:
+        return []
+    if len(argv) >= 2 and argv[0] in _PER_PLUGIN and not argv[1].startswith("-"):
+        from . import plugin
+
+        if argv[1] in plugin.declared():
+            try:
+                return [plugin.load(argv[1])]
+            except Exception as e:  # the same one line _plugin_classes prints, then the parser's error
+                print(f"gridtap: plugin {argv[1]} failed to load: {e}", file=sys.stderr)
+                return []
+    return _plugin_classes()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        classes = _plugin_classes()
-        parser = build_parser(classes)
+        words = list(sys.argv[1:] if argv is None else argv)
+        classes = _classes_for(words)
+        words = _rewrite_argv(words, classes)  # may turn `run powerwall --fetchcert` into a plugin command
+        parser = build_parser(classes, words[0] if words and words[0] in COMMANDS else None)
         try:
-            args = parser.parse_args(_rewrite_argv(list(sys.argv[1:] if argv is None else argv), classes))
+            args = parser.parse_args(words)
         except SystemExit:
             console.flush()  # --help / --version text: a full disk is said, not ignored
             raise

@@ -20,8 +20,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from .errors import ConfigError
 
 
@@ -281,22 +279,33 @@ def check_http_url(key: str, url: str, example: str = "http://192.168.1.60") -> 
         check_port(key, port)
 
 
-class _DuplicateKey(yaml.YAMLError):
-    pass
+def _strict_loader() -> tuple[type, type]:
+    """(loader class, its duplicate-key error): a SafeLoader that refuses a key given twice in
+    one mapping (YAML would keep the last silently, so a second ``port:`` further down would
+    quietly win). Made on first use: PyYAML is imported only by a process that reads a file."""
+    global _STRICT
+    if _STRICT is not None:
+        return _STRICT
+    import yaml
+
+    class DuplicateKey(yaml.YAMLError):
+        pass
+
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+            seen: set[Any] = set()
+            for key_node, _value in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if isinstance(key, typing.Hashable) and key in seen:
+                    raise DuplicateKey(f"key {key!r} given twice (line {key_node.start_mark.line + 1})")
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    _STRICT = (StrictLoader, DuplicateKey)
+    return _STRICT
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (YAML would keep the last
-    silently, so a second ``port:`` further down would quietly win)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _value in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, typing.Hashable) and key in seen:
-                raise _DuplicateKey(f"key {key!r} given twice (line {key_node.start_mark.line + 1})")
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+_STRICT: tuple[type, type] | None = None
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -309,9 +318,12 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError as e:
         line = p.read_bytes()[: e.start].count(b"\n") + 1
         raise ConfigError(str(path), f"not UTF-8 text (line {line})") from None
+    import yaml
+
+    loader, duplicate_key = _strict_loader()
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except _DuplicateKey as e:
+        data = yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader subclass
+    except duplicate_key as e:
         raise ConfigError(str(path), str(e)) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)

@@ -19,15 +19,19 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import console
 from .config import Duration
 from .errors import ConfigError
 from .model import Batch
-from .outputs import collectd, lineproto, prometheus
-from .schedule import Collector
-from .sinks import Delivery, DeliveryWorker
+
+if TYPE_CHECKING:
+    from .schedule import Collector
+    from .sinks import Delivery
+
+# Each mode imports the encoder it writes with when it starts (a /metrics process never loads
+# line protocol's Python side, an execd child never loads the listener).
 
 log = logging.getLogger("gridtap.runtime")
 
@@ -113,6 +117,8 @@ def run_influx(collectors: Sequence[Collector], signal_mode: str, stopper: Stopp
     on its own interval, and a device that pushes (``Plugin.updated``) is written as soon as
     its reading is in; each batch is written whole and flushed.
     """
+    from .outputs import lineproto
+
     writer = StdoutWriter(stopper)
     if signal_mode == "STDIN":
         fd = sys.stdin.fileno()
@@ -168,6 +174,8 @@ def collectd_settings(interval: float, explicit: bool = False) -> tuple[str, flo
 
 
 def run_collectd(collectors: Sequence[Collector], interval: float, stopper: Stopper, explicit: bool = False) -> int:
+    from .outputs import collectd
+
     host, interval = collectd_settings(interval, explicit)
     writer = StdoutWriter(stopper)
     while not stopper.stopped:
@@ -182,6 +190,8 @@ def run_collectd(collectors: Sequence[Collector], interval: float, stopper: Stop
 def run_push(collectors: Sequence[Collector], interval: float, delivery: Delivery, stopper: Stopper) -> int:
     """``--output pushgateway|mqtt``: every device collects in the background (on its interval,
     and at once when it pushes a reading); each batch is handed to the sinks as it comes."""
+    from .sinks import DeliveryWorker
+
     worker = DeliveryWorker(delivery)
     try:
         _collect_in_background(collectors, stopper, worker.submit)
@@ -200,8 +210,8 @@ def parse_listen(listen: str) -> tuple[str, int]:
 def open_metrics_server(listen: str, collectors: Sequence[Collector], auth: Any = None,
                         metrics_path: str = "/metrics") -> Any:
     """Bind ``/metrics`` now (so a bad or busy address is reported before anything starts);
-    each scrape serves the latest batch of whatever is in ``collectors`` at that moment, and
-    the devices' routes (webhooks) are served beside it (see :mod:`gridtap.serve`)."""
+    it serves the latest batch of whatever is in ``collectors``, re-rendered after every
+    collection, and the devices' routes (webhooks) beside it (see :mod:`gridtap.serve`)."""
     from . import serve
 
     host, port = parse_listen(listen)
@@ -210,16 +220,15 @@ def open_metrics_server(listen: str, collectors: Sequence[Collector], auth: Any 
     def snapshot() -> list[Batch]:
         return [b for b in (c.snapshot() for c in collectors) if b is not None]
 
-    def exposition(openmetrics: bool) -> bytes:
-        return prometheus.encode(snapshot(), openmetrics=openmetrics, build_info=True)
-
     def status() -> dict[str, Any]:
         return serve.status_document([(c.snapshot(), c.plugin.status()) for c in collectors])
 
     def routes() -> list[Any]:
         return [r for c in collectors for r in c.plugin.routes()]
 
-    server = serve.open_server(host, port, exposition, status, routes, auth, listen, metrics_path)
+    server = serve.open_server(host, port, snapshot, status, routes, auth, listen, metrics_path)
+    for c in collectors:  # collectors added later are watched by serve_prometheus
+        server.watch(c)
     bound_host, bound_port = server.server_address[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     log.info("serving /metrics on http://%s:%d%s", shown, bound_port, metrics_path)
@@ -242,6 +251,11 @@ def serve_prometheus(
         server = open_metrics_server(listen, collectors, auth, metrics_path)
     else:
         server.auth = auth
+    server.max_body = server.body_limit()
+    # Rendered once per collection, on the collector's thread; a scrape only copies bytes.
+    for c in collectors:
+        server.watch(c)
+    server.publish()
     for c in collectors:
         c.start()
     try:

@@ -2,8 +2,10 @@
 routes plugins add (webhooks). Device-blind: it serves whatever the collectors hold.
 
 * ``GET /metrics``: the latest batch of every device as Prometheus text, or OpenMetrics when
-  the scraper asks for it (``Accept``), gzip when it accepts gzip. A scrape never talks to a
-  device and never waits for a collection.
+  the scraper asks for it (``Accept``), gzip when it accepts gzip. Rendered once per
+  collection (in Rust, :mod:`gridtap.outputs.exposition`) and answered by a listener thread
+  in Rust without the GIL (``rust/src/listener.rs``): a scrape never talks to a device, never
+  waits for a collection, and costs microseconds.
 * ``GET /status``: the last collection of every device as JSON (state, error, samples);
   errors pass through the secret filter, and settings are never part of it.
 * ``GET /ready``: ``ready``, for process supervisors.
@@ -13,31 +15,26 @@ routes plugins add (webhooks). Device-blind: it serves whatever the collectors h
 
 from __future__ import annotations
 
-import base64
-import gzip
-import hmac
-import html
-import ipaddress
 import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from typing import TYPE_CHECKING, Any
 
-from . import __version__, logs
+from . import logs
 from .config import Secret
 from .errors import ConfigError
 from .model import Batch, Kind
 from .routes import Request, Response, Route
 
+if TYPE_CHECKING:
+    from .schedule import Collector
+
 log = logging.getLogger("gridtap.serve")
 
 TEXT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-OPENMETRICS_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 
 @dataclass(frozen=True)
@@ -55,11 +52,15 @@ class Auth:
     def allows(self, header: str | None) -> bool:
         if not header:
             return False
+        import hmac  # hashlib and OpenSSL's libcrypto come with it: only when a request needs it
+
         scheme, _, value = header.partition(" ")
         value = value.strip()
         if scheme.lower() == "bearer" and self.token:
             return hmac.compare_digest(value.encode(), self.token.reveal().encode())
         if scheme.lower() == "basic" and self.username is not None and self.password is not None:
+            import base64
+
             try:
                 user, _, pw = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
             except (ValueError, UnicodeDecodeError):
@@ -72,6 +73,8 @@ class Auth:
 def is_loopback(host: str) -> bool:
     if host in ("localhost", "ip6-localhost"):
         return True
+    import ipaddress
+
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
@@ -107,158 +110,199 @@ def status_document(entries: Sequence[tuple[Batch | None, dict[str, Any]]]) -> d
         if facts:
             entry["facts"] = facts
         out.append(entry)
+    from . import __version__
+
     return {"gridtap": {"version": __version__}, "devices": out}
 
 
-class MetricsServer(ThreadingHTTPServer):
-    """The listener; :meth:`shutdown` + :meth:`server_close` stop it."""
+class MetricsServer:
+    """The listener: :class:`gridtap._native.MetricsListener` answers ``/metrics`` from bytes
+    published once per collection (:meth:`publish`), this class every other request.
 
-    daemon_threads = True
-    allow_reuse_address = True
+    :meth:`shutdown` (or :meth:`server_close`) stops it. ``auth`` and ``max_body`` may be
+    changed while it runs.
+    """
+
     #: Bounded per-connection idle time, so a client that opens and never talks holds no thread long.
     idle_timeout = 30.0
 
-    def __init__(self, address: tuple[str, int], exposition: Callable[[bool], bytes],
+    def __init__(self, address: tuple[str, int], snapshot: Callable[[], list[Batch]],
                  status: Callable[[], dict[str, Any]], routes: Callable[[], Sequence[Route]],
                  auth: Auth, metrics_path: str = "/metrics") -> None:
-        self.exposition = exposition
+        from . import __version__, _native
+
+        self.snapshot = snapshot
         self.metrics_path = metrics_path
         self.status = status
         self.routes = routes
         self.auth = auth
-        super().__init__(address, _Handler)
+        self._publish_lock = threading.Lock()
+        self._failing: set[tuple[str, str]] = set()
+        self._watched: list[Collector] = []
+        paths = sorted({"/metrics", metrics_path})
+        self._listener = _native.MetricsListener(address[0], address[1], self._handle, self._render,
+                                                 f"gridtap/{__version__}", self.idle_timeout,
+                                                 self.body_limit(), 256, paths)
 
+    @property
+    def server_address(self) -> tuple[str, int]:
+        return self._listener.address
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: MetricsServer
-    server_version = f"gridtap/{__version__}"
-    sys_version = ""
+    @property
+    def scrapes(self) -> int:
+        """``/metrics`` requests answered so far."""
+        return self._listener.scrapes
 
-    def setup(self) -> None:
-        super().setup()
-        self.connection.settimeout(self.server.idle_timeout)
+    @property
+    def max_body(self) -> int:
+        """Bodies above this are refused (413) by the listener before they are read."""
+        return self._listener.max_body
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        log.debug("%s %s", self.address_string(), format % args)
+    @max_body.setter
+    def max_body(self, value: int) -> None:
+        self._listener.max_body = value
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
-        self._dispatch("GET")
+    def body_limit(self) -> int:
+        """The largest body any route takes (the listener refuses larger ones unread)."""
+        return max([64 * 1024, *(r.max_body for r in self.routes())])
 
-    def do_HEAD(self) -> None:  # noqa: N802
-        self._dispatch("HEAD")
+    def start(self) -> None:
+        self.publish()
+        self._listener.start()
 
-    def do_POST(self) -> None:  # noqa: N802
-        self._dispatch("POST")
+    def shutdown(self) -> None:
+        self._listener.close()
 
-    def do_PUT(self) -> None:  # noqa: N802
-        self._dispatch("PUT")
+    def server_close(self) -> None:
+        self._listener.close()
 
-    def do_DELETE(self) -> None:  # noqa: N802
-        self._dispatch("DELETE")
+    # --- the exposition ---------------------------------------------------------------------
+    def watch(self, collector: Collector) -> None:
+        """Re-render after every collection of ``collector`` (once per collector, however often
+        it is asked)."""
+        if not any(c is collector for c in self._watched):
+            self._watched.append(collector)
+            collector.subscribe(self.publish)
 
-    def _dispatch(self, method: str) -> None:
-        parts = urlsplit(self.path)
-        path = parts.path
-        routes = [r for r in self.server.routes() if r.path == path]
+    def publish(self, _batch: Batch | None = None) -> None:
+        """Render the latest batch of every device (the forms scrapes have asked for) and hand
+        the bytes to the listener. Called on a collector's thread after each collection
+        (``Collector.subscribe``), so a scrape only ever copies bytes."""
+        with self._publish_lock:
+            batches = self.snapshot()
+            wants_text, wants_om, wants_text_gz, wants_om_gz = self._listener.wanted()
+            text = self._exposition(batches, False)
+            om = self._exposition(batches, True) if wants_om or wants_om_gz else None
+            self._listener.publish(text, om, _gzip(text) if wants_text_gz else None,
+                                   _gzip(om) if om is not None and wants_om_gz else None)
+
+    def _render(self, form: int) -> bytes:
+        """A form of the exposition no scrape had asked for yet (0 text, 1 OpenMetrics, +2 gzip)."""
+        with self._publish_lock:
+            body = self._exposition(self.snapshot(), bool(form & 1))
+        return _gzip(body) if form & 2 else body
+
+    def _exposition(self, batches: list[Batch], openmetrics: bool) -> bytes:
+        from .outputs import exposition
+
+        try:
+            return exposition.render(batches, openmetrics)
+        except exposition.EncodeError:
+            pass
+        # A plugin produced a sample no exposition can carry: serve every other device, and say
+        # which one is left out (once, until it is fixed).
+        good, failing = [], set()
+        for b in batches:
+            try:
+                exposition.render([b], openmetrics, build_info=False)
+                good.append(b)
+            except exposition.EncodeError as e:
+                failing.add((f"{b.plugin}/{b.device}", str(e)))
+        for name, problem in failing - self._failing:
+            log.warning("%s: left out of /metrics: %s", name, logs.redact(problem))
+        self._failing = failing
+        return exposition.render(good, openmetrics)
+
+    # --- every other request --------------------------------------------------------------------
+    def _handle(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes,
+                client: str) -> tuple[int, list[tuple[str, str]], bytes, bool]:
+        """What the listener calls for a request that is not a scrape: (status, headers, body, close)."""
+        try:
+            response, extra, close = self._dispatch(method, target, headers, body, client)
+        except Exception as e:  # a bug here must not take the listener down
+            log.warning("%s %s: failed: %s", method, target, logs.redact(f"{type(e).__name__}: {e}"))
+            log.debug("details", exc_info=True)
+            response, extra, close = Response.json({"error": "internal error"}, 500), {}, True
+        out = [("Content-Type", response.content_type), *response.headers.items(), *extra.items()]
+        return response.status, out, response.body, close
+
+    def _dispatch(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes, client: str
+                  ) -> tuple[Response, dict[str, str], bool]:
+        path, _, query = target.partition("?")
+        path = path.partition("#")[0]
+        routes = [r for r in self.routes() if r.path == path]
         if routes:
             route = next((r for r in routes if r.method == method), None)
             if route is None:
-                self._drain()
                 allowed = ", ".join(sorted({r.method for r in routes}))
-                self._send(Response.json({"error": f"method {method} not allowed"}, 405), {"Allow": allowed})
-                return
-            self._route(route, method, path, dict(parse_qsl(parts.query)))
-            return
+                return Response.json({"error": f"method {method} not allowed"}, 405), {"Allow": allowed}, False
+            return self._route(route, method, path, query, dict(reversed(headers)), body, client)
         if method not in ("GET", "HEAD"):
-            self._drain()
-            self._send(Response.json({"error": f"no {method} route at {path}"}, 404))
-            return
-        if path in ("/metrics", self.server.metrics_path):
-            accept = self.headers.get("Accept", "")
-            openmetrics = "application/openmetrics-text" in accept
-            body = self.server.exposition(openmetrics)
-            headers = {}
-            if "gzip" in self.headers.get("Accept-Encoding", ""):
-                body = gzip.compress(body, compresslevel=1)
-                headers["Content-Encoding"] = "gzip"
-            self._send(Response(200, body, OPENMETRICS_TYPE if openmetrics else TEXT_TYPE), headers,
-                       head=method == "HEAD")
-        elif path == "/status":
-            body = json.dumps(self.server.status(), ensure_ascii=False, indent=1).encode() + b"\n"
-            self._send(Response(200, body, "application/json"), head=method == "HEAD")
-        elif path in ("/ready", "/-/ready", "/-/healthy"):
-            self._send(Response(200, b"ready\n"), head=method == "HEAD")
-        elif path == "/":
-            shown = html.escape(self.server.metrics_path, quote=True)
+            return Response.json({"error": f"no {method} route at {path}"}, 404), {}, False
+        if path in ("/metrics", self.metrics_path):  # the listener answers these; kept for completeness
+            return Response(200, self._render(0), TEXT_TYPE), {}, False
+        if path == "/status":
+            text = json.dumps(self.status(), ensure_ascii=False, indent=1).encode() + b"\n"
+            return Response(200, text, "application/json"), {}, False
+        if path in ("/ready", "/-/ready", "/-/healthy"):
+            return Response(200, b"ready\n"), {}, False
+        if path == "/":
+            import html
+
+            shown = html.escape(self.metrics_path, quote=True)
             page = ('<html><head><title>gridtap</title></head><body><h1>gridtap</h1>'
                     f'<p><a href="{shown}">{shown}</a> <a href="/status">/status</a></p></body></html>\n')
-            self._send(Response(200, page.encode(), "text/html; charset=utf-8"), head=method == "HEAD")
-        else:
-            self._send(Response(404, b"not found\n"), head=method == "HEAD")
+            return Response(200, page.encode(), "text/html; charset=utf-8"), {}, False
+        return Response(404, b"not found\n"), {}, False
 
-    def _route(self, route: Route, method: str, path: str, query: dict[str, str]) -> None:
-        length_text = self.headers.get("Content-Length")
-        try:
-            length = int(length_text) if length_text is not None else 0
-        except ValueError:
-            self.close_connection = True
-            self._send(Response.json({"error": "bad Content-Length"}, 400))
-            return
-        if self.headers.get("Transfer-Encoding"):
-            self.close_connection = True
-            self._send(Response.json({"error": "chunked bodies are not accepted; send Content-Length"}, 411))
-            return
-        if length < 0 or length > route.max_body:
-            self.close_connection = True  # the body is not read: the connection cannot be reused
-            self._send(Response.json({"error": f"body over {route.max_body} bytes"}, 413))
-            return
-        auth = self.server.auth
-        if route.acts and auth.configured and not auth.allows(self.headers.get("Authorization")):
-            self._drain(length)
-            self._send(Response.json({"error": "authentication required"}, 401),
-                       {"WWW-Authenticate": 'Bearer realm="gridtap", Basic realm="gridtap"'})
-            return
-        body = self.rfile.read(length) if length else b""
-        request = Request(method, path, query, {k.lower(): v for k, v in self.headers.items()}, body,
-                          self.client_address[0])
+    def _route(self, route: Route, method: str, path: str, query: str, headers: dict[str, str], body: bytes,
+               client: str) -> tuple[Response, dict[str, str], bool]:
+        # The listener refused chunked bodies, a bad Content-Length and bodies over body_limit().
+        if len(body) > route.max_body:
+            return Response.json({"error": f"body over {route.max_body} bytes"}, 413), {}, True
+        auth = self.auth
+        if route.acts and auth.configured and not auth.allows(headers.get("authorization")):
+            return (Response.json({"error": "authentication required"}, 401),
+                    {"WWW-Authenticate": 'Bearer realm="gridtap", Basic realm="gridtap"'}, False)
+        from urllib.parse import parse_qsl
+
+        request = Request(method, path, dict(parse_qsl(query)), headers, body, client)
         try:
             response = route.handler(request)
         except Exception as e:  # a handler bug must not take the listener down
             log.warning("%s %s: handler failed: %s", method, path, logs.redact(f"{type(e).__name__}: {e}"))
             log.debug("details", exc_info=True)
             response = Response.json({"error": "internal error"}, 500)
-        self._send(response)
+        return response, {}, False
 
-    def _drain(self, length: int | None = None) -> None:
-        if length is None:
-            try:
-                length = int(self.headers.get("Content-Length") or 0)
-            except ValueError:
-                length = 0
-        if 0 < length <= 1 << 20:
-            self.rfile.read(length)
-        elif length:
-            self.close_connection = True
 
-    def _send(self, response: Response, headers: dict[str, str] | None = None, head: bool = False) -> None:
-        self.send_response(response.status)
-        self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(response.body)))
-        for k, v in {**response.headers, **(headers or {})}.items():
-            self.send_header(k, v)
-        self.end_headers()
-        if not head:
-            self.wfile.write(response.body)
+def _gzip(data: bytes) -> bytes:
+    """gzip at level 1: a scrape's text compresses 5-10x in well under a millisecond."""
+    import zlib
+
+    packer = zlib.compressobj(1, zlib.DEFLATED, 31)
+    return packer.compress(data) + packer.flush()
 
 
 RESERVED_PATHS = ("/", "/status", "/ready", "/-/ready", "/-/healthy")
 
 
-def open_server(host: str, port: int, exposition: Callable[[bool], bytes], status: Callable[[], dict[str, Any]],
+def open_server(host: str, port: int, snapshot: Callable[[], list[Batch]], status: Callable[[], dict[str, Any]],
                 routes: Callable[[], Sequence[Route]], auth: Auth, shown: str,
                 metrics_path: str = "/metrics") -> MetricsServer:
-    """Bind now and serve on a daemon thread; ConfigError (one line) when the address is unusable.
+    """Bind now and serve (on the listener's own threads); ConfigError (one line) when the
+    address is unusable. ``snapshot()`` gives the batches ``/metrics`` shows; call
+    :meth:`MetricsServer.publish` when they change.
 
     ``metrics_path`` serves the exposition beside ``/metrics`` (a replaced exporter's path, so
     existing scrape configs keep working)."""
@@ -266,10 +310,10 @@ def open_server(host: str, port: int, exposition: Callable[[bool], bytes], statu
         raise ConfigError("metrics_path", f"expected a path like /metrics (not {', '.join(RESERVED_PATHS[1:])}), "
                                           f"got {metrics_path!r}")
     try:
-        server = MetricsServer((host, port), exposition, status, routes, auth, metrics_path)
+        server = MetricsServer((host, port), snapshot, status, routes, auth, metrics_path)
     except OSError as e:
-        raise ConfigError("listen", f"cannot listen on {shown}: {e.strerror}") from None
-    threading.Thread(target=server.serve_forever, name="metrics-listener", daemon=True).start()
+        raise ConfigError("listen", f"cannot listen on {shown}: {e.strerror or e}") from None
+    server.start()
     return server
 
 

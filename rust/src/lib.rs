@@ -5,10 +5,12 @@ use pyo3::prelude::*;
 
 pub mod crc;
 pub mod errors;
+pub mod exposition;
 pub mod goodwe;
 pub mod intergas;
 pub mod lineproto;
 pub mod modbus;
+pub mod listener;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -22,5 +24,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     intergas::register(m)?;
     goodwe::register(m)?;
     modbus::register(m)?;
+    exposition::register(m)?;
+    listener::register(m)?;
     Ok(())
 }

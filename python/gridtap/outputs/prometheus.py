@@ -1,35 +1,45 @@
-"""Prometheus exposition through prometheus-client.
+"""Prometheus exposition of batches.
 
-A scrape never talks to a device: :class:`SnapshotCollector` turns the latest batch of
-every device into metric families, and prometheus-client does the text / OpenMetrics
-encoding and content negotiation.
+:func:`encode` renders in Rust (:mod:`gridtap.outputs.exposition`): byte for byte what
+prometheus-client writes for the families below, without importing it. The families
+(:func:`families`, :class:`SnapshotCollector`) stay for what needs prometheus-client objects
+(the Pushgateway client) and as the oracle the Rust renderer is tested against
+(:func:`encode_with_client`); prometheus-client is imported only when they are used.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.metrics_core import Metric as PromFamily
-from prometheus_client.registry import Collector
-
-from .. import __version__
-from ..health import BUILD_INFO
 from ..model import Batch, Kind, Metric
+from . import exposition
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import Metric as PromFamily
 
 _TYPES = {Kind.GAUGE: "gauge", Kind.COUNTER: "counter", Kind.INFO: "info", Kind.STATESET: "stateset"}
 
 
+def encode(batches: Iterable[Batch], openmetrics: bool = False, build_info: bool = True) -> bytes:
+    """Text exposition (format 0.0.4), or OpenMetrics, of ``batches`` (with
+    ``gridtap_build_info`` unless ``build_info`` is False)."""
+    return exposition.render(batches, openmetrics, build_info)
+
+
 def families(batches: Iterable[Batch]) -> list[PromFamily]:
-    """Metric families for ``batches``, one per metric name, samples in batch order."""
-    by_name: dict[str, PromFamily] = {}
+    """prometheus-client metric families for ``batches``, one per metric name, samples in batch order."""
+    by_name: dict[str, Any] = {}
     for batch in batches:
         for metric in batch.labelled():
-            _add(by_name, metric, batch.timestamp_ns)
+            _add(by_name, metric)
     return list(by_name.values())
 
 
-def _add(by_name: dict[str, PromFamily], metric: Metric, _ts: int) -> None:
+def _add(by_name: dict[str, Any], metric: Metric) -> None:
+    from prometheus_client.metrics_core import Metric as PromFamily
+
     d = metric.definition
     fam = by_name.get(d.name)
     if fam is None:
@@ -46,8 +56,8 @@ def _add(by_name: dict[str, PromFamily], metric: Metric, _ts: int) -> None:
         fam.add_sample(d.name, labels, float(metric.value))
 
 
-class SnapshotCollector(Collector):
-    """Serves whatever ``snapshot()`` returns; no I/O happens during a scrape."""
+class SnapshotCollector:
+    """A prometheus-client collector serving whatever ``snapshot()`` returns (no I/O)."""
 
     def __init__(self, snapshot: Callable[[], list[Batch]], build_info: bool = True) -> None:
         self._snapshot = snapshot
@@ -55,25 +65,32 @@ class SnapshotCollector(Collector):
 
     def collect(self) -> Iterator[PromFamily]:
         if self._build_info:
+            from prometheus_client.metrics_core import Metric as PromFamily
+
+            from .. import __version__
+            from ..health import BUILD_INFO
+
             fam = PromFamily(BUILD_INFO.family, BUILD_INFO.help, "info")
             fam.add_sample(BUILD_INFO.name, {"version": __version__}, 1.0)
             yield fam
         yield from families(self._snapshot())
 
 
-def registry_for(snapshot: Callable[[], list[Batch]]) -> CollectorRegistry:
+def registry_for(snapshot: Callable[[], list[Batch]], build_info: bool = True) -> CollectorRegistry:
+    from prometheus_client import CollectorRegistry
+
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(snapshot))
+    registry.register(SnapshotCollector(snapshot, build_info))  # type: ignore[arg-type]
     return registry
 
 
-def encode(batches: list[Batch], openmetrics: bool = False, build_info: bool = True) -> bytes:
-    """Text exposition (format 0.0.4), or OpenMetrics, of ``batches`` (with
-    ``gridtap_build_info`` unless ``build_info`` is False)."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(lambda: batches, build_info))
+def encode_with_client(batches: list[Batch], openmetrics: bool = False, build_info: bool = True) -> bytes:
+    """:func:`encode` through prometheus-client (what /metrics served before the Rust renderer)."""
+    registry = registry_for(lambda: batches, build_info)
     if openmetrics:
         from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
         return generate_openmetrics(registry)
+    from prometheus_client import generate_latest
+
     return generate_latest(registry)
