@@ -15,7 +15,7 @@ import threading
 import urllib.parse
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from gridtap.config import Duration, Secret, check_http_url, setting
 from gridtap.errors import ConfigError, DeviceError, InputError
@@ -23,9 +23,11 @@ from gridtap.model import Metric
 from gridtap.plugin import Plugin
 
 from . import metrics as m
-from . import simulator
 from .decode import BLOCKS, DecodeError, decode_block, decode_lan2rf
-from .transport import BlockError, Lan2rfClient, LinkError, SerialTransport, port_url
+from .transport import BlockError, LinkError, SerialTransport, port_url
+
+if TYPE_CHECKING:
+    from .lan2rf import Lan2rfClient
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +126,8 @@ class IntergasPlugin(Plugin):
         else:
             assert config.gateway_url is not None
             password = config.password.reveal() if config.password is not None else None
+            from .lan2rf import Lan2rfClient  # the HTTP stack only for a gateway
+
             self.gateway = Lan2rfClient(config.gateway_url, username=config.username, password=password,
                                         timeout=float(config.timeout))
 
@@ -205,10 +209,14 @@ class IntergasPlugin(Plugin):
     # ------------------------------------------------------------------ gridtap simulate
     @classmethod
     def add_simulate_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        from . import simulator
+
         simulator.add_arguments(parser)
 
     @classmethod
     def simulate(cls, args: argparse.Namespace) -> int:
+        from . import simulator
+
         return simulator.run(args)
 
     def __repr__(self) -> str:
@@ -219,4 +227,6 @@ class IntergasPlugin(Plugin):
     # --- gridtap demo ----------------------------------------------------------------------
     @classmethod
     def demo(cls) -> AbstractContextManager[dict[str, object]]:
+        from . import simulator
+
         return simulator.demo_setup()

@@ -18,7 +18,7 @@ from conftest import fixture_path, read_hex
 from gridtap_plugins.intergas import metrics as m
 from gridtap_plugins.intergas import reference
 from gridtap_plugins.intergas.decode import decode_block, decode_lan2rf
-from gridtap_plugins.intergas.transport import Lan2rfClient
+from gridtap_plugins.intergas.lan2rf import Lan2rfClient
 
 STATUS_FRAMES = ["serial/S_idle_meewis.hex", "serial/S_idle_keesma.hex", "reference_exporter/reconstructed_S.hex"]
 SCALAR_KEYS = [

@@ -16,9 +16,9 @@ import pytest
 from gridtap import devices
 from gridtap.config import Duration, Secret
 from gridtap.errors import ConfigError, DeviceError, InputError
+from gridtap_plugins.intergas.lan2rf import Lan2rfClient
 from gridtap_plugins.intergas.plugin import IntergasConfig, IntergasPlugin
 from gridtap_plugins.intergas.simulator import IntergasSimulator
-from gridtap_plugins.intergas.transport import Lan2rfClient
 from tests.integration.servers import one_error_line
 
 pytestmark = pytest.mark.timeout(60)
