@@ -35,7 +35,8 @@ LABEL_SETS = [
 FLOATS = [MetricDef(f"{PLUGIN}_temperature_{i}_celsius", "t", unit="celsius") for i in range(30)]
 INTS = [MetricDef(f"{PLUGIN}_count_{i}", "n", integer=True) for i in range(10)]
 BOOLS = [MetricDef(f"{PLUGIN}_flag_{i}", "b") for i in range(5)]
-STRS = [MetricDef(f"{PLUGIN}_state_{i}", "s", kind=Kind.STATESET, states=("on", "off")) for i in range(5)]
+# Both states declared (as a plugin declares its states); the second one needs escaping as a tag value.
+STRS = [MetricDef(f"{PLUGIN}_state_{i}", "s", kind=Kind.STATESET, states=("on", 'o"ff\\')) for i in range(5)]
 
 
 def make_batches() -> list[Batch]:

@@ -217,6 +217,23 @@ pub fn format_value(out: &mut Vec<u8>, value: &FieldValue) -> bool {
     true
 }
 
+/// Append `,key=value` for each tag (keys and values escaped; empty ones dropped, as
+/// influxd rejects them and Telegraf drops them).
+fn push_tags(series: &mut Vec<u8>, tags: &[(&str, &str)]) {
+    for (k, v) in tags {
+        // Escaped in place; a key or value that escapes to nothing takes its tag back out.
+        let mark = series.len();
+        series.push(b',');
+        escape_key(series, k);
+        let key_end = series.len();
+        series.push(b'=');
+        escape_key(series, v);
+        if key_end == mark + 1 || series.len() == key_end + 1 {
+            series.truncate(mark);
+        }
+    }
+}
+
 /// One line being assembled: its escaped series key and its fields as (key id, value
 /// range in `values`). Values live in one arena per line; a repeated key appends the new
 /// value and moves its range, so the old bytes are simply left unused.
@@ -227,6 +244,14 @@ struct Line {
     /// Bit `id % 64` set for every key id in `fields`: a clear bit proves a key is new,
     /// which spares the duplicate scan in the common case.
     seen: u64,
+    /// The next line whose series text has the same hash (see `BatchEncoder::index`).
+    next: Option<usize>,
+}
+
+fn fx_hash(bytes: &[u8]) -> u64 {
+    let mut h = FxHasher::default();
+    h.write(bytes);
+    h.finish()
 }
 
 /// Assembles the lines of one batch (one measurement, one timestamp).
@@ -234,8 +259,9 @@ pub struct BatchEncoder {
     measurement: Vec<u8>,
     prefix: String,
     lines: Vec<Line>,
-    /// Line by escaped series text.
-    index: FxMap<Vec<u8>, usize>,
+    /// First line by the hash of its escaped series text (equal hashes chain through
+    /// `Line::next`), so a series is hashed once and never copied to be a key.
+    index: FxMap<u64, usize>,
     /// Line index by the raw (unescaped) label set, so a label set seen before costs one
     /// hash lookup instead of escaping and joining its tags again.
     raw_index: FxMap<Vec<u8>, usize>,
@@ -287,35 +313,40 @@ impl BatchEncoder {
             return idx;
         }
         let mut series = self.measurement.clone();
-        for (k, v) in tags {
-            let (mut ek, mut ev) = (Vec::new(), Vec::new());
-            escape_key(&mut ek, k);
-            escape_key(&mut ev, v);
-            if ek.is_empty() || ev.is_empty() {
-                continue; // influxd rejects empty tag keys and values; Telegraf drops them
-            }
-            series.push(b',');
-            series.extend_from_slice(&ek);
-            series.push(b'=');
-            series.extend_from_slice(&ev);
-        }
-        let idx = match self.index.get(&series) {
-            Some(&i) => i,
-            None => {
-                self.lines.push(Line {
-                    series: series.clone(),
-                    fields: Vec::with_capacity(16),
-                    values: Vec::with_capacity(256),
-                    seen: 0,
-                });
-                self.index.insert(series, self.lines.len() - 1);
-                self.lines.len() - 1
-            }
-        };
+        push_tags(&mut series, tags);
+        let idx = self.line_for_series(series, 16, 256);
         if let Some(k) = raw_key {
             self.raw_index.insert(k.to_vec(), idx);
         }
         idx
+    }
+
+    /// The line whose escaped series text is `series`, created on first sight with room for
+    /// `fields` fields and `bytes` bytes of values.
+    pub fn line_for_series(&mut self, series: Vec<u8>, fields: usize, bytes: usize) -> usize {
+        let hash = fx_hash(&series);
+        let first = self.index.get(&hash).copied();
+        let mut at = first;
+        while let Some(i) = at {
+            if self.lines[i].series == series {
+                return i;
+            }
+            at = self.lines[i].next;
+        }
+        self.lines.push(Line {
+            series,
+            fields: Vec::with_capacity(fields),
+            values: Vec::with_capacity(bytes),
+            seen: 0,
+            next: first,
+        });
+        let idx = self.lines.len() - 1;
+        self.index.insert(hash, idx);
+        idx
+    }
+
+    pub fn measurement(&self) -> &[u8] {
+        &self.measurement
     }
 
     /// Write `value` to field `key_id` of line `line`; NaN and ±Inf are dropped.
@@ -451,16 +482,28 @@ fn label_items<'py>(labels: &Bound<'py, PyAny>) -> PyResult<Vec<(Bound<'py, PyAn
 /// written as one more state, as the exposition does.
 fn put_stateset(
     enc: &mut BatchEncoder,
-    set: &StateSet,
+    set: (usize, &StateSet),
     field: u32,
     value: &Bound<'_, PyAny>,
     labels: &Bound<'_, PyAny>,
     device: &str,
+    lines: &mut FxMap<(usize, usize, usize), usize>,
 ) -> PyResult<()> {
+    let (set_id, set) = set;
     let current = value.cast::<PyString>().map_err(|_| {
         crate::errors::EncodeError::new_err(format!("state set {} needs a state name, not a number", set.family))
     })?;
     let current = current.to_str()?;
+    let declared = set.states.iter().position(|s| s == current);
+    // The lines of a (label tuple, state set) pair are made once per batch: devices report the
+    // same label sets every time, and escaping them per state was most of the cost.
+    let key = |i: usize| (labels.as_ptr() as usize, set_id, i);
+    if declared.is_some() && !set.states.is_empty() && lines.contains_key(&key(0)) {
+        for i in 0..set.states.len() {
+            enc.put(lines[&key(i)], field, &FieldValue::Int(i64::from(Some(i) == declared)));
+        }
+        return Ok(());
+    }
     let items = label_items(labels)?;
     let mut base: Vec<(&str, &str)> = Vec::with_capacity(items.len() + 2);
     let mut has_device = false;
@@ -472,13 +515,24 @@ fn put_stateset(
     if !has_device {
         base.push(("device", device));
     }
-    let extra = (!set.states.iter().any(|s| s == current)).then_some(current);
-    for state in set.states.iter().map(String::as_str).chain(extra) {
-        let mut tags = base.clone();
-        tags.retain(|(k, _)| *k != set.family);
-        tags.push((set.family.as_str(), state));
-        tags.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        let line = enc.line_for(&tags, None);
+    base.retain(|(k, _)| *k != set.family);
+    base.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    // The state's tag goes where its key sorts; the tags around it are escaped once for all states.
+    let at = base.partition_point(|(k, _)| k.as_bytes() < set.family.as_bytes());
+    let mut before = enc.measurement().to_vec();
+    push_tags(&mut before, &base[..at]);
+    let mut after = Vec::new();
+    push_tags(&mut after, &base[at..]);
+    let extra = declared.is_none().then_some(current);
+    for (i, state) in set.states.iter().map(String::as_str).chain(extra).enumerate() {
+        let mut series = Vec::with_capacity(before.len() + after.len() + set.family.len() + state.len() + 2);
+        series.extend_from_slice(&before);
+        push_tags(&mut series, &[(set.family.as_str(), state)]);
+        series.extend_from_slice(&after);
+        let line = enc.line_for_series(series, 1, 4);
+        if i < set.states.len() {
+            lines.insert(key(i), line);
+        }
         enc.put(line, field, &FieldValue::Int(i64::from(state == current)));
     }
     Ok(())
@@ -501,6 +555,7 @@ fn encode(py: Python<'_>, batches: &Bound<'_, PyAny>, uint: bool) -> PyResult<Ve
     // another object while this call runs (batches may come from a generator).
     let mut held_defs: Vec<Py<PyAny>> = Vec::new();
     let mut label_lines: FxMap<usize, usize> = FxMap::with_capacity_and_hasher(64, Default::default());
+    let mut stateset_lines: FxMap<(usize, usize, usize), usize> = FxMap::default();
     let mut statesets: Vec<StateSet> = Vec::new();
     for batch in batches.try_iter()? {
         let batch = batch?;
@@ -518,6 +573,7 @@ fn encode(py: Python<'_>, batches: &Bound<'_, PyAny>, uint: bool) -> PyResult<Ve
         }
         let enc = enc.as_mut().expect("set above");
         label_lines.clear();
+        stateset_lines.clear();
         for m in metrics.iter() {
             // gridtap.model.Metric is a NamedTuple: read it by position, borrowing the items
             // (no reference-count traffic); anything else with the three attributes works
@@ -569,7 +625,7 @@ fn encode(py: Python<'_>, batches: &Bound<'_, PyAny>, uint: bool) -> PyResult<Ve
             };
             if let Some(set) = info.stateset {
                 let Some(field) = info.field else { continue };
-                put_stateset(enc, &statesets[set], field, &value, &labels, &device)?;
+                put_stateset(enc, (set, &statesets[set]), field, &value, &labels, &device, &mut stateset_lines)?;
                 continue;
             }
             let fv = field_value(&value, info.integer, uint)?;
