@@ -42,7 +42,11 @@ class Display:
     * ``enabled``: False for entities few people want (they exist, disabled by default).
     * ``hidden``: not an entity at all (raw registers, duplicates of another entity).
     * ``device_class`` / ``state_class``: override what the unit and kind imply, e.g.
-      ``state_class="total_increasing"`` for a "today" energy gauge that drops at midnight.
+      ``state_class="total_increasing"`` for a "today" energy gauge that drops at midnight;
+      ``state_class=""`` for none (codes and settings: no long-term statistics).
+    * ``component``: the part of the physical device this metric belongs to ("battery" of a
+      hybrid inverter): Home Assistant shows it as its own device, "<device> <component>",
+      connected via the physical device.
     """
 
     name: str | None = None
@@ -54,6 +58,7 @@ class Display:
     hidden: bool = False
     device_class: str | None = None
     state_class: str | None = None
+    component: str | None = None
     words: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def for_labels(self, _labels: Mapping[str, str]) -> Display:
