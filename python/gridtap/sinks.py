@@ -39,7 +39,7 @@ class MqttSettings:
     port: int = setting(1883, help="MQTT broker port")
     topic_prefix: str = setting("gridtap", help="prefix of state and availability topics")
     discovery_prefix: str = setting("homeassistant", help="Home Assistant discovery prefix")
-    client_id: str | None = setting(None, help="MQTT client id (default: gridtap-<host>-<pid>)")
+    client_id: str | None = setting(None, help="MQTT client id (default: gridtap-<host>-<pid>-<random>)")
     username: str | None = setting(None, help="MQTT user")
     password: Secret | None = setting(None, help="MQTT password")
     tls: bool = setting(False, help="connect with TLS (the broker's certificate is verified)")

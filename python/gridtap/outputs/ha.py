@@ -167,6 +167,23 @@ def subdevice_id(labels: Mapping[str, str], subdevice_labels: tuple[str, ...]) -
     return sanitize("_".join(values)) or None if values else None
 
 
+def physical_name(labels: Mapping[str, str], configured: str) -> str:
+    """The name of a physical device behind a configured one, from a sample's labels.
+
+    Its own ``device`` label ("meter") with its ``model`` ("Inverter GW10KN-ET"; the model
+    alone when it names the kind already: "HomeKit 1000 Smart Meter"), so two inverters
+    behind one proxy get told apart by something stable rather than by arrival order.
+    """
+    own = labels.get("device", "")
+    kind = humanize(own) if own and own != configured else ""
+    model = labels.get("model", "")
+    if model in ("", "unknown"):
+        return kind or "Device"
+    if not kind or kind.lower() in model.lower():
+        return model
+    return f"{kind} {model}"
+
+
 def humanize(text: str) -> str:
     words = text.replace("_", " ").strip()
     return words[:1].upper() + words[1:] if words else text

@@ -27,9 +27,10 @@ No ghosts:
   its own bridge (or of the bridge the same invocation used last time, remembered in the state
   folder, when that bridge is not online) whose device it is no longer configured with: a
   renamed device's old entities disappear from HA.
-* ``run --once`` publishes no bridge status; its retained messages carry an MQTT 5 message
-  expiry of 3 intervals and its entities ``expire_after`` the same, so a device whose once-runs
-  stop goes unavailable in HA and its configs vanish from the broker.
+* ``run --once`` publishes no bridge status; its state is retained (HA may subscribe after
+  the process is gone), every retained message carries an MQTT 5 message expiry of 3 intervals
+  and its entities ``expire_after`` the same, so a device whose once-runs stop goes unavailable
+  in HA and its configs vanish from the broker.
 
 Discovery form: one *single-component* config per sample key, not HA 2024.11's device-based
 ``device/<id>/config``: it works with every HA release that has MQTT discovery, and a sample
@@ -82,7 +83,7 @@ def bridge_id_for(devices: Sequence[tuple[str, str]]) -> str:
     Two processes can only share it by configuring the same devices, which would be a mistake
     anyway. Long device lists are shortened to a hash so the topic stays short.
     """
-    parts = sorted({f"{sanitize(p)}-{sanitize(d)}" for p, d in devices}) or ["gridtap"]
+    parts = sorted({f"{topic_segment(p)}-{topic_segment(d)}" for p, d in devices}) or ["gridtap"]
     joined = "+".join(parts)
     if len(joined) <= 64:
         return joined
@@ -267,7 +268,8 @@ class MqttPublisher:
         self._sync_topic = f"{self.topic_prefix}/bridge/{topic_segment(self.bridge_id)}/sync"
         self._retained_uid_topics: dict[str, str] = {}  # unique_id -> discovery topic found at start
         self._mqtt = mqtt
-        cid = client_id or f"gridtap-{socket.gethostname()}-{os.getpid()}"
+        # Unique per publisher: a broker disconnects the older of two clients with one id.
+        cid = client_id or f"gridtap-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         protocol = mqtt.MQTTv5 if self.once else mqtt.MQTTv311
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=protocol)
         if username is not None or password is not None:
@@ -412,8 +414,7 @@ class MqttPublisher:
         if sub is not None:
             name = dev.names.get(sub)
             if name is None:
-                own = labels.get("device")
-                base = ha.humanize(own) if own and own != dev.device else (labels.get("model") or "Device")
+                base = ha.physical_name(labels, dev.device)
                 taken = set(dev.names.values())
                 name, n = base, 1
                 while name in taken:
@@ -495,7 +496,7 @@ class MqttPublisher:
             if topic not in state:  # a physical device absent from this batch: its values are gone
                 dev.state[topic] = dict.fromkeys(dev.state[topic])
         for topic, values in dev.state.items():
-            self._send(topic, json.dumps(values, separators=(",", ":")), qos=0, retain=self.retain_state)
+            self._send_state(topic, values)
 
     # -- discovery payloads ------------------------------------------------------------------
 
@@ -504,9 +505,9 @@ class MqttPublisher:
         block: dict[str, Any] = {"identifiers": [ref.ident], "name": ref.name}
         meta = dev.metadata.get(ref.ident, {})
         if ref.component is not None:
-            parent = dev.metadata.get(ref.via or "", {})
-            if parent.get("manufacturer"):
-                block["manufacturer"] = parent["manufacturer"]
+            # A part (the battery of a hybrid inverter): its samples' model/serial labels name the
+            # device it is part of, so only the maker is taken over.
+            meta = {"manufacturer": dev.metadata.get(ref.via or "", {}).get("manufacturer", "")}
         block.update({f: meta[f] for f in ha.DEVICE_FIELDS if meta.get(f)})
         if ref.via is not None:
             block["via_device"] = ref.via
@@ -567,6 +568,11 @@ class MqttPublisher:
             self._send(old, "", qos=1, retain=True)
         self._send(topic, json.dumps(payload, ensure_ascii=False, separators=(",", ":")), qos=1, retain=True)
 
+    def _send_state(self, topic: str, values: dict[str, Any]) -> None:
+        # A once-run's state is retained and acknowledged: HA may subscribe after the process is gone.
+        self._send(topic, json.dumps(values, separators=(",", ":")), qos=1 if self.once else 0,
+                   retain=self.retain_state or self.once)
+
     def _send(self, topic: str, payload: str, *, qos: int, retain: bool) -> None:
         properties = None
         if self.once and retain and payload:
@@ -591,7 +597,7 @@ class MqttPublisher:
                 if dev.availability is not None:
                     self._send(dev.topics.availability, dev.availability, qos=1, retain=True)
                 for topic, values in dev.state.items():
-                    self._send(topic, json.dumps(values, separators=(",", ":")), qos=0, retain=self.retain_state)
+                    self._send_state(topic, values)
 
     # -- paho callbacks (network thread) -----------------------------------------------------
 
