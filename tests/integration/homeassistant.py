@@ -43,7 +43,10 @@ else:  # `python tests/integration/homeassistant.py install`
     import servers  # type: ignore[no-redef]
 
 HA_VERSION = "2025.4.4"
-HA_PYTHON = os.environ.get("GRIDTAP_HA_PYTHON", "/root/.pyenv/versions/3.13.0/bin/python")
+#: pyenv's 3.13.0 (the home of whoever runs the tests, or root's), else a python3.13 on PATH.
+_PYENV_313 = (Path.home() / ".pyenv/versions/3.13.0/bin/python", Path("/root/.pyenv/versions/3.13.0/bin/python"))
+HA_PYTHON = os.environ.get("GRIDTAP_HA_PYTHON") or next(
+    (str(p) for p in _PYENV_313 if p.exists()), shutil.which("python3.13") or "python3.13")
 HA_VENV = Path(os.environ.get("GRIDTAP_HA_VENV", Path.home() / ".cache" / "gridtap" / f"ha-venv-{HA_VERSION}"))
 READY_MARKER = ".gridtap-ready"
 INSTALL_HINT = "create it with `python tests/integration/homeassistant.py install` (tests/setup-and-run.sh does)"
