@@ -56,7 +56,14 @@ DISPLAY_CODE = MetricDef(
 )
 DISPLAY_STATE = MetricDef(
     P + "display_state", "Display code as a state name (fault, unknown for codes not in the table)",
-    kind=Kind.STATESET, states=DISPLAY_STATES, display=Display(name="Status"),
+    kind=Kind.STATESET, states=DISPLAY_STATES, display=Display(name="Status", words={"state": {
+        "opentherm": "Heating (OpenTherm)", "boiler_ext": "External storage", "frost": "Frost protection",
+        "central_heating_rf": "Heating (RF thermostat)", "tapwater_int": "Hot water", "sensortest": "Sensor test",
+        "central_heating": "Heating", "central_heating_wait": "Heating (waiting)",
+        "central_heating_low": "Heating (low)", "hp_error_recovery": "Recovering from an error",
+        "standby": "Standby", "off": "Off", "postrun_boiler": "Pump overrun (storage)", "service": "Service",
+        "tapwater": "Hot water (post-run)", "starting_ch": "Starting heating", "postrun_ch": "Pump overrun (heating)",
+        "boiler_int": "Storage heating", "buffer": "Buffer", "fault": "Fault", "unknown": "Unknown"}}),
 )
 FAULT_ACTIVE = MetricDef(P + "fault_active", "1 while the boiler reports a fault (byte 27 == 0x80)", integer=True,
                          display=Display(name="Fault", binary="problem"))

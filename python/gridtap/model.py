@@ -32,7 +32,8 @@ class Display:
     line protocol and collectd never do, so it can never rename a series.
 
     * ``name``: a human name ("Flow temperature"). ``{label}`` placeholders are filled from the
-      sample's labels, through ``words`` where a label value has a human word.
+      sample's labels, through ``words`` where a label value has a human word; a state set's
+      states have theirs in ``words["state"]``.
     * ``unit``: the unit a person reads ("bar", "rpm", "µA", "h", "kWh", "%", "L/min"); the
       framework converts from the metric's base unit (see ``gridtap.outputs.ha``).
     * ``precision``: digits after the decimal point worth showing, in ``unit``.

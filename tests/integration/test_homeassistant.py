@@ -191,6 +191,7 @@ class Case:
     energy: list[tuple[str, str, str]]  # (source type, field, "<device> <entity name>")
     #: Entity names whose shown value is checked against the model: name -> (state key, factor).
     values: dict[str, tuple[str, float]] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)  # entity name -> state shown (enum sensors)
     binary_uids: str = ""  # unique ids matching this regex must be binary sensors
     settle: float = 20.0
 
@@ -219,6 +220,7 @@ CASES: dict[str, Case] = {
                 "Flow temperature": ("temperature_celsius_flow", 1),
                 "Gas used for heating": ("gas_consumed_cubic_meters_total_heating", 1),
                 "Hot water used": ("hot_water_cubic_meters_total", 1000)},
+        texts={"Status": "Heating (OpenTherm)", "Fault": "off", "Pump": "on"},
         binary_uids=r"_flag_|_fault_active$|_block_ok_|_up$",
     ),
     "goodwe": Case(
@@ -409,6 +411,11 @@ def test_plugin_in_home_assistant(rig: Rig, plugin: str, tmp_path: Path) -> None
         for name, device_class in case.device_classes.items():
             st = sa.states[by_name[name]["entity_id"]]
             assert st["attributes"].get("device_class") == device_class, (name, st)
+        for name, text in case.texts.items():
+            st = sa.states[by_name[name]["entity_id"]]
+            assert st["state"] == text, (name, st)
+            if st["attributes"].get("device_class") == "enum":
+                assert text in st["attributes"]["options"], st
         if case.values:
             state = last_state(rig.broker.port, f"gridtap/{plugin}/{a.name}/state")
             for name, (key, factor) in case.values.items():

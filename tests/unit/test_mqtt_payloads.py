@@ -179,7 +179,7 @@ def test_bridge_is_per_process_and_made_from_its_devices() -> None:
         ("burner_starts_total", "sensor", None, None, "total_increasing", 0, "42"),
         ("flag_pump", "binary_sensor", "running", None, None, None, "ON"),
         ("flag_spark", "binary_sensor", None, None, None, None, "OFF"),
-        ("mode", "sensor", "enum", None, None, None, "heating"),
+        ("mode", "sensor", "enum", None, None, None, "Heating"),
         ("up", "binary_sensor", "connectivity", None, None, None, "ON"),
         ("last_success_timestamp_seconds", "sensor", "timestamp", None, None, None, "ts"),
     ],
@@ -198,10 +198,15 @@ def test_entity_fields_and_rendered_values(boiler: tuple[dict, dict], key: str, 
     assert render(cfg, dict.fromkeys(state)) == "None"  # a vanished value is "unknown", not 0 or OFF
 
 
-def test_enum_sensor_has_the_states_as_options_and_refuses_others(boiler: tuple[dict, dict]) -> None:
+def test_enum_sensor_has_the_states_in_words_as_options_and_refuses_others(boiler: tuple[dict, dict]) -> None:
     configs, state = boiler
-    assert configs["mode"]["options"] == ["off", "heating", "hot_water"]
+    assert configs["mode"]["options"] == ["Off", "Heating", "Hot water"]
+    assert render(configs["mode"], {**state, "mode": "hot_water"}) == "Hot water"
     assert render(configs["mode"], {**state, "mode": "exploded"}) == "None"
+    worded = MetricDef(f"{P}_phase", "Phase", kind=Kind.STATESET, states=("a", "b"),
+                       display=Display(name="Phase", words={"state": {"a": "Alpha"}}))
+    design = ha.design(P, worded("a"), "phase", [])
+    assert design is not None and design.fields["options"] == ["Alpha", "B"]
 
 
 def test_no_float_noise_in_any_rendered_value(boiler: tuple[dict, dict]) -> None:

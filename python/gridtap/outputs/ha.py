@@ -6,7 +6,7 @@ sample's labels), never from knowledge of a device, so a new plugin gets sensibl
 declaring hints next to its metrics:
 
 * ``Display.binary`` -> a ``binary_sensor`` (the value is its device class), a state set -> an
-  ``enum`` sensor with the states as options, ``*_timestamp_seconds`` -> a timestamp sensor,
+  ``enum`` sensor with the states (in words) as options, ``*_timestamp_seconds`` -> a timestamp sensor,
   everything else -> a numeric ``sensor``.
 * Units: the state topic carries base units (what Prometheus and line protocol show); the
   entity's ``value_template`` converts to the unit a person reads (:data:`CONVERSIONS`) and
@@ -281,10 +281,13 @@ def design(plugin: str, metric: Metric, key: str, key_values: list[str]) -> Enti
         return EntityDesign("binary_sensor", name, fields, disp.diagnostic, disp.enabled,
                             not (disp.diagnostic or health))
     if d.kind is Kind.STATESET:
-        options = list(d.states)
+        # HA shows an enum's options as they are: the human words (``words["state"]``, else the
+        # state name with blanks), mapped from the state names in the template.
+        words = disp.words.get("state", {})
+        shown = {state: words.get(state) or humanize(state) for state in d.states}
         fields["device_class"] = "enum"
-        fields["options"] = options
-        fields["value_template"] = f"{{{{ {v} if {v} in {options!r} else None }}}}"
+        fields["options"] = list(dict.fromkeys(shown.values()))
+        fields["value_template"] = f"{{{{ {shown!r}[{v}] if {v} in {list(shown)!r} else None }}}}"
         return EntityDesign("sensor", name, fields, disp.diagnostic, disp.enabled,
                             not (disp.diagnostic or health))
     if d.unit == "seconds" and d.kind is Kind.GAUGE and d.name.endswith("_timestamp_seconds"):
