@@ -260,6 +260,24 @@ class HomeAssistant:
             out.append(msg.get("result"))
         return out
 
+    def screenshot(self, path: str, out: Path, size: str = "1280,1500") -> None:
+        """A picture of a frontend page (``/config/devices/device/<id>``) by headless Chromium
+        (Debian's ``chromium``), logged in through the frontend's own auth-callback. Not used by
+        the tests; it made docs/ha-*.png."""
+        import base64
+
+        chromium = servers.require("chromium", "install the Debian package `chromium`")
+        client_id = self.url + "/"
+        flow = self.ok("POST", "/auth/login_flow", {"client_id": client_id, "handler": ["homeassistant", None],
+                                                    "redirect_uri": client_id + "?auth_callback=1"}, auth=False)
+        code = self.ok("POST", f"/auth/login_flow/{flow['flow_id']}", {"username": USER, "password": PASSWORD,
+                                                                       "client_id": client_id}, auth=False)["result"]
+        state = base64.b64encode(json.dumps({"hassUrl": self.url, "clientId": client_id}).encode()).decode()
+        url = f"{self.url}{path}?auth_callback=1&code={code}&state={urllib.parse.quote(state)}"
+        subprocess.run([chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                        f"--window-size={size}", "--virtual-time-budget=20000", f"--screenshot={out}", url],
+                       check=True, capture_output=True, timeout=120)
+
     def registries(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """(entity registry, device registry) entries."""
         entities, devices = self.ws({"type": "config/entity_registry/list"}, {"type": "config/device_registry/list"})
