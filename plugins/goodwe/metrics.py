@@ -140,7 +140,7 @@ UNKNOWN_PACKETS = MetricDef("goodwe_unknown_packets_total",
                             display=Display(name="Unknown packets {direction}", diagnostic=True, enabled=False))
 DECODE_ERRORS = MetricDef("goodwe_decode_errors_total", "Frames that failed to decode, by direction and error.",
                           Kind.COUNTER, integer=True,
-                          display=Display(name="Decode errors {direction} {error}", diagnostic=True))
+                          display=Display(name="Decode errors {direction} {error}", **_RARE))
 INBOUND_DROPPED = MetricDef("goodwe_inbound_dropped_total",
                             "Cloud-to-device units not forwarded to the device, by reason.",
                             Kind.COUNTER, integer=True,
@@ -165,20 +165,22 @@ BATSIGNAL_BOTTOM = MetricDef("goodwe_batsignal_bottom", "Bat-signal lower curve 
 GRID_ENERGY_EXPORT = MetricDef(
     "goodwe_grid_energy_export_joules_total",
     "Energy exported to the grid, counted by the inverter's grid meter (DT regs 30197-30198 Wh; "
-    "ET regs 36015-36016, float Wh).", Kind.COUNTER, "joules")
+    "ET regs 36015-36016, float Wh).", Kind.COUNTER, "joules",
+    display=Display(name="Grid energy exported", precision=2))
 GRID_ENERGY_IMPORT = MetricDef(
     "goodwe_grid_energy_import_joules_total",
     "Energy imported from the grid, counted by the inverter's grid meter (DT regs 30199-30200 Wh; "
-    "ET regs 36017-36018, float Wh).", Kind.COUNTER, "joules")
+    "ET regs 36017-36018, float Wh).", Kind.COUNTER, "joules",
+    display=Display(name="Grid energy imported", precision=2))
 BATTERY_ENERGY_CHARGE = MetricDef(
     "goodwe_battery_energy_charge_joules_total", "Energy charged into the battery (ET regs 35206-35207).",
-    Kind.COUNTER, "joules")
+    Kind.COUNTER, "joules", display=Display(name="Energy charged", precision=2, component="battery"))
 BATTERY_ENERGY_DISCHARGE = MetricDef(
     "goodwe_battery_energy_discharge_joules_total", "Energy discharged from the battery (ET regs 35209-35210).",
-    Kind.COUNTER, "joules")
+    Kind.COUNTER, "joules", display=Display(name="Energy discharged", precision=2, component="battery"))
 LOAD_ENERGY = MetricDef(
     "goodwe_inverter_load_energy_joules_total", "Energy used by the house load (ET regs 35203-35204).",
-    Kind.COUNTER, "joules")
+    Kind.COUNTER, "joules", display=Display(name="House energy used", precision=2))
 
 METRICS: tuple[MetricDef, ...] = tuple(v for v in list(globals().values()) if isinstance(v, MetricDef))
 

@@ -231,13 +231,15 @@ CASES: dict[str, Case] = {
                  "Inverter GW3000-DNS-30": ("Goodwe", "GW3000-DNS-30", "{name}"),
                  "Inverter GW10KN-ET battery": ("Goodwe", None, "Inverter GW10KN-ET")},
         # 9 packet types are seen without a cloud (no-forward mode answers the devices itself)
-        domains={"sensor": 77, "binary_sensor": 1},
+        domains={"sensor": 89, "binary_sensor": 1},
         dashboard={f"{d} {n}" for d, names in (
             ("HomeKit 1000 Smart Meter", ("Energy exported", "Energy generated", "Energy imported",
                                           "Grid export power", "Generation power")),
-            ("Inverter GW10KN-ET", ("Energy produced", "Energy today", "House load", "Output power")),
+            ("Inverter GW10KN-ET", ("Energy produced", "Energy today", "House load", "Output power",
+                                    "Grid energy exported", "Grid energy imported", "House energy used")),
             ("Inverter GW3000-DNS-30", ("Energy produced", "Energy today", "Output power")),
-            ("Inverter GW10KN-ET battery", ("Power", "State of charge"))) for n in names},
+            ("Inverter GW10KN-ET battery", ("Power", "State of charge", "Energy charged", "Energy discharged")))
+            for n in names},
         units={"Energy imported": "kWh", "Energy today": "kWh", "Output power": "W", "State of charge": "%",
                "Operating time": "h", "Wi-Fi signal": "%", "PV1 voltage": "V"},
         device_classes={"Energy imported": "energy", "Energy today": "energy", "State of charge": "battery",
