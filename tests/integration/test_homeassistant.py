@@ -176,6 +176,49 @@ def goodwe_process(name: str, workdir: Path, broker_port: int) -> Process:
                    workdir, broker_port, sims, sims_after=True)
 
 
+def growatt_process(name: str, workdir: Path, broker_port: int) -> Process:
+    """The Growatt OpenAPI simulator (one plant: MIN, SPH with battery, classic inverter, logger) with
+    1-second rate windows, its plant where it is midday so the sun shines."""
+    import datetime as dt
+
+    from gridtap_plugins.growatt import simulator as gsim
+
+    port = servers.free_port()
+    tz = max(-12, min(14, 12 - dt.datetime.now(dt.UTC).hour))
+
+    def sims() -> list[servers.Proc]:
+        return [start_ready(f"sim-{name}", [servers.gridtap_bin(), "simulate", "growatt", "--listen",
+                                            f"127.0.0.1:{port}", "--window", "1s", "--timezone", str(tz)], workdir)]
+
+    return Process(name, ["run", "growatt", "--token", gsim.DEFAULT_TOKEN, "--base-url", f"http://127.0.0.1:{port}/v1/",
+                          "--cache-dir", str(workdir / "cache"), "--rate-window", "1s", "--call-spacing", "50ms",
+                          "--interval", "2s"], workdir, broker_port, sims)
+
+
+def powerwall_process(name: str, workdir: Path, broker_port: int) -> Process:
+    """The Powerwall gateway simulator (firmware 23.28) over HTTPS on loopback."""
+    port = servers.free_port()
+
+    def sims() -> list[servers.Proc]:
+        return [start_ready(f"sim-{name}", [servers.gridtap_bin(), "simulate", "powerwall", "--tcp",
+                                            f"127.0.0.1:{port}", "--firmware", "23.28", "--password", "pw"], workdir)]
+
+    return Process(name, ["run", "powerwall", "--gateway-address", f"127.0.0.1:{port}", "--login-password", "pw",
+                          "--token-file", "none", "--interval", "2s"], workdir, broker_port, sims)
+
+
+def isg_process(name: str, workdir: Path, broker_port: int) -> Process:
+    """The ISG simulator's WPM heat pump, read over Modbus TCP."""
+    port = servers.free_port()
+
+    def sims() -> list[servers.Proc]:
+        return [start_ready(f"sim-{name}", [servers.gridtap_bin(), "simulate", "isg", "--web", "127.0.0.1:0",
+                                            "--modbus", f"127.0.0.1:{port}"], workdir)]
+
+    return Process(name, ["run", "isg", "--mode", "modbus", "--host", "127.0.0.1", "--modbus-port", str(port),
+                          "--interval", "2s"], workdir, broker_port, sims)
+
+
 @dataclass(frozen=True)
 class Case:
     """What one plugin must look like in Home Assistant (per process)."""

@@ -275,10 +275,23 @@ def test_once_run_expires_and_has_no_bridge() -> None:
     assert retained and all(props is not None and props.MessageExpiryInterval == 30 for _t, props in retained)
 
 
-def test_a_display_unit_the_base_unit_cannot_reach_is_a_plugin_error() -> None:
-    bad = MetricDef(f"{P}_bad_watts", "Bad", unit="watts", display=Display(unit="bar"))
+def test_a_display_unit_the_base_unit_cannot_reach_is_a_plugin_error_not_a_lost_batch() -> None:
+    bad = MetricDef(f"{P}_bad_watts", "Bad", unit="watts", display=Display(name="Bad", unit="bar"))
     with pytest.raises(ValueError, match="no conversion from watts to 'bar'"):
-        ha.design(P, bad(1.0), "bad_watts", [])
+        ha.check_display(bad, {})
+    design = ha.design(P, bad(1.0), "bad_watts", [])  # the output shows the default unit instead
+    assert design is not None and design.fields["unit_of_measurement"] == "W"
+    pub = publisher()
+    pub.publish([Batch(P, "boiler", 0, [bad(1.0), POWER(2.0), UP(1)])])
+    assert {"gridtap_demo_boiler_bad_watts", "gridtap_demo_boiler_power_watts"} <= set(published(pub)[0])
+
+
+def test_temperature_differences_and_reactive_power() -> None:
+    spread = MetricDef(f"{P}_spread_celsius", "Spread", unit="celsius", display=Display(name="Spread", unit="K"))
+    var = MetricDef(f"{P}_reactive_volt_amperes", "Q", unit="volt_amperes", display=Display(name="Q", unit="var"))
+    d1, d2 = ha.design(P, spread(3.0), "s", []), ha.design(P, var(5.0), "q", [])
+    assert d1 is not None and "device_class" not in d1.fields and d1.fields["unit_of_measurement"] == "K"
+    assert d2 is not None and d2.fields["device_class"] == "reactive_power"
 
 
 # ------------------------------------------------------------------------------ physical devices
@@ -338,6 +351,13 @@ def test_physical_device_names_come_from_kind_and_model() -> None:
     assert ha.physical_name({"device": "inverter", "model": "unknown"}, "proxy") == "Inverter"
     assert ha.physical_name({"device": "proxy", "model": "X1"}, "proxy") == "X1"
     assert ha.physical_name({}, "proxy") == "Device"
+    assert ha.physical_name({"name": "Roof plant", "device": "inverter"}, "proxy") == "Roof plant"
+    plant = MetricDef(f"{P}_plant_info", "Plant", kind=Kind.INFO, label_names=("name",))
+    from gridtap.model import Metric, label_set
+
+    samples = [Metric(POWER, 1.0, label_set([("plant_id", "7"), ("device", "acct")])),
+               Metric(plant, 1, label_set([("plant_id", "7"), ("name", "Roof plant"), ("device", "acct")]))]
+    assert ha.physical_name(ha.naming_labels(samples), "acct") == "Roof plant"
 
 
 def test_a_physical_device_missing_from_a_batch_gets_nulls() -> None:
@@ -359,6 +379,24 @@ def plugin_metrics(name: str) -> list:
 
 READABLE_UNITS = {"°C", "W", "kW", "kWh", "V", "A", "Hz", "bar", "rpm", "µA", "h", "%", "L/min", "L", "m³", "kB",
                   "s", None}
+
+
+def shipped_plugins() -> list[str]:
+    from gridtap import plugin
+
+    return list(plugin.names())
+
+
+@pytest.mark.parametrize("name", shipped_plugins())
+def test_every_shipped_display_unit_is_reachable(name: str) -> None:
+    for d in plugin_metrics(name):
+        hint = d.display
+        choices = [*hint.choices] if isinstance(hint, DisplayByLabel) else []
+        for value in [*choices, "x"]:
+            labels = {k: "x" for k in d.label_names}
+            if isinstance(hint, DisplayByLabel):
+                labels[hint.label] = value
+            ha.check_display(d, labels)
 
 
 @pytest.mark.parametrize("name", ["intergas", "goodwe"])

@@ -27,6 +27,7 @@ that device ("Inverter battery"). See :func:`device_of`.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,7 +38,8 @@ from ..model import Display, Kind, Metric, MetricDef, display_of
 
 #: base unit -> {display unit: factor}; the display value is ``base value * factor``.
 CONVERSIONS: dict[str, dict[str, float]] = {
-    "celsius": {"°C": 1.0},
+    # K: a temperature difference (a spread); it gets no device class, HA would read it as absolute.
+    "celsius": {"°C": 1.0, "K": 1.0},
     "watts": {"W": 1.0, "kW": 1e-3, "MW": 1e-6},
     "joules": {"kWh": 1 / 3.6e6, "Wh": 1 / 3600, "MWh": 1 / 3.6e9, "J": 1.0, "kJ": 1e-3, "MJ": 1e-6},
     "volts": {"V": 1.0, "mV": 1e3, "kV": 1e-3},
@@ -49,7 +51,8 @@ CONVERSIONS: dict[str, dict[str, float]] = {
     "bytes": {"B": 1.0, "kB": 1e-3, "MB": 1e-6, "GB": 1e-9, "KiB": 1 / 1024, "MiB": 1 / 1024**2},
     "cubic_meters": {"m³": 1.0, "L": 1e3},
     "cubic_meters_per_second": {"L/min": 6e4, "m³/h": 3600.0, "mL/s": 1e6},
-    "volt_amperes": {"VA": 1.0, "kVA": 1e-3},
+    # var: reactive power, whose base unit is the volt-ampere too (Prometheus has no var).
+    "volt_amperes": {"VA": 1.0, "kVA": 1e-3, "var": 1.0, "kvar": 1e-3},
 }
 #: What a base unit is shown in when the plugin says nothing (energy in kWh: HA's energy
 #: dashboard and every meter speak it; counters of seconds are operating hours).
@@ -72,7 +75,8 @@ DEVICE_CLASSES = {
     **dict.fromkeys(("B", "kB", "MB", "GB", "KiB", "MiB"), "data_size"),
     **dict.fromkeys(("m³", "L"), "volume"),
     **dict.fromkeys(("L/min", "m³/h", "mL/s"), "volume_flow_rate"),
-    **dict.fromkeys(("VA", "kVA"), "apparent_power"),
+    "VA": "apparent_power",
+    "var": "reactive_power",
 }
 #: Digits worth showing per display unit when the plugin says nothing.
 DEFAULT_PRECISION = {
@@ -80,7 +84,7 @@ DEFAULT_PRECISION = {
     "V": 1, "mV": 0, "kV": 2, "A": 2, "mA": 0, "µA": 1, "Hz": 2, "kHz": 2, "rpm": 0,
     "Pa": 0, "hPa": 0, "kPa": 1, "mbar": 0, "bar": 2, "%": 0, "s": 1, "ms": 0, "min": 0, "h": 0, "d": 1,
     "B": 0, "kB": 0, "MB": 1, "GB": 2, "KiB": 0, "MiB": 1, "m³": 3, "L": 0, "L/min": 1, "m³/h": 2,
-    "mL/s": 0, "VA": 0, "kVA": 2,
+    "mL/s": 0, "VA": 0, "kVA": 2, "var": 0, "kvar": 2, "K": 1,
 }
 #: Device classes HA accepts only with state class total / total_increasing.
 AMOUNT_CLASSES = frozenset({"energy", "volume", "gas", "water"})
@@ -92,13 +96,15 @@ METADATA_LABELS = frozenset({"manufacturer", "vendor", "model"})
 DEVICE_LABELS = {"manufacturer": "manufacturer", "vendor": "manufacturer", "model": "model"}
 INFO_DEVICE_LABELS = {
     **DEVICE_LABELS,
-    "serial": "serial_number", "serial_number": "serial_number",
+    "serial": "serial_number", "serial_number": "serial_number", "device_sn": "serial_number",
     "sw_version": "sw_version", "software": "sw_version", "firmware": "sw_version",
     "hw_version": "hw_version", "hardware": "hw_version",
 }
 DEVICE_FIELDS = ("manufacturer", "model", "sw_version", "hw_version", "serial_number")
 
 _NOT_KEY = re.compile(r"[^a-z0-9_]+")
+_WARNED: set[str] = set()
+log = logging.getLogger("gridtap.outputs.ha")
 
 
 def sanitize(text: str) -> str:
@@ -167,13 +173,27 @@ def subdevice_id(labels: Mapping[str, str], subdevice_labels: tuple[str, ...]) -
     return sanitize("_".join(values)) or None if values else None
 
 
+def naming_labels(samples: list[Metric]) -> dict[str, str]:
+    """The labels that name a physical device, from all its samples: info metrics first (their
+    ``name``, ``model``), then the others' ``device`` and ``model``."""
+    out: dict[str, str] = {}
+    for m in sorted(samples, key=lambda m: (m.definition.kind is not Kind.INFO, m.name, m.labels)):
+        for k, v in m.labels:
+            if v and k not in out and (k in ("device", "model") or (k == "name" and m.definition.kind is Kind.INFO)):
+                out[k] = v
+    return out
+
+
 def physical_name(labels: Mapping[str, str], configured: str) -> str:
     """The name of a physical device behind a configured one, from a sample's labels.
 
-    Its own ``device`` label ("meter") with its ``model`` ("Inverter GW10KN-ET"; the model
-    alone when it names the kind already: "HomeKit 1000 Smart Meter"), so two inverters
-    behind one proxy get told apart by something stable rather than by arrival order.
+    The ``name`` label of its info metric (a plant), else its own ``device`` label ("meter")
+    with its ``model`` ("Inverter GW10KN-ET"; the model alone when it names the kind already:
+    "HomeKit 1000 Smart Meter"), so two inverters behind one proxy are told apart by something
+    stable rather than by arrival order.
     """
+    if labels.get("name"):  # an info metric names it (a plant, a site)
+        return labels["name"]
     own = labels.get("device", "")
     kind = humanize(own) if own and own != configured else ""
     model = labels.get("model", "")
@@ -296,7 +316,13 @@ def design(plugin: str, metric: Metric, key: str, key_values: list[str]) -> Enti
                                     f"if {v} is number else None }}}}")
         return EntityDesign("sensor", name, fields, disp.diagnostic, disp.enabled,
                             not (disp.diagnostic or health))
-    unit, factor = display_unit(d, disp)
+    try:
+        unit, factor = display_unit(d, disp)
+    except ValueError as e:  # never lose the whole batch over one hint: base unit's default, said once
+        if d.name not in _WARNED:
+            _WARNED.add(d.name)
+            log.warning("home assistant: %s; showing %s", e, DEFAULT_UNITS.get(d.unit, d.unit))
+        unit, factor = display_unit(d, Display())
     device_class = disp.device_class if disp.device_class is not None else DEVICE_CLASSES.get(unit or "")
     if disp.device_class is None and device_class == "volume" and d.kind is Kind.COUNTER:
         # The energy dashboard takes gas and water meters by their device class.
@@ -327,7 +353,7 @@ def design(plugin: str, metric: Metric, key: str, key_values: list[str]) -> Enti
 
 def display_unit(definition: MetricDef, disp: Display) -> tuple[str | None, float]:
     """(unit shown, factor from the base unit). A unit the table cannot reach from the base unit
-    is a plugin mistake, reported at once (so it is caught by the plugin's tests)."""
+    is a plugin mistake: ValueError (``check_display`` in a plugin's tests catches it)."""
     base = definition.unit
     if disp.unit is None:
         if not base:
@@ -341,3 +367,9 @@ def display_unit(definition: MetricDef, disp: Display) -> tuple[str | None, floa
     except KeyError:
         raise ValueError(f"{definition.name}: no conversion from {base} to {disp.unit!r}; "
                          f"known: {', '.join(CONVERSIONS.get(base, {}))}") from None
+
+
+def check_display(definition: MetricDef, labels: Mapping[str, str]) -> None:
+    """Raise ValueError when a metric's display hint asks for a unit its base unit cannot reach
+    (for plugin tests; the output itself falls back to the default unit and warns once)."""
+    display_unit(definition, display_of(definition, labels))

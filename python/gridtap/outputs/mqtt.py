@@ -406,27 +406,39 @@ class MqttPublisher:
             with self._lock:
                 self._publish_batch(batch)
 
-    def _device_ref(self, dev: _Device, batch: Batch, metric: Metric) -> DeviceRef:
+    def _name_physical(self, dev: _Device, sub: str, samples: list[Metric]) -> str:
+        """A physical device's name, fixed at its first appearance (see :func:`ha.physical_name`)."""
+        name = dev.names.get(sub)
+        if name is None:
+            base = ha.physical_name(ha.naming_labels(samples), dev.device)
+            taken = set(dev.names.values())
+            name, n = base, 1
+            while name in taken:
+                n += 1
+                name = f"{base} {n}"
+            dev.names[sub] = name
+        return name
+
+    def _device_refs(self, dev: _Device, batch: Batch, metrics: list[Metric]) -> list[tuple[Metric, DeviceRef]]:
+        """Each sample with the HA device it belongs to."""
         configured = DeviceRef(ha.device_identifier(dev.plugin, dev.device), dev.device)
-        labels = dict(metric.labels)
-        sub = ha.subdevice_id(labels, batch.subdevice_labels)
-        ref = configured
-        if sub is not None:
-            name = dev.names.get(sub)
-            if name is None:
-                base = ha.physical_name(labels, dev.device)
-                taken = set(dev.names.values())
-                name, n = base, 1
-                while name in taken:
-                    n += 1
-                    name = f"{base} {n}"
-                dev.names[sub] = name
-            ref = DeviceRef(f"gridtap_{sanitize(dev.plugin)}_{sub}", name, sub, configured.ident)
-        component = ha.display_for(dev.plugin, metric).component
-        if component:
-            ref = DeviceRef(f"{ref.ident}_{sanitize(component)}", f"{ref.name} {component}", ref.subid, ref.ident,
-                            component)
-        return ref
+        subs = [ha.subdevice_id(dict(m.labels), batch.subdevice_labels) for m in metrics]
+        groups: dict[str, list[Metric]] = {}
+        for m, sub in zip(metrics, subs, strict=True):
+            if sub is not None:
+                groups.setdefault(sub, []).append(m)
+        out = []
+        for m, sub in zip(metrics, subs, strict=True):
+            ref = configured
+            if sub is not None:
+                name = self._name_physical(dev, sub, groups[sub])
+                ref = DeviceRef(f"gridtap_{sanitize(dev.plugin)}_{sub}", name, sub, configured.ident)
+            component = ha.display_for(dev.plugin, m).component
+            if component:
+                ref = DeviceRef(f"{ref.ident}_{sanitize(component)}", f"{ref.name} {component}", ref.subid, ref.ident,
+                                component)
+            out.append((m, ref))
+        return out
 
     def _publish_batch(self, batch: Batch) -> None:
         plugin, device = batch.plugin, batch.device
@@ -435,14 +447,10 @@ class MqttPublisher:
         if dev is None:
             dev = self._devices[ident] = _Device(plugin, device, Topics(self.topic_prefix, plugin, device))
         metrics = batch.labelled()
+        placed = self._device_refs(dev, batch, sorted(metrics, key=lambda m: (m.name, m.labels)))
         by_device: dict[str, list[Metric]] = {}
-        refs: dict[str, DeviceRef] = {}
-        placed: list[tuple[Metric, DeviceRef]] = []
-        for m in sorted(metrics, key=lambda m: (m.name, m.labels)):
-            ref = self._device_ref(dev, batch, m)
-            refs[ref.ident] = ref
+        for m, ref in placed:
             by_device.setdefault(ref.ident, []).append(m)
-            placed.append((m, ref))
         # Device metadata; an entity's device block changed -> send its discovery again.
         changed: set[str] = set()
         for ref_id, samples in by_device.items():
