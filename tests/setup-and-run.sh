@@ -11,12 +11,16 @@
 #      can run: collectd's exec plugin refuses root, and /root (pyenv) is mode 0700.
 #   4. Telegraf (inputs.execd, outputs.file, outputs.prometheus_client) built from the Go module
 #      proxy, cached in ~/.cache/gridtap/telegraf-<version>-<plugins>.
+#   5. a pinned Home Assistant core from PyPI (with its MQTT/energy/recorder requirements) in
+#      ~/.cache/gridtap/ha-venv-<version>, made with pyenv's Python 3.13 for the tests marked
+#      `homeassistant` (tests/integration/homeassistant.py install; cold about 2.5 min).
 #   (Rust builds go to ~/.cache/gridtap/cargo-target, so a later run only rebuilds what changed.)
 # Checks (each runs; the script fails at the end naming every failed one):
 #   cargo test, cargo clippy -D warnings, ruff, pytest (whole suite, integration included,
 #   missing servers fail instead of skip), benchmarks as a smoke run.
 #
-# Idempotent: re-running skips installed packages, the cached Telegraf and an intact venv.
+# Idempotent: re-running skips installed packages, the cached Telegraf, an intact venv and a
+# finished Home Assistant venv.
 # Environment: PYTHON (default python3), GRIDTAP_EXEC_VENV (default /opt/gridtap-venv),
 # GRIDTAP_SKIP_SETUP=1 to run the checks only.
 set -euo pipefail
@@ -173,6 +177,10 @@ build_telegraf() {
     "$TELEGRAF_DIR/telegraf" --version
 }
 
+make_ha_venv() {
+    "$PY" tests/integration/homeassistant.py install
+}
+
 run_pytest() {
     local log rc=0
     log=$(mktemp)
@@ -200,6 +208,7 @@ if [[ "${GRIDTAP_SKIP_SETUP:-0}" != 1 ]]; then
     setup_step "wheel build + pip install" build_and_install_wheel
     setup_step "exec venv ($EXEC_VENV)" make_exec_venv
     setup_step "telegraf $TELEGRAF_VERSION" build_telegraf
+    setup_step "home assistant venv" make_ha_venv
 fi
 
 check_step "cargo test" cargo test --quiet

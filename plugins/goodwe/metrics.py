@@ -19,117 +19,168 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from gridtap import _native
-from gridtap.model import Kind, Metric, MetricDef, label_set
+from gridtap.model import Display, Kind, Metric, MetricDef, label_set
 
 _WH = 3600.0  # joules per watt-hour
 
 # --- definitions ---------------------------------------------------------------------
+#: PV inputs as a person writes them.
+_PV = {"input": {"pv1": "PV1", "pv2": "PV2", "pv3": "PV3", "pv4": "PV4"}}
+#: Internals few people want: diagnostic entities, disabled until someone enables them.
+_RARE = {"diagnostic": True, "enabled": False}
+
 METER_ENERGY_EXPORT = MetricDef(
     "goodwe_meter_energy_export_joules_total", "Energy exported to the grid (meter reg 0x0801).",
-    Kind.COUNTER, "joules")
+    Kind.COUNTER, "joules",
+    display=Display(name="Energy exported", precision=2))
 METER_ENERGY_GENERATION = MetricDef(
     "goodwe_meter_energy_generation_joules_total", "Energy generated (meter reg 0x0804).",
-    Kind.COUNTER, "joules")
+    Kind.COUNTER, "joules",
+    display=Display(name="Energy generated", precision=2))
 METER_ENERGY_GENERATION_PLUS_EXPORT = MetricDef(
     "goodwe_meter_energy_generation_plus_export_joules_total",
     "The meter's own 'generation and export' energy sum (reg 0x080a); only roughly the sum.",
-    Kind.COUNTER, "joules")
+    Kind.COUNTER, "joules",
+    display=Display(name="Energy generated plus exported", precision=2, diagnostic=True, enabled=False))
 METER_ENERGY_IMPORT = MetricDef(
     "goodwe_meter_energy_import_joules_total", "Energy imported from the grid (meter reg 0x080d).",
-    Kind.COUNTER, "joules")
+    Kind.COUNTER, "joules",
+    display=Display(name="Energy imported", precision=2))
 METER_ENERGY_IMPORT_LESS_GENERATION = MetricDef(
     "goodwe_meter_energy_import_less_generation_joules",
     "The meter's 'import less generation' energy (reg 0x0817, 16 bits, not monotonic).",
-    Kind.GAUGE, "joules")
+    Kind.GAUGE, "joules",
+    display=Display(name="Energy imported less generated", precision=2, diagnostic=True, enabled=False))
 METER_POWER_EXPORT = MetricDef(
     "goodwe_meter_power_export_watts", "Power exported to the grid; negative while importing (reg 0x0839).",
-    Kind.GAUGE, "watts")
+    Kind.GAUGE, "watts",
+    display=Display(name="Grid export power", precision=0))
 METER_POWER_GENERATION = MetricDef(
     "goodwe_meter_power_generation_watts", "Generation power; small negatives are noise (reg 0x083b).",
-    Kind.GAUGE, "watts")
+    Kind.GAUGE, "watts",
+    display=Display(name="Generation power", precision=0))
 METER_POWER_GENERATION_PLUS_EXPORT = MetricDef(
     "goodwe_meter_power_generation_plus_export_watts", "The meter's own power sum (reg 0x083f).",
-    Kind.GAUGE, "watts")
+    Kind.GAUGE, "watts",
+    display=Display(name="Generation plus export power", precision=0, diagnostic=True, enabled=False))
 METER_UNKNOWN = MetricDef(
     "goodwe_meter_unknown_value", "Meter registers of unknown meaning (the reference's unknown_int_N).",
-    Kind.GAUGE, integer=True)
+    Kind.GAUGE, integer=True,
+    display=Display(name="Register {register}", state_class="", diagnostic=True, enabled=False))
 
-INPUT_VOLTAGE = MetricDef("goodwe_inverter_input_voltage_dc_volts", "PV string DC voltage.", unit="volts")
-INPUT_CURRENT = MetricDef("goodwe_inverter_input_current_dc_amperes", "PV string DC current.", unit="amperes")
+INPUT_VOLTAGE = MetricDef("goodwe_inverter_input_voltage_dc_volts", "PV string DC voltage.", unit="volts",
+                          display=Display(name="{input} voltage", precision=1, diagnostic=True, words=_PV))
+INPUT_CURRENT = MetricDef("goodwe_inverter_input_current_dc_amperes", "PV string DC current.", unit="amperes",
+                          display=Display(name="{input} current", precision=1, diagnostic=True, words=_PV))
 OUTPUT_VOLTAGE = MetricDef("goodwe_inverter_output_voltage_ac_volts", "Grid-side AC voltage per phase.",
-                           unit="volts")
+                           unit="volts",
+                           display=Display(name="Grid voltage {phase}", precision=1, diagnostic=True))
 OUTPUT_CURRENT = MetricDef("goodwe_inverter_output_current_ac_amperes", "Grid-side AC current per phase.",
-                           unit="amperes")
+                           unit="amperes",
+                           display=Display(name="Grid current {phase}", precision=1, diagnostic=True))
 OUTPUT_FREQUENCY = MetricDef("goodwe_inverter_output_frequency_ac_hertz", "Grid frequency per phase.",
-                             unit="hertz")
+                             unit="hertz",
+                             display=Display(name="Grid frequency {phase}", precision=2, **_RARE))
 POWER_OUTPUT = MetricDef(
     "goodwe_inverter_power_output_watts",
     "Inverter output power (DNS: 32-bit regs 30127-30128, tracks PV DC power; ET: active power 35140).",
-    unit="watts")
-LOAD_POWER = MetricDef("goodwe_inverter_load_power_watts", "House load power (ET reg 35172).", unit="watts")
+    unit="watts",
+    display=Display(name="Output power", precision=0))
+LOAD_POWER = MetricDef("goodwe_inverter_load_power_watts", "House load power (ET reg 35172).", unit="watts",
+                       display=Display(name="House load", precision=0))
 TEMPERATURE = MetricDef("goodwe_inverter_temperature_celsius", "Inverter temperature by sensor.",
-                        unit="celsius")
+                        unit="celsius",
+                        display=Display(name="{sensor} temperature", precision=1, diagnostic=True,
+                                        words={"sensor": {"internal": "Internal", "air": "Air",
+                                                          "radiator": "Heat sink"}}))
 ENERGY_TODAY = MetricDef("goodwe_inverter_energy_output_today_joules",
-                         "Energy produced today; resets daily.", unit="joules")
+                         "Energy produced today; resets daily.", unit="joules",
+                         display=Display(name="Energy today", precision=1, state_class="total_increasing"))
 ENERGY_TOTAL = MetricDef("goodwe_inverter_energy_output_joules_total", "Energy produced since installation.",
-                         Kind.COUNTER, "joules")
+                         Kind.COUNTER, "joules",
+                         display=Display(name="Energy produced", precision=1))
 OPERATING_TIME = MetricDef("goodwe_inverter_operating_seconds_total", "Total operating time (h_total).",
-                           Kind.COUNTER, "seconds")
+                           Kind.COUNTER, "seconds",
+                           display=Display(name="Operating time", unit="h", precision=0, diagnostic=True))
 RSSI = MetricDef("goodwe_inverter_wifi_signal_ratio", "Wi-Fi dongle signal strength (reg 30172, percent/100).",
-                 unit="ratio")
-BATTERY_VOLTAGE = MetricDef("goodwe_battery_voltage_volts", "Battery voltage (ET reg 35180).", unit="volts")
+                 unit="ratio",
+                 display=Display(name="Wi-Fi signal", unit="%", precision=0, diagnostic=True))
+BATTERY_VOLTAGE = MetricDef("goodwe_battery_voltage_volts", "Battery voltage (ET reg 35180).", unit="volts",
+                            display=Display(name="Voltage", precision=1, diagnostic=True, component="battery"))
 BATTERY_CURRENT = MetricDef("goodwe_battery_current_amperes", "Battery current (ET reg 35181).",
-                            unit="amperes")
+                            unit="amperes",
+                            display=Display(name="Current", precision=1, diagnostic=True, component="battery"))
 BATTERY_POWER = MetricDef("goodwe_battery_power_watts",
-                          "Battery power, positive while discharging (ET regs 35182-35183).", unit="watts")
+                          "Battery power, positive while discharging (ET regs 35182-35183).", unit="watts",
+                          display=Display(name="Power", precision=0, component="battery"))
 BATTERY_TEMPERATURE = MetricDef("goodwe_battery_temperature_celsius", "Battery temperature (ET reg 37003).",
-                                unit="celsius")
+                                unit="celsius",
+                                display=Display(name="Temperature", precision=1, diagnostic=True,
+                                                component="battery"))
 BATTERY_SOC = MetricDef("goodwe_battery_state_of_charge_ratio", "Battery state of charge (ET reg 37007).",
-                        unit="ratio")
+                        unit="ratio",
+                        display=Display(name="State of charge", unit="%", precision=0, device_class="battery",
+                                        component="battery"))
 BATTERY_SOH = MetricDef("goodwe_battery_state_of_health_ratio", "Battery state of health (ET reg 37008).",
-                        unit="ratio")
+                        unit="ratio",
+                        display=Display(name="State of health", unit="%", precision=0, diagnostic=True,
+                                        component="battery"))
 
 DEVICE_INFO = MetricDef("goodwe_device_info", "A device seen on the proxy: model and full serial.", Kind.INFO)
 FRAME_TIMESTAMP = MetricDef("goodwe_frame_timestamp_seconds",
                             "When the proxy last decoded a data frame from this device (Unix time).",
-                            unit="seconds")
+                            unit="seconds",
+                            display=Display(name="Last upload", diagnostic=True))
 PACKETS = MetricDef("goodwe_packets_total", "Valid frames decoded, by direction and packet type.",
-                    Kind.COUNTER, integer=True)
+                    Kind.COUNTER, integer=True,
+                    display=Display(name="Packets {direction} {type}", diagnostic=True, enabled=False))
 UNKNOWN_PACKETS = MetricDef("goodwe_unknown_packets_total",
                             "Valid frames of a packet type we do not know, by direction.",
-                            Kind.COUNTER, integer=True)
+                            Kind.COUNTER, integer=True,
+                            display=Display(name="Unknown packets {direction}", diagnostic=True, enabled=False))
 DECODE_ERRORS = MetricDef("goodwe_decode_errors_total", "Frames that failed to decode, by direction and error.",
-                          Kind.COUNTER, integer=True)
+                          Kind.COUNTER, integer=True,
+                          display=Display(name="Decode errors {direction} {error}", **_RARE))
 INBOUND_DROPPED = MetricDef("goodwe_inbound_dropped_total",
                             "Cloud-to-device units not forwarded to the device, by reason.",
-                            Kind.COUNTER, integer=True)
+                            Kind.COUNTER, integer=True,
+                            display=Display(name="Dropped from the cloud ({reason})", diagnostic=True, enabled=False,
+                                            words={"reason": {"unknown_type": "unknown type",
+                                                              "device_mismatch": "device mismatch"}}))
 FORWARDED_BYTES = MetricDef("goodwe_forwarded_bytes_total", "Bytes forwarded by the proxy, by direction.",
-                            Kind.COUNTER, "bytes", integer=True)
-CONNECTIONS = MetricDef("goodwe_device_connections", "Device connections open on the proxy.", integer=True)
+                            Kind.COUNTER, "bytes", integer=True,
+                            display=Display(name="Bytes forwarded {direction}", unit="kB", precision=0, **_RARE))
+CONNECTIONS = MetricDef("goodwe_device_connections", "Device connections open on the proxy.", integer=True,
+                        display=Display(name="Device connections", diagnostic=True))
 UPSTREAM_FAILURES = MetricDef("goodwe_upstream_dial_failures_total", "Failed dials to the upstream server.",
-                              Kind.COUNTER, integer=True)
-BATSIGNAL_TOP = MetricDef("goodwe_batsignal_top", "Bat-signal upper curve (kW) written into forwarded frames.")
-BATSIGNAL_BOTTOM = MetricDef("goodwe_batsignal_bottom", "Bat-signal lower curve (kW) written into forwarded frames.")
+                              Kind.COUNTER, integer=True,
+                              display=Display(name="Cloud dial failures", diagnostic=True))
+BATSIGNAL_TOP = MetricDef("goodwe_batsignal_top", "Bat-signal upper curve (kW) written into forwarded frames.",
+                          display=Display(name="Bat signal top", unit="kW", precision=2, **_RARE))
+BATSIGNAL_BOTTOM = MetricDef("goodwe_batsignal_bottom", "Bat-signal lower curve (kW) written into forwarded frames.",
+                             display=Display(name="Bat signal bottom", unit="kW", precision=2, **_RARE))
 
 # Energy counters a Home Assistant Energy dashboard needs (grid in/out, battery in/out),
 # wherever a family's registers hold them.
 GRID_ENERGY_EXPORT = MetricDef(
     "goodwe_grid_energy_export_joules_total",
     "Energy exported to the grid, counted by the inverter's grid meter (DT regs 30197-30198 Wh; "
-    "ET regs 36015-36016, float Wh).", Kind.COUNTER, "joules")
+    "ET regs 36015-36016, float Wh).", Kind.COUNTER, "joules",
+    display=Display(name="Grid energy exported", precision=2))
 GRID_ENERGY_IMPORT = MetricDef(
     "goodwe_grid_energy_import_joules_total",
     "Energy imported from the grid, counted by the inverter's grid meter (DT regs 30199-30200 Wh; "
-    "ET regs 36017-36018, float Wh).", Kind.COUNTER, "joules")
+    "ET regs 36017-36018, float Wh).", Kind.COUNTER, "joules",
+    display=Display(name="Grid energy imported", precision=2))
 BATTERY_ENERGY_CHARGE = MetricDef(
     "goodwe_battery_energy_charge_joules_total", "Energy charged into the battery (ET regs 35206-35207).",
-    Kind.COUNTER, "joules")
+    Kind.COUNTER, "joules", display=Display(name="Energy charged", precision=2, component="battery"))
 BATTERY_ENERGY_DISCHARGE = MetricDef(
     "goodwe_battery_energy_discharge_joules_total", "Energy discharged from the battery (ET regs 35209-35210).",
-    Kind.COUNTER, "joules")
+    Kind.COUNTER, "joules", display=Display(name="Energy discharged", precision=2, component="battery"))
 LOAD_ENERGY = MetricDef(
     "goodwe_inverter_load_energy_joules_total", "Energy used by the house load (ET regs 35203-35204).",
-    Kind.COUNTER, "joules")
+    Kind.COUNTER, "joules", display=Display(name="House energy used", precision=2))
 
 METRICS: tuple[MetricDef, ...] = tuple(v for v in list(globals().values()) if isinstance(v, MetricDef))
 

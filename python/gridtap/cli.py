@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import errno
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -275,7 +276,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     collector = Collector(device, spec.interval)
     # A push output is set up (settings checked, broker connected) before the device is read,
     # so its mistakes are reported at start-up, not after a first collection.
-    delivery = _delivery(args, common, only=args.output) if args.output in ("pushgateway", "mqtt") else None
+    delivery = (_delivery(args, common, only=args.output, configured=[(cls.name, spec.name)],
+                          invocation=f"run {cls.name} {os.path.abspath(args.config) if args.config else '-'}",
+                          once_interval=spec.interval if args.once else None)
+                if args.output in ("pushgateway", "mqtt") else None)
     stopper = runtime.Stopper().install()
     try:
         device.start()
@@ -295,15 +299,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             delivery.close()  # no-op where run_push closed it already
 
 
-def _delivery(args: argparse.Namespace, common: devices.Common, only: str | None = None) -> sinks.Delivery:
-    """The push outputs asked for: by ``--output`` (``only``) or, for serve, by config/flags."""
+def _delivery(args: argparse.Namespace, common: devices.Common, only: str | None = None,
+              configured: list[tuple[str, str]] | None = None, invocation: str = "",
+              once_interval: float | None = None) -> sinks.Delivery:
+    """The push outputs asked for: by ``--output`` (``only``) or, for serve, by config/flags.
+    ``configured`` (devices), ``invocation`` and ``once_interval``: see :class:`sinks.MqttSink`."""
     from . import sinks
 
     out: list[sinks.Sink] = []
     if only == "pushgateway" or (only is None and (args.pushgateway or common.pushgateway is not None)):
         out.append(sinks.PushgatewaySink(sinks.pushgateway_settings(common.pushgateway, args.pushgateway)))
     if only == "mqtt" or (only is None and (args.mqtt or common.mqtt is not None)):
-        out.append(sinks.MqttSink(sinks.mqtt_settings(common.mqtt, args.mqtt)))
+        out.append(sinks.MqttSink(sinks.mqtt_settings(common.mqtt, args.mqtt), configured or [], invocation,
+                                  once_interval))
     return sinks.Delivery(out)
 
 
@@ -359,7 +367,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError("devices", f"no devices in {args.config}")
     specs = [devices.device_spec(cls, raw, where=where, default_interval=float(common.interval))
              for where, cls, raw in entries]
-    delivery = _delivery(args, common)
+    delivery = _delivery(args, common, configured=[(s.plugin_cls.name, s.name) for s in specs],
+                         invocation=f"serve {os.path.abspath(args.config)}")
     collectors = [Collector(s.create(), s.interval) for s in specs]
     stopper = runtime.Stopper().install()
     worker = sinks.DeliveryWorker(delivery) if delivery.sinks else None

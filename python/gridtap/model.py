@@ -32,7 +32,8 @@ class Display:
     line protocol and collectd never do, so it can never rename a series.
 
     * ``name``: a human name ("Flow temperature"). ``{label}`` placeholders are filled from the
-      sample's labels, through ``words`` where a label value has a human word.
+      sample's labels, through ``words`` where a label value has a human word; a state set's
+      states have theirs in ``words["state"]``.
     * ``unit``: the unit a person reads ("bar", "rpm", "µA", "h", "kWh", "%", "L/min"); the
       framework converts from the metric's base unit (see ``gridtap.outputs.ha``).
     * ``precision``: digits after the decimal point worth showing, in ``unit``.
@@ -42,7 +43,11 @@ class Display:
     * ``enabled``: False for entities few people want (they exist, disabled by default).
     * ``hidden``: not an entity at all (raw registers, duplicates of another entity).
     * ``device_class`` / ``state_class``: override what the unit and kind imply, e.g.
-      ``state_class="total_increasing"`` for a "today" energy gauge that drops at midnight.
+      ``state_class="total_increasing"`` for a "today" energy gauge that drops at midnight;
+      ``state_class=""`` for none (codes and settings: no long-term statistics).
+    * ``component``: the part of the physical device this metric belongs to ("battery" of a
+      hybrid inverter): Home Assistant shows it as its own device, "<device> <component>",
+      connected via the physical device.
     """
 
     name: str | None = None
@@ -54,6 +59,7 @@ class Display:
     hidden: bool = False
     device_class: str | None = None
     state_class: str | None = None
+    component: str | None = None
     words: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def for_labels(self, _labels: Mapping[str, str]) -> Display:

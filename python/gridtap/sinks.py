@@ -8,8 +8,9 @@ unreachable broker must not stop collection, nor the /metrics server.
 from __future__ import annotations
 
 import logging
+import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,12 +39,17 @@ class MqttSettings:
     port: int = setting(1883, help="MQTT broker port")
     topic_prefix: str = setting("gridtap", help="prefix of state and availability topics")
     discovery_prefix: str = setting("homeassistant", help="Home Assistant discovery prefix")
-    client_id: str | None = setting(None, help="MQTT client id (default: gridtap-<host>-<pid>)")
+    client_id: str | None = setting(None, help="MQTT client id (default: gridtap-<host>-<pid>-<random>)")
     username: str | None = setting(None, help="MQTT user")
     password: Secret | None = setting(None, help="MQTT password")
     tls: bool = setting(False, help="connect with TLS (the broker's certificate is verified)")
     ca_file: str | None = setting(None, help="CA certificate(s) to verify the broker with instead of the "
                                              "system's; setting it turns TLS on")
+    bridge_id: str | None = setting(None, help="this process's bridge: its status topic <topic_prefix>/bridge/<id>/"
+                                               "status tells Home Assistant whether the process is running "
+                                               "(default: made from the configured devices, e.g. intergas-boiler)")
+    keepalive: int = setting(60, help="MQTT keepalive in seconds; the broker sends the Last Will (bridge offline) "
+                                      "about 1.5 keepalives after the process died")
 
 
 def _settings(schema: type, name: str, raw: Mapping[str, Any] | None, flags: Mapping[str, str]) -> Any:
@@ -81,6 +87,10 @@ def mqtt_settings(raw: Mapping[str, Any] | None, host_flag: str | None) -> MqttS
     if not settings.host.strip() or "://" in settings.host or "/" in settings.host:
         raise ConfigError("config.mqtt.host", f"expected a host name or address, got {settings.host!r}")
     config.check_port("config.mqtt.port", settings.port)
+    if not 5 <= settings.keepalive <= 65535:
+        raise ConfigError("config.mqtt.keepalive", f"expected 5..65535 seconds, got {settings.keepalive}")
+    if settings.bridge_id is not None and not re.fullmatch(r"[A-Za-z0-9_.:+-]{1,64}", settings.bridge_id):
+        raise ConfigError("config.mqtt.bridge_id", f"expected 1-64 letters, digits, _.:+-, got {settings.bridge_id!r}")
     if settings.ca_file is not None:
         try:
             Path(settings.ca_file).read_bytes()
@@ -132,16 +142,28 @@ class PushgatewaySink:
 
 
 class MqttSink:
+    """MQTT with Home Assistant discovery (see :mod:`gridtap.outputs.mqtt`).
+
+    ``devices``: the (plugin, device) pairs of this process (its bridge and its ghost clean-up);
+    ``invocation``: what names this process across restarts (``run intergas /etc/boiler.yaml``);
+    ``once_interval``: set for ``run --once``: retained messages and entities expire after 3 of it.
+    """
+
     name = "mqtt"
 
-    def __init__(self, settings: MqttSettings) -> None:
+    def __init__(self, settings: MqttSettings, devices: Sequence[tuple[str, str]] = (), invocation: str = "",
+                 once_interval: float | None = None) -> None:
+        from . import state
         from .outputs.mqtt import MqttPublisher
 
         s = settings
         self.publisher = MqttPublisher(s.host, s.port, topic_prefix=s.topic_prefix,
                                        discovery_prefix=s.discovery_prefix, client_id=s.client_id,
                                        username=s.username, password=s.password, tls=s.tls or s.ca_file is not None,
-                                       ca_file=s.ca_file)
+                                       ca_file=s.ca_file, keepalive=s.keepalive, bridge_id=s.bridge_id,
+                                       devices=devices, invocation=invocation or None,
+                                       ledger_path=state.default_dir("mqtt") / "bridges.json",
+                                       once_expire_after=None if once_interval is None else 3 * once_interval)
         self.publisher.start()
 
     def publish(self, batches: list[Batch]) -> None:

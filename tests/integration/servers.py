@@ -945,3 +945,36 @@ def start_prometheus(workdir: Path, targets: Sequence[str], honor_labels: bool =
         proc.stop()
         raise
     return server
+
+
+# --------------------------------------------------------------------------------------
+# Mosquitto
+
+
+@dataclass
+class Mosquitto:
+    proc: Proc
+    port: int
+
+
+def start_mosquitto(workdir: Path, timeout: float = 10) -> Mosquitto:
+    """Mosquitto on a free 127.0.0.1 port, anonymous, no persistence; ready once it takes a publish."""
+    mosquitto = require("mosquitto", "install the Debian package `mosquitto` (tests/setup-and-run.sh)")
+    mosquitto_pub = require("mosquitto_pub", "install the Debian package `mosquitto-clients`")
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    conf = workdir / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stdout\n")
+    proc = spawn("mosquitto", [mosquitto, "-c", str(conf)], workdir)
+
+    def ready() -> bool:
+        res = subprocess.run([mosquitto_pub, "-h", "127.0.0.1", "-p", str(port), "-t", "ready", "-n"],
+                             capture_output=True, timeout=5)
+        return res.returncode == 0
+
+    try:
+        wait_until(ready, timeout, f"mosquitto on 127.0.0.1:{port}", proc, interval=0.1)
+    except BaseException:
+        proc.stop()
+        raise
+    return Mosquitto(proc, port)

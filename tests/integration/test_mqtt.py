@@ -2,8 +2,10 @@
 
 Checks what a Home Assistant instance would receive: retained discovery configs (JSON with
 the expected keys), state JSON equal to the metric values, retained availability that follows
-``<plugin>_up``, re-discovery on HA's birth message, and the bridge Last Will ``offline``
-after the publishing process is killed with SIGKILL.
+``<plugin>_up``, re-discovery on HA's birth message, the bridge Last Will ``offline`` after the
+publishing process is killed with SIGKILL (and only for that process's bridge), the clean-up
+of a renamed device's configs at start, and the expiry of a once-run's retained configs.
+(tests/integration/test_homeassistant.py checks the same against a real Home Assistant.)
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from gridtap.health import health_defs
-from gridtap.model import Batch, Kind, MetricDef
+from gridtap.model import Batch, Display, Kind, MetricDef
 from gridtap.outputs.mqtt import MqttPublisher
 
 from . import servers
@@ -38,6 +40,7 @@ POWER = MetricDef(f"{P}_power_watts", "Power", unit="watts")
 ENERGY = MetricDef(f"{P}_energy_joules_total", "Energy", kind=Kind.COUNTER, unit="joules")
 RATIO = MetricDef(f"{P}_pump_ratio", "Pump duty", unit="ratio")
 MODE = MetricDef(f"{P}_mode", "Mode", kind=Kind.STATESET, states=("off", "heating"))
+BURNING = MetricDef(f"{P}_burner_on", "Burner", integer=True, display=Display(name="Burner", binary="running"))
 INFO = MetricDef(f"{P}_device_info", "Model", kind=Kind.INFO)
 UP, LAST, DURATION = health_defs(P)
 
@@ -51,26 +54,11 @@ class Broker:
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     with needs():
-        mosquitto = servers.require("mosquitto", "install the Debian package `mosquitto` (tests/setup-and-run.sh)")
-        mosquitto_pub = servers.require("mosquitto_pub", "install the Debian package `mosquitto-clients`")
-    workdir = tmp_path_factory.mktemp("mosquitto")
-    port = servers.free_port()
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stdout\n")
-    proc = servers.spawn("mosquitto", [mosquitto, "-c", str(conf)], workdir)
-
-    def ready() -> bool:
-        import subprocess
-
-        res = subprocess.run([mosquitto_pub, "-h", "127.0.0.1", "-p", str(port), "-t", "ready", "-n"],
-                             capture_output=True, timeout=5)
-        return res.returncode == 0
-
+        server = servers.start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
     try:
-        servers.wait_until(ready, 10, f"mosquitto on 127.0.0.1:{port}", proc, interval=0.1)
-        yield Broker(port, proc)
+        yield Broker(server.port, server.proc)
     finally:
-        proc.stop()
+        server.proc.stop()
 
 
 @dataclass
@@ -139,14 +127,14 @@ def subs(broker: Broker) -> Iterator[Callable[..., Sub]]:
             s.close()
 
 
-def boiler(up: int = 1) -> Batch:
+def boiler(up: int = 1, device: str = "boiler") -> Batch:
     metrics = [TEMP(47.5, sensor="flow"), TEMP(31.25, sensor="return/line"), POWER(1234.5), ENERGY(7.2e6),
-               RATIO(0.25), MODE("heating"), INFO(1, model="X 24/18"), UP(up), DURATION(0.02)]
+               RATIO(0.25), MODE("heating"), BURNING(1), INFO(1, model="X 24/18"), UP(up), DURATION(0.02)]
     if up:
         metrics.append(LAST(1_700_000_000.0))
     else:
         metrics = [m for m in metrics if m.definition in (UP, DURATION)]
-    return Batch(P, "boiler", time.time_ns(), metrics)
+    return Batch(P, device, time.time_ns(), metrics)
 
 
 def prefixes() -> tuple[str, str]:
@@ -155,11 +143,25 @@ def prefixes() -> tuple[str, str]:
     return f"gt{tag}", f"ha{tag}"
 
 
+def publisher(broker: Broker, tp: str, dp: str, device: str = "boiler", **kw: Any) -> MqttPublisher:
+    return MqttPublisher("127.0.0.1", broker.port, topic_prefix=tp, discovery_prefix=dp, devices=[(P, device)], **kw)
+
+
+def retained(sub: Sub) -> dict[str, bytes]:
+    """The latest retained payload per topic (an empty one means cleared)."""
+    out: dict[str, bytes] = {}
+    for t, p, r in sub.snapshot():
+        if r or t in out:
+            out[t] = p
+    return out
+
+
 def test_discovery_state_and_availability(broker: Broker, subs: Callable[..., Sub]) -> None:
     tp, dp = prefixes()
     live = subs(f"{tp}/#")
-    pub = MqttPublisher("127.0.0.1", broker.port, topic_prefix=tp, discovery_prefix=dp)
+    pub = publisher(broker, tp, dp)
     pub.start()
+    bridge = f"{tp}/bridge/{P}-boiler/status"
     try:
         pub.publish([boiler()])
         state_topic = f"{tp}/{P}/boiler/state"
@@ -171,29 +173,36 @@ def test_discovery_state_and_availability(broker: Broker, subs: Callable[..., Su
         assert state["energy_joules_total"] == 7.2e6
         assert state["pump_ratio"] == 0.25
         assert state["mode"] == "heating"
-        assert "up" not in state and not any(k.startswith("device_info") for k in state)
+        assert state["burner_on"] == 1 and state["up"] == 1
+        assert not any(k.startswith("device_info") for k in state)
 
         # a late subscriber sees the retained discovery, availability and bridge status
-        late = subs(f"{dp}/#", f"{tp}/status", f"{tp}/+/+/availability")
+        late = subs(f"{dp}/#", bridge, f"{tp}/+/+/availability")
         expected = {f"gridtap_{P}_boiler_{k}" for k in state}
         late.wait("retained discovery for every state key",
                   lambda msgs: {t.split("/")[2] for t, _p, r in msgs if r and t.endswith("/config")} >= expected)
-        retained = {t: p for t, p, r in late.snapshot() if r}
-        assert retained[f"{tp}/status"] == b"online"
-        assert retained[f"{tp}/{P}/boiler/availability"] == b"online"
-        cfg = json.loads(retained[f"{dp}/sensor/gridtap_{P}_boiler_temperature_celsius_flow/config"])
-        for key in ("name", "unique_id", "state_topic", "value_template", "device_class", "unit_of_measurement",
-                    "state_class", "availability", "availability_mode", "device", "o"):
+        kept = retained(late)
+        assert kept[bridge] == b"online"
+        assert kept[f"{tp}/{P}/boiler/availability"] == b"online"
+        cfg = json.loads(kept[f"{dp}/sensor/gridtap_{P}_boiler_temperature_celsius_flow/config"])
+        for key in ("name", "unique_id", "default_entity_id", "state_topic", "value_template", "device_class",
+                    "unit_of_measurement", "state_class", "suggested_display_precision", "availability",
+                    "availability_mode", "device", "o"):
             assert key in cfg, key
+        assert "object_id" not in cfg
         assert cfg["state_topic"] == state_topic
-        assert cfg["value_template"] == "{{ value_json.temperature_celsius_flow }}"
         assert (cfg["device_class"], cfg["unit_of_measurement"], cfg["state_class"]) == ("temperature", "°C",
                                                                                          "measurement")
-        assert [a["topic"] for a in cfg["availability"]] == [f"{tp}/status", f"{tp}/{P}/boiler/availability"]
+        assert [a["topic"] for a in cfg["availability"]] == [bridge, f"{tp}/{P}/boiler/availability"]
         assert cfg["device"]["identifiers"] == [f"gridtap_{P}_boiler"] and cfg["device"]["model"] == "X 24/18"
-        energy = json.loads(retained[f"{dp}/sensor/gridtap_{P}_boiler_energy_joules_total/config"])
+        energy = json.loads(kept[f"{dp}/sensor/gridtap_{P}_boiler_energy_joules_total/config"])
         assert (energy["device_class"], energy["unit_of_measurement"], energy["state_class"]) == (
             "energy", "kWh", "total_increasing")
+        burner = json.loads(kept[f"{dp}/binary_sensor/gridtap_{P}_boiler_burner_on/config"])
+        assert burner["device_class"] == "running" and burner["name"] == "Burner"
+        connected = json.loads(kept[f"{dp}/binary_sensor/gridtap_{P}_boiler_up/config"])
+        assert connected["entity_category"] == "diagnostic" and [a["topic"] for a in connected["availability"]] == [
+            bridge]
 
         # up=0: availability goes offline (retained), data keys become null
         pub.publish([boiler(up=0)])
@@ -202,11 +211,16 @@ def test_discovery_state_and_availability(broker: Broker, subs: Callable[..., Su
         live.wait("second state", lambda msgs: len([t for t, _p, _r in msgs if t == state_topic]) >= 2)
         state = json.loads(live.last(state_topic) or b"")
         assert state["temperature_celsius_flow"] is None and state["collect_duration_seconds"] == 0.02
+        # a batch without <plugin>_up that failed is a device only waiting: availability unchanged
+        sent = len(late.snapshot())
+        pub.publish([Batch(P, "boiler", time.time_ns(), [DURATION(0.01)], ok=False, error="waiting")])
+        time.sleep(0.5)
+        assert [t for t, _p, _r in late.snapshot()[sent:] if t == avail] == []
         pub.publish([boiler(up=1)])
         late.wait("availability online again", lambda _m: late.last(avail) == b"online")
     finally:
         pub.stop()
-    late.wait("bridge offline after stop()", lambda _m: late.last(f"{tp}/status") == b"offline")
+    late.wait("bridge offline after stop()", lambda _m: late.last(bridge) == b"offline")
 
 
 def test_ha_birth_message_republishes_discovery(broker: Broker, subs: Callable[..., Sub]) -> None:
@@ -215,7 +229,7 @@ def test_ha_birth_message_republishes_discovery(broker: Broker, subs: Callable[.
     # retained replay whose timing races the publisher): first the initial set, then, after
     # HA's birth message, the same set again.
     live = subs(f"{dp}/sensor/#")
-    pub = MqttPublisher("127.0.0.1", broker.port, topic_prefix=tp, discovery_prefix=dp)
+    pub = publisher(broker, tp, dp)
     pub.start()
     try:
         pub.publish([boiler()])
@@ -247,34 +261,97 @@ PUBLISHER = textwrap.dedent("""
     from gridtap.model import Batch, MetricDef
     from gridtap.health import health_defs
     from gridtap.outputs.mqtt import MqttPublisher
-    port, tp, dp = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    port, tp, dp, device = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
     up = health_defs("mqtest")[0]
     power = MetricDef("mqtest_power_watts", "Power", unit="watts")
-    pub = MqttPublisher("127.0.0.1", port, topic_prefix=tp, discovery_prefix=dp, keepalive=5)
+    pub = MqttPublisher("127.0.0.1", port, topic_prefix=tp, discovery_prefix=dp, keepalive=5,
+                        devices=[("mqtest", device)])
     pub.start()
-    pub.publish([Batch("mqtest", "boiler", time.time_ns(), [power(1.0), up(1)])])
+    pub.publish([Batch("mqtest", device, time.time_ns(), [power(1.0), up(1)])])
     print("ready", flush=True)
     time.sleep(60)
 """)
 
 
-def test_last_will_after_sigkill(broker: Broker, subs: Callable[..., Sub], tmp_path: Path) -> None:
+def test_last_will_after_sigkill_marks_only_that_process_offline(broker: Broker, subs: Callable[..., Sub],
+                                                                 tmp_path: Path) -> None:
     tp, dp = prefixes()
-    status = f"{tp}/status"
-    watch = subs(status)
+    status_a, status_b = f"{tp}/bridge/{P}-boiler-a/status", f"{tp}/bridge/{P}-boiler-b/status"
+    watch = subs(f"{tp}/bridge/+/status")
     script = tmp_path / "publisher.py"
     script.write_text(PUBLISHER)
-    proc = servers.spawn("publisher", [sys.executable, str(script), str(broker.port), tp, dp], tmp_path,
-                         stdout_pipe=True)
+    procs = [servers.spawn(f"publisher-{d}", [sys.executable, str(script), str(broker.port), tp, dp, d], tmp_path)
+             for d in ("boiler-a", "boiler-b")]
     try:
-        watch.wait("publisher online", lambda _m: watch.last(status) == b"online", timeout=10)
-        proc.stop(timeout=5, sig=signal.SIGKILL)
-        watch.wait("Last Will offline after SIGKILL", lambda _m: watch.last(status) == b"offline")
+        watch.wait("both publishers online",
+                   lambda _m: watch.last(status_a) == b"online" and watch.last(status_b) == b"online", timeout=10)
+        procs[0].stop(timeout=5, sig=signal.SIGKILL)
+        watch.wait("Last Will offline after SIGKILL", lambda _m: watch.last(status_a) == b"offline", timeout=15)
+        assert watch.last(status_b) == b"online"
+        assert [p for t, p, _r in watch.snapshot() if t == status_b] == [b"online"]
+        # the other process's entities name only its own bridge
+        late = subs(f"{dp}/#")
+        late.wait("b's discovery", lambda _m: late.last(f"{dp}/sensor/gridtap_{P}_boiler_b_power_watts/config"))
+        cfg = json.loads(late.last(f"{dp}/sensor/gridtap_{P}_boiler_b_power_watts/config") or b"")
+        assert [a["topic"] for a in cfg["availability"]] == [status_b, f"{tp}/{P}/boiler-b/availability"]
     finally:
-        proc.stop(timeout=5, sig=signal.SIGKILL)
+        for proc in procs:
+            proc.stop(timeout=5, sig=signal.SIGKILL)
     # the will is retained: a newcomer (HA after a restart) sees the bridge offline too
-    late = subs(status)
-    late.wait("retained offline", lambda msgs: any(t == status and p == b"offline" and r for t, p, r in msgs))
+    late = subs(status_a)
+    late.wait("retained offline", lambda msgs: any(t == status_a and p == b"offline" and r for t, p, r in msgs))
+
+
+def test_renamed_device_configs_are_cleared_at_start(broker: Broker, subs: Callable[..., Sub],
+                                                     tmp_path: Path) -> None:
+    """The same invocation (ledger) or the same explicit bridge id, started with another device
+    name, clears the old device's retained configs and leaves another process's alone."""
+    tp, dp = prefixes()
+    ledger = tmp_path / "bridges.json"
+    other = publisher(broker, tp, dp, device="neighbour")
+    other.start()
+    old = publisher(broker, tp, dp, device="boiler", invocation="run mqtest -", ledger_path=ledger)
+    old.start()
+    try:
+        other.publish([boiler(device="neighbour")])
+        old.publish([boiler(device="boiler")])
+    finally:
+        old.stop()
+    watch = subs(f"{dp}/#")
+    watch.wait("old configs retained", lambda _m: watch.last(f"{dp}/sensor/gridtap_{P}_boiler_power_watts/config"))
+    new = publisher(broker, tp, dp, device="cv-ketel", invocation="run mqtest -", ledger_path=ledger)
+    new.start()  # reads the retained configs, finds the bridge this invocation had before
+    try:
+        new.publish([boiler(device="cv-ketel")])
+        late = subs(f"{dp}/#")
+        late.wait("the new device's configs",
+                  lambda _m: late.last(f"{dp}/sensor/gridtap_{P}_cv_ketel_power_watts/config"))
+        kept = {t for t, p in retained(late).items() if p}
+        assert not any("_boiler_" in t for t in kept), sorted(kept)
+        assert any("_neighbour_" in t for t in kept)
+        assert json.loads(ledger.read_text())
+    finally:
+        new.stop()
+        other.stop()
+
+
+def test_once_run_has_no_bridge_and_its_retained_configs_expire(broker: Broker, subs: Callable[..., Sub]) -> None:
+    tp, dp = prefixes()
+    pub = publisher(broker, tp, dp, once_expire_after=2.0)
+    pub.start()
+    pub.publish([boiler()])
+    pub.stop()
+    late = subs(f"{dp}/#", f"{tp}/#")
+    topic = f"{dp}/sensor/gridtap_{P}_boiler_power_watts/config"
+    late.wait("the once-run's retained config", lambda _m: late.last(topic))
+    cfg = json.loads(late.last(topic) or b"")
+    assert cfg["expire_after"] == 2
+    assert [a["topic"] for a in cfg["availability"]] == [f"{tp}/{P}/boiler/availability"]
+    assert not any("/bridge/" in t for t, _p, _r in late.snapshot())
+    time.sleep(2.5)
+    fresh = subs(f"{dp}/#", f"{tp}/#")
+    time.sleep(0.5)
+    assert [t for t, _p, r in fresh.snapshot() if r] == []
 
 
 def test_unreachable_broker_is_an_output_error() -> None:
