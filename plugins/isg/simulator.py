@@ -385,13 +385,16 @@ class _ModbusServer:
 
         self._thread = threading.Thread(target=run, name="isg-sim-modbus", daemon=True)
         self._thread.start()
-        self._ready.wait(10)
+        if not self._ready.wait(10):
+            self._error = TimeoutError("the server did not start within 10 s")
         if self._error is not None:
+            self._thread.join(5)  # its loop has ended: nothing for stop() to shut down
             raise OSError(f"Modbus {self.host}:{self.port}: {self._error}")
 
     def stop(self) -> None:
-        if self._loop is not None and self._server is not None and not self._loop.is_closed():
-            with contextlib.suppress(RuntimeError):
+        running = self._error is None and self._thread is not None and self._thread.is_alive()
+        if running and self._loop is not None and self._server is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError, TimeoutError):
                 asyncio.run_coroutine_threadsafe(self._server.shutdown(), self._loop).result(5)
         if self._thread is not None:
             self._thread.join(5)
@@ -601,9 +604,10 @@ class _WebServer:
         self._thread.start()
 
     def stop(self) -> None:
-        self.httpd.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for serve_forever, which may never have run
+            self.httpd.shutdown()
+            self._thread.join(5)
         self.httpd.server_close()
-        self._thread.join(5)
 
 
 def _make_handler(sim: IsgSimulator) -> type[BaseHTTPRequestHandler]:
@@ -763,7 +767,7 @@ class IsgSimulator:
         try:
             self._modbus.start()
         except OSError:
-            self._web.httpd.server_close()
+            self.stop()
             raise
         self._web.start()
         return self
@@ -883,6 +887,8 @@ def from_args(args: argparse.Namespace) -> IsgSimulator:
         raise ConfigError("--idle-reset", "must be greater than zero")
     if not args.sgready_revert > 0:
         raise ConfigError("--sgready-revert", "must be greater than zero")
+    if args.controller_id is not None and not 0 <= args.controller_id <= 0xFFFF:
+        raise ConfigError("--controller-id", f"a register holds 0-65535, got {args.controller_id}")
     family_blocks = {b.name for b in catalogue.load(args.controller).blocks}
     unknown = (set(args.missing_block) | set(args.busy_block)) - family_blocks
     if unknown:
