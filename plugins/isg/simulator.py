@@ -642,9 +642,10 @@ def _make_handler(sim: IsgSimulator) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:  # noqa: N802
             self._serve("POST")
 
-        def _send(self, status: int, body: str, content_type: str = "text/html; charset=utf-8",
+        def _send(self, status: int, body: str, content_type: str | None = None,
                   headers: dict[str, str] | None = None) -> None:
             data = body.encode("utf-8")
+            content_type = content_type or ("text/html; charset=utf-8" if sim.charset else "text/html")
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
@@ -678,6 +679,11 @@ def _make_handler(sim: IsgSimulator) -> type[BaseHTTPRequestHandler]:
                         sim.web.login_screens += 1
                         self._send(200, login_screen(), headers=cookie)
                         return
+                if page in sim.drop_pages:
+                    sim.web.resets += 1
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.close_connection = True
+                    return
                 session.pages += 1
                 sim.web.page_loads += 1
                 text = sim.render(page, session.user)
@@ -744,6 +750,10 @@ class IsgSimulator:
     sgready_on: bool = True
     replay: dict[str, str] | None = None
     start_time: float | None = None
+    #: Pages whose request is answered by dropping the connection (an overloaded ISG).
+    drop_pages: set[str] = field(default_factory=set)
+    #: False: ``Content-Type: text/html`` without a charset, as PHP 5.3 sends by default.
+    charset: bool = True
 
     def __post_init__(self) -> None:
         if self.controller not in DEFAULT_IDS:
