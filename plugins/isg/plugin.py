@@ -42,9 +42,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("gridtap.isg")
 
 #: The seed's pages: INFO system + heat pump, DIAGNOSE status, commissioning, contractor,
-#: ISG debug, and the hidden EM-DEBUG-INFOS.
-DEFAULT_PAGES = ["1,0", "1,1", "2,0", "2,1", "2,3", "2,4", "4,7"]
-_PAGE_RE = re.compile(r"^\d{1,2}(,\d{1,2}){0,2}$")
+#: ISG debug, and the hidden EM-DEBUG-INFOS. One string, so --help shows ids, not 1,0,1,1,...
+DEFAULT_PAGES = "1,0 1,1 2,0 2,1 2,3 2,4 4,7"
+_PAGE_RE = re.compile(r"^\d{1,2}(,\d{1,2}){1,2}$")
+_HOST_PORT = re.compile(r"^[^:]+:\d+$")
 _BACKOFF_NOTE = re.compile(r" \(next try in \d+s\)$")
 
 
@@ -59,7 +60,7 @@ class IsgConfig:
     unit_id: int = setting(1, help="Modbus unit id (the ISG uses 1)")
     controller: Literal["auto", "wpm", "lwz"] = setting(
         "auto", help="register map: auto (from the controller id in input 5002), wpm or lwz")
-    pages: str | list[str] = setting(list(DEFAULT_PAGES), help="web pages (?s= ids) fetched each time, in order: "
+    pages: str | list[str] = setting(DEFAULT_PAGES, help="web pages (?s= ids) fetched each time, in order: "
                                      "a YAML list, or one string with spaces or ; between ids ('1,0 1,1 4,7')")
     section_prefix: bool = setting(False, help="web: names are <section>_<label> (the seed's "
                                                "--metricsWithSectionPrefix; also METRICS_WITH_SECTION_PREFIX)")
@@ -98,6 +99,10 @@ class IsgPlugin(Plugin):
         where = f"{self.name}/{device}" if device != self.name else self.name
         if config.url is not None:
             check_http_url(f"{where}.url", config.url, "http://192.168.1.50")
+            parts = urllib.parse.urlsplit(config.url)
+            if parts.query or parts.fragment:
+                raise ConfigError(f"{where}.url", "give the ISG's address without ?s= or # (the pages are "
+                                                  "the pages setting), e.g. http://192.168.1.50")
         if config.mode == "web" and config.url is None:
             raise ConfigError(f"{where}.url", "missing value: give the ISG's address, e.g. http://192.168.1.50 "
                                               "(or ISG_URL)")
@@ -106,12 +111,9 @@ class IsgPlugin(Plugin):
             raise ConfigError(f"{where}.unit_id", f"must be 0-247, got {config.unit_id}")
         if config.session_rollover < 1:
             raise ConfigError(f"{where}.session_rollover", "must be 1 or more")
-        self.pages = re.split(r"[\s;]+", config.pages.strip()) if isinstance(config.pages, str) else list(config.pages)
-        self.pages = [p for p in self.pages if p]
-        bad = [p for p in self.pages if not _PAGE_RE.match(p)]
-        if bad or not self.pages:
-            raise ConfigError(f"{where}.pages", f"page ids look like 1,1 or 4,7,1; got {bad or 'none'}")
-        self.modbus_host = config.host or (urllib.parse.urlsplit(config.url).hostname if config.url else None)
+        self.pages = _page_ids(f"{where}.pages", config.pages)
+        self.modbus_host = _modbus_host(f"{where}.host", config.host) if config.host else \
+            urllib.parse.urlsplit(config.url).hostname if config.url else None
         if (config.mode == "modbus" or config.sgready_enable) and not self.modbus_host:
             raise ConfigError(f"{where}.host", "missing value: give the ISG's host (or url)")
         self.user_map: UserMap | None = None
@@ -212,7 +214,7 @@ class IsgPlugin(Plugin):
         return out
 
     def _compile(self, link: ModbusLink) -> tuple[Compiled, Any]:
-        from .catalogue import DEFAULT_ID, Options, compile_map, family_of, load, wire_address
+        from .catalogue import DEFAULT_ID, NOT_AVAILABLE, Options, compile_map, family_of, load, wire_address
         from .modbus import BlockError
 
         if self._compiled is not None:
@@ -226,6 +228,9 @@ class IsgPlugin(Plugin):
         family = self.config.controller
         if family == "auto":
             assert cid is not None
+            if cid == NOT_AVAILABLE:
+                raise DeviceError("the controller id in input 5002 reads 0x8000 (not available): set controller: "
+                                  "wpm or lwz")
             found = family_of(cid)
             if found is None:
                 raise DeviceError(f"controller id {cid} (input 5002) is none gridtap knows (103, 104, 551: LWZ; "
@@ -514,6 +519,33 @@ class IsgPlugin(Plugin):
 
     def __repr__(self) -> str:
         return f"IsgPlugin(device={self.device!r}, mode={self.config.mode!r})"
+
+
+def _page_ids(key: str, value: str | list[str] | None) -> list[str]:
+    """The page ids of the ``pages`` setting, in order, each once."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ConfigError(key, f"missing value: give page ids, e.g. {DEFAULT_PAGES!r}")
+    ids = re.split(r"[\s;]+", value.strip()) if isinstance(value, str) else [str(p).strip() for p in value]
+    ids = list(dict.fromkeys(p for p in ids if p))
+    bad = [p for p in ids if not _PAGE_RE.match(p)]
+    if bad and all(p.isdigit() for p in bad):  # YAML read [1,0, 1,1] as the numbers 1, 0, 1, 1
+        raise ConfigError(key, f"page ids look like 1,1 (got {bad}): quote each id in YAML: [\"1,0\", \"1,1\"], "
+                               "or give one string: \"1,0 1,1\"")
+    if bad or not ids:
+        raise ConfigError(key, f"page ids look like 1,1 or 4,7,1; got {bad or 'none'}")
+    return ids
+
+
+def _modbus_host(key: str, host: str) -> str:
+    """The ``host`` setting as pymodbus takes it (an IPv6 literal without its brackets)."""
+    text = host.strip()
+    if "://" in text:
+        raise ConfigError(key, f"a host name or address, not a URL: {text.split('://', 1)[1].split('/')[0]!r}")
+    if _HOST_PORT.match(text):
+        raise ConfigError(key, f"{text!r}: the port goes in modbus_port; host is just the name or address")
+    if not text or any(c.isspace() or c in "/?#@" for c in text):
+        raise ConfigError(key, f"expected a host name or address, e.g. 192.168.1.50; got {host!r}")
+    return text[1:-1] if text.startswith("[") and text.endswith("]") else text
 
 
 def _decode_page(data: bytes, args: argparse.Namespace) -> list[Metric]:

@@ -106,6 +106,13 @@ def test_forced_controller_family_and_unknown_ids():
         assert forced.status()["controller"]["id"] == 390  # an unknown id: WPM 3's map
 
 
+def test_an_unavailable_controller_id_says_so():
+    with IsgSimulator(controller="lwz", controller_id=0x8000) as sim:  # some firmware: 5002 reads 0x8000
+        with pytest.raises(DeviceError, match=r"input 5002 reads 0x8000 \(not available\): set controller: wpm or lwz"):
+            modbus_device(sim).collect()
+        assert ("isg_outside_temperature_celsius", ()) in values(modbus_device(sim, controller="lwz").collect())
+
+
 def test_lwz_sensor_faults_are_faults_not_temperatures():
     with IsgSimulator(controller="lwz") as sim:
         sim.store.written[("input", 6)] = (-600) & 0xFFFF  # outside temperature: lead open (-60)

@@ -191,6 +191,43 @@ def test_settings_are_checked_at_start():
         devices.device_spec(IsgPlugin, {"mode": "modbus"}, where="isg", default_interval=60).create()
 
 
+@pytest.mark.parametrize(("settings", "problem"), [
+    ({"pages": None}, "pages: missing value"),
+    ({"pages": ""}, "pages: missing value"),
+    ({"pages": [1, 0, 1, 1]}, 'quote each id in YAML: ["1,0", "1,1"]'),  # pages: [1,0, 1,1] unquoted
+    ({"pages": "1 0"}, "page ids look like 1,1"),
+    ({"url": "http://192.168.1.50/?s=1,0"}, "without ?s="),
+    ({"url": "http://192.168.1.50/#top"}, "without ?s="),
+    ({"mode": "modbus", "host": "192.168.1.50:502"}, "the port goes in modbus_port"),
+    ({"mode": "modbus", "host": "http://192.168.1.50"}, "a host name or address, not a URL"),
+    ({"mode": "modbus", "host": "isg box"}, "a host name or address"),
+])
+def test_setting_mistakes_are_one_line_config_errors(settings, problem):
+    raw = {"url": "http://192.168.1.50", **settings}
+    with pytest.raises(ConfigError) as e:
+        devices.device_spec(IsgPlugin, raw, where="isg", default_interval=60).create()
+    assert problem in str(e.value) and "\n" not in str(e.value)
+
+
+def test_hosts_and_pages_that_are_fine():
+    for host in ("192.168.1.50", "isg.fritz.box", "fe80::1", "[fe80::1]"):
+        dev = devices.device_spec(IsgPlugin, {"mode": "modbus", "host": host}, where="isg",
+                                  default_interval=60).create()
+        assert dev.modbus_host == host.strip("[]")
+    dev = devices.device_spec(IsgPlugin, {"url": "http://isg/", "pages": "1,0; 1,1 4,7,1 1,1"}, where="isg",
+                              default_interval=60).create()
+    assert dev.pages == ["1,0", "1,1", "4,7,1"]  # a page named twice is read once
+
+
+def test_the_pages_default_reads_as_page_ids_in_help():
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "gridtap", "run", "isg", "--help"], capture_output=True, timeout=60,
+                         env={"COLUMNS": "400", "PATH": ""})
+    assert "(default: 1,0 1,1 2,0 2,1 2,3 2,4 4,7)" in res.stdout.decode()  # not 1,0,1,1,2,0,...
+
+
 def test_the_seeds_environment_variables_are_accepted(monkeypatch, sim):
     monkeypatch.setenv("ISG_URL", sim.url)
     monkeypatch.setenv("ISG_USER", "isg")
