@@ -47,6 +47,11 @@ DEFAULT_PAGES = "1,0 1,1 2,0 2,1 2,3 2,4 4,7"
 _PAGE_RE = re.compile(r"^\d{1,2}(,\d{1,2}){1,2}$")
 _HOST_PORT = re.compile(r"^[^:]+:\d+$")
 _BACKOFF_NOTE = re.compile(r" \(next try in \d+s\)$")
+#: The shortest re-assertion period: every write lands in the ISG's flash (rated ~10^6 cycles),
+#: and a typo like ``sgready_reassert: 5`` (seconds) would wear it out within weeks.
+MIN_REASSERT = 30.0
+#: SGReady "normal": what the ISG falls back to by itself, so it is written once, not re-asserted.
+NORMAL = 2
 
 
 @dataclass
@@ -74,8 +79,9 @@ class IsgConfig:
     sgready_enable: bool = setting(False, help="take SGReady requests: POST /webhooks/alertmanager on the "
                                                "/metrics listener; the state is re-asserted every sgready_reassert")
     sgready_switch_on: bool = setting(False, help="switch SG Ready on (holding 4001 = 1) before writing the inputs")
-    sgready_reassert: Duration = setting(Duration(300.0), help="re-write a requested SGReady state this often "
-                                                               "(the ISG reverts inputs after 30-60 s)")
+    sgready_reassert: Duration = setting(Duration(300.0), help="re-write a requested SGReady state (other than 2, "
+                                                               "normal: the ISG falls back to it) this often; the "
+                                                               "ISG reverts inputs after 30-60 s (30s or more)")
 
 
 class IsgPlugin(Plugin):
@@ -111,6 +117,10 @@ class IsgPlugin(Plugin):
             raise ConfigError(f"{where}.unit_id", f"must be 0-247, got {config.unit_id}")
         if config.session_rollover < 1:
             raise ConfigError(f"{where}.session_rollover", "must be 1 or more")
+        if float(config.sgready_reassert) < MIN_REASSERT:
+            raise ConfigError(f"{where}.sgready_reassert", f"must be {MIN_REASSERT:g}s or more, got "
+                                                           f"{float(config.sgready_reassert):g}s: each re-assertion is "
+                                                           "a write to the ISG's flash memory")
         self.pages = _page_ids(f"{where}.pages", config.pages)
         self.modbus_host = _modbus_host(f"{where}.host", config.host) if config.host else \
             urllib.parse.urlsplit(config.url).hostname if config.url else None
@@ -129,9 +139,12 @@ class IsgPlugin(Plugin):
         self.unsupported: set[str] = set()
         self._block_state: dict[str, str] = {}
         self.known_flags: dict[str, set[tuple[str, str]]] = {}
-        # SGReady
+        # SGReady: the state asked for, when it was last written (wall clock for /status,
+        # monotonic for the schedule) and when the next re-assertion is due.
         self.requested: int | None = None
-        self._last_write = 0.0
+        self._written_wall = 0.0
+        self._written_at: float | None = None
+        self._next_reassert = 0.0
         self._sg_lock = threading.Lock()
         self.sg_actions: Counter[str] = Counter()
         self.sg_errors = 0
@@ -327,9 +340,10 @@ class IsgPlugin(Plugin):
         if self.config.sgready_enable:
             facts["sgready"] = {
                 "requested_state": self.requested,
-                "last_write": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._last_write))
-                if self._last_write else None,
+                "last_write": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._written_wall))
+                if self._written_wall else None,
                 "reassert_every_seconds": float(self.config.sgready_reassert),
+                "reassert_error": self._reassert_error or None,
                 "note": self._sg_note or None,
             }
         return facts
@@ -341,54 +355,57 @@ class IsgPlugin(Plugin):
         return None if self.config.controller == "auto" else self.config.controller
 
     def request_sgready(self, state: int) -> tuple[bool, list[str]]:
-        """Ask for ``state``: written now unless the same state was written within the re-assert
-        interval (Alertmanager repeats notifications). Returns (written, lines)."""
+        """Ask for ``state``: written now, unless the same state was written successfully within
+        the re-assert period (Alertmanager repeats its notifications). Returns (written, lines)."""
         from . import sgready
 
         with self._sg_lock:
-            fresh = time.monotonic() - self._last_write_mono < float(self.config.sgready_reassert) \
-                if self._last_write else False
-            if state == self.requested and fresh:
-                return False, [f"SGReady {sgready.describe_state(state)} is already set; not written again"]
+            period = float(self.config.sgready_reassert)
+            age = None if self._written_at is None else time.monotonic() - self._written_at
+            if state == self.requested and age is not None and age < period and not self._reassert_error:
+                return False, [f"SGReady {sgready.describe_state(state)} was written {age:.0f}s ago; not written "
+                               "again" + ("" if state == NORMAL else f" (re-asserted every {period:g}s)")]
             result = sgready.apply(self.link(), state, switch_on=self.config.sgready_switch_on,
                                    family=self.sgready_family())
             self.requested = state
+            self._reassert_error = ""
             self._mark_written()
             self._sg_note = next((line for line in result.status.lines() if line.startswith("note:")), "")
             return True, result.lines()
 
-    _last_write_mono = 0.0
-
     def _mark_written(self) -> None:
-        self._last_write = time.time()
-        self._last_write_mono = time.monotonic()
+        self._written_wall = time.time()
+        self._written_at = time.monotonic()
+        self._next_reassert = self._written_at + float(self.config.sgready_reassert)
         self.sg_writes += 1
 
     def _reassert_loop(self) -> None:
+        """Write the requested state again every period (the ISG does not latch it). Normal is
+        not re-asserted: it is where the ISG falls back by itself."""
         from . import sgready
-        from .modbus import BlockError, LinkError
 
         period = float(self.config.sgready_reassert)
-        while not self._stop.wait(min(period, 5.0)):
+        while not self._stop.wait(1.0):  # a cheap clock check; the writes are a period apart
             with self._sg_lock:
                 state = self.requested
-                due = state is not None and time.monotonic() - self._last_write_mono >= period
-                if not due:
+                if state is None or state == NORMAL or time.monotonic() < self._next_reassert:
                     continue
-                assert state is not None
                 try:
                     sgready.apply(self.link(), state, switch_on=self.config.sgready_switch_on,
                                   family=self.sgready_family())
-                    self._mark_written()
-                    if self._reassert_error:
-                        log.info("SGReady %s re-asserted again", sgready.describe_state(state))
-                    self._reassert_error = ""
-                except (LinkError, BlockError) as e:
-                    self._last_write_mono = time.monotonic()  # try again after a period, not in a loop
-                    why = _BACKOFF_NOTE.sub("", str(e))
+                except Exception as e:  # noqa: BLE001 - the thread must live on: log, try next period
+                    self._next_reassert = time.monotonic() + period  # not in a loop
+                    why = _BACKOFF_NOTE.sub("", str(e)) or type(e).__name__
                     if why != self._reassert_error:
                         log.warning("SGReady %s could not be re-asserted: %s", sgready.describe_state(state), why)
+                    else:
+                        log.debug("SGReady %s still not re-asserted: %s", sgready.describe_state(state), why)
                     self._reassert_error = why
+                    continue
+                self._mark_written()
+                if self._reassert_error:
+                    log.info("SGReady %s re-asserted again", sgready.describe_state(state))
+                self._reassert_error = ""
 
     def routes(self) -> Sequence[Route]:
         if not self.config.sgready_enable:
