@@ -51,6 +51,7 @@ class Row:
 class Page:
     login: bool  # the ISG served its login screen instead of data
     rows: list[Row] = field(default_factory=list)
+    tables: int = 0  # value tables (form#werte table.info) found, with or without rows
 
 
 def parse_page(html: str | bytes) -> Page:
@@ -63,7 +64,8 @@ def parse_page(html: str | bytes) -> Page:
     if form.css("input[name=pass]") or sel.css("div#loginscreen"):
         return Page(login=True)
     rows: list[Row] = []
-    for table in form.css("table.info"):
+    tables = form.css("table.info")
+    for table in tables:
         section = " ".join("".join(table.css("th.round-top ::text").getall()).split())
         for tr in table.css("tr.even, tr.odd"):
             label = "".join(tr.css("td.key ::text").getall()).strip()
@@ -77,7 +79,7 @@ def parse_page(html: str | bytes) -> Page:
                 rows.append(Row(section, label, "", flag=True))
             else:
                 log.debug("row %r of %r has neither a value nor the on icon; skipped", label, section)
-    return Page(login=False, rows=rows)
+    return Page(login=False, rows=rows, tables=len(tables))
 
 
 def is_login_screen(html: str | bytes) -> bool:

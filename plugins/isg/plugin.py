@@ -577,6 +577,8 @@ def _decode_page(data: bytes, args: argparse.Namespace) -> list[Metric]:
     parsed = pages.parse_page(text)
     if parsed.login:
         raise InputError("isg: this page is the ISG's login screen (saved while logged out): no values")
+    if not parsed.tables:
+        raise InputError("isg: no ISG value table (form#werte table.info) in this page: is it an ISG page?")
     opts = pages.Options(getattr(args, "section_prefix", False), getattr(args, "skip_circuit2", False))
     result = pages.page_metrics(parsed.rows, opts)
     flags = pages.flag_metrics({"page": result.flags}, {})
