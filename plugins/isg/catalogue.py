@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -112,7 +112,6 @@ class Compiled:
     #: The map description both decoders take (``reference.ModbusMap`` and the Rust one).
     spec: list[tuple[int, list[dict[str, Any]]]]
     registers: list[Register]
-    native: Any = None
 
     def build(self, native: bool = True) -> Any:
         from gridtap import _native
@@ -218,7 +217,6 @@ class UserMap:
     family: str
     blocks: list[Block]
     registers: list[Register]
-    definitions: list[MetricDef]
 
 
 def _seed_name(name: str, where: str, what: str = "name") -> str:
@@ -358,7 +356,7 @@ def load_user_map(path: str) -> UserMap:
             raise ConfigError(path, f"{name} is one of gridtap's own metrics with other units or labels; rename it")
     # One definition object per name, so every sample of a family shares it.
     registers = [dataclasses.replace(r, metric=defs[r.metric.name]) for r in registers]
-    return UserMap(family, blocks, registers, list(defs.values()))
+    return UserMap(family, blocks, registers)
 
 
 def _known() -> Iterable[str]:
@@ -476,21 +474,6 @@ def compile_map(catalogue: Catalogue, controller: int, opts: Options = Options()
 
 def family_of(controller: int) -> str | None:
     return CONTROLLER_FAMILY.get(controller)
-
-
-def definitions(compiled: Compiled) -> list[MetricDef]:
-    seen: dict[str, MetricDef] = {}
-    for _, outputs in compiled.spec:
-        for out in outputs:
-            d = out["metric"][0]
-            seen.setdefault(d.name, d)
-    return list(seen.values())
-
-
-def register_values(compiled: Compiled, read_index: int, registers: Sequence[int]) -> dict[int, int]:
-    """{manual address: raw value} of one read (for ``gridtap decode`` and tests)."""
-    read = compiled.reads[read_index]
-    return {read.wire + 1 + i: v for i, v in enumerate(registers)}
 
 
 def compile_range(catalogue: Catalogue, controller: int, table: str, first: int, count: int,

@@ -171,14 +171,12 @@ def skipped(name: str, opts: Options) -> bool:
 class PageResult:
     metrics: list[Metric]
     flags: set[tuple[str, str]]  # (name, section) of the icon rows shown
-    skipped: int = 0
 
 
 def page_metrics(rows: Iterable[Row], opts: Options = Options(), where: str = "") -> PageResult:
     """Samples of one page's rows (flags returned separately: their 0/1 needs history)."""
     out: dict[tuple[str, tuple[tuple[str, str], ...]], Metric] = {}
     flags: set[tuple[str, str]] = set()
-    bad = 0
     for row in rows:
         name = row_name(row, opts)
         if not name or skipped(name, opts):
@@ -189,7 +187,6 @@ def page_metrics(rows: Iterable[Row], opts: Options = Options(), where: str = ""
             continue
         value = parse_value(row.value)
         if value is None:
-            bad += 1
             log.debug("%s: %s %r: %r is not a number; skipped", where, row.section, row.label, row.value)
             continue
         sample = value_metric(name, section, value)
@@ -197,7 +194,7 @@ def page_metrics(rows: Iterable[Row], opts: Options = Options(), where: str = ""
         if key in out:
             log.debug("%s: %r appears twice in %s; the later row wins", where, name, row.section)
         out[key] = sample
-    return PageResult(list(out.values()), flags, bad)
+    return PageResult(list(out.values()), flags)
 
 
 def flag_metrics(seen: Mapping[str, set[tuple[str, str]]], known: dict[str, set[tuple[str, str]]]) -> list[Metric]:
