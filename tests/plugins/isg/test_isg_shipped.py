@@ -101,3 +101,11 @@ tests:
 """)
     result = subprocess.run([promtool, "test", "rules", str(test)], capture_output=True, timeout=30)
     assert result.returncode == 0, (result.stdout + result.stderr).decode()
+
+
+def test_the_sample_config_loads():
+    found = devices.load_device(IsgPlugin, config_path=str(ROOT / "plugins" / "isg" / "isg.yaml"))
+    dev = found.spec.create()
+    assert (found.spec.name, dev.config.mode, dev.modbus_host) == ("heatpump", "modbus", "192.168.1.50")
+    assert dev.pages == ["1,0", "1,1", "2,0", "2,1", "2,3", "2,4", "4,7"]
+    assert float(dev.config.sgready_reassert) == 300.0
