@@ -8,7 +8,8 @@ Gateway), read through its web UI or its Modbus TCP service, with the SGReady wr
   optional block the firmware lacks (exception 02) is marked unsupported; the rest is published.
 * SGReady: ``gridtap sgready set|get`` (sgready_cli.py) and, with ``sgready_enable``, the
   Alertmanager webhook ``POST /webhooks/alertmanager`` on the /metrics listener; the requested
-  state is re-asserted every ``sgready_reassert`` because the ISG does not latch it.
+  state (unless it is normal, the ISG's own fallback) is re-asserted every ``sgready_reassert``
+  because the ISG does not latch it.
 """
 
 from __future__ import annotations
