@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -113,7 +112,6 @@ class Compiled:
     #: The map description both decoders take (``reference.ModbusMap`` and the Rust one).
     spec: list[tuple[int, list[dict[str, Any]]]]
     registers: list[Register]
-    native: Any = None
 
     def build(self, native: bool = True) -> Any:
         from gridtap import _native
@@ -134,6 +132,8 @@ def _labels(raw: Any, where: str) -> tuple[tuple[str, str], ...]:
         return ()
     if not isinstance(raw, dict):
         raise _fail(where, "labels must be a mapping")
+    if not all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in raw.values()):
+        raise _fail(where, "label values are numbers or text")
     return label_set((str(k), str(v)) for k, v in raw.items())
 
 
@@ -217,12 +217,44 @@ class UserMap:
     family: str
     blocks: list[Block]
     registers: list[Register]
-    definitions: list[MetricDef]
 
 
-def _seed_name(name: str) -> str:
-    stem = re.sub(r"[^a-z0-9_]", "_", name.strip().lower())
-    return "_" + stem if stem[:1].isdigit() else stem
+def _seed_name(name: str, where: str, what: str = "name") -> str:
+    """A name of the user's map as a metric or state name: lower case, as the seed, hardened
+    the way page labels are (``Außen-Temp.`` -> ``aussen_temp``)."""
+    from .page import normalise
+
+    stem = normalise(name)
+    if not stem.strip("_"):
+        raise ConfigError(where, f"{what} {name!r} makes no metric name: use letters or digits")
+    return stem
+
+
+def _mapping(raw: Any, where: str, what: str) -> dict[int, str]:
+    """A type-8/100 ``mapping`` ({number: NAME})."""
+    if raw is None:
+        return {}
+    try:
+        if not isinstance(raw, dict):
+            raise TypeError
+        return {int(k): _seed_name(str(v), where, f"{what} names a state") for k, v in raw.items()}
+    except (TypeError, ValueError):
+        raise ConfigError(where, f"{what} must map numbers to names, e.g. {{1: BEREITSCHAFT}}") from None
+
+
+def _merge_address(raw: Any, offset: int, where: str) -> int | None:
+    """The HIGH register (manual number) of ``mergeData``: LOW + 1000 x HIGH."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ConfigError(where, "mergeData must be a mapping with address (and factor: 1000)")
+    factor = raw.get("factor", 1000)
+    if factor != 1000:
+        raise ConfigError(where, "mergeData.factor must be 1000 (LOW + 1000 x HIGH)")
+    address = raw.get("address")
+    if isinstance(address, bool) or not isinstance(address, int):
+        raise ConfigError(where, "mergeData.address must be a number (1-based in the block)")
+    return offset + address
 
 
 def load_user_map(path: str) -> UserMap:
@@ -256,10 +288,15 @@ def load_user_map(path: str) -> UserMap:
             raise ConfigError(where, f"entries must be 1-{MAX_READ} inside the 16-bit address space")
         first, last = offset + 1, offset + entries  # manual numbers: wire offset + address - 1, plus 1
         blocks.append(Block(f"user_{table}_{offset}", table, first, last))
-        for j, e in enumerate(raw.get("data") or []):
+        data = raw.get("data") or []
+        if not isinstance(data, list):
+            raise ConfigError(where, "data must be a list of entries (name, address, type, ...)")
+        for j, e in enumerate(data):
             ew = f"{where}.data[{j}]"
             try:
                 name, address, kind = str(e["name"]), int(e["address"]), int(e["type"])
+                if not name.strip():
+                    raise ValueError
             except (KeyError, TypeError, ValueError):
                 raise ConfigError(ew, "needs name, address (1-based in the block) and type") from None
             at = offset + address
@@ -267,14 +304,16 @@ def load_user_map(path: str) -> UserMap:
                 raise ConfigError(ew, f"address {address} is outside the block's {entries} entries")
             labels = _labels(e.get("labels"), ew)
             unit = str(e.get("unit") or "")
-            merge = e.get("mergeData") or {}
-            pair = offset + int(merge["address"]) if merge.get("address") else None
-            if merge and int(merge.get("factor", 1000)) != 1000:
-                raise ConfigError(ew, "mergeData.factor must be 1000 (LOW + 1000 x HIGH)")
-            mapping = {int(k): _seed_name(str(v)) for k, v in (e.get("mapping") or {}).items()}
-            stem = _seed_name(name)
+            pair = _merge_address(e.get("mergeData"), offset, ew)
+            mapping = _mapping(e.get("mapping"), ew, "mapping")
+            if pair is not None and kind != 6:
+                raise ConfigError(ew, "mergeData is for type 6 (LOW + 1000 x HIGH) only")
+            stem = _seed_name(name, ew)
             label_names = tuple(k for k, _ in labels)
             if kind == 100:
+                bad_bit = next((b for b in mapping if not 1 <= b <= 16), None)
+                if bad_bit is not None:
+                    raise ConfigError(ew, f"bit {bad_bit}: bits are numbered 1-16 (the seed's 1-based bit numbers)")
                 d = MetricDef(m.P + stem, f"{name} bits (user map)", integer=True,
                               label_names=(*label_names, "flag"), display=Display(name=name, binary="running"))
                 registers.append(Register(at, table, 6, d, labels, bits={b - 1: n for b, n in mapping.items()}))
@@ -317,7 +356,7 @@ def load_user_map(path: str) -> UserMap:
             raise ConfigError(path, f"{name} is one of gridtap's own metrics with other units or labels; rename it")
     # One definition object per name, so every sample of a family shares it.
     registers = [dataclasses.replace(r, metric=defs[r.metric.name]) for r in registers]
-    return UserMap(family, blocks, registers, list(defs.values()))
+    return UserMap(family, blocks, registers)
 
 
 def _known() -> Iterable[str]:
@@ -435,21 +474,6 @@ def compile_map(catalogue: Catalogue, controller: int, opts: Options = Options()
 
 def family_of(controller: int) -> str | None:
     return CONTROLLER_FAMILY.get(controller)
-
-
-def definitions(compiled: Compiled) -> list[MetricDef]:
-    seen: dict[str, MetricDef] = {}
-    for _, outputs in compiled.spec:
-        for out in outputs:
-            d = out["metric"][0]
-            seen.setdefault(d.name, d)
-    return list(seen.values())
-
-
-def register_values(compiled: Compiled, read_index: int, registers: Sequence[int]) -> dict[int, int]:
-    """{manual address: raw value} of one read (for ``gridtap decode`` and tests)."""
-    read = compiled.reads[read_index]
-    return {read.wire + 1 + i: v for i, v in enumerate(registers)}
 
 
 def compile_range(catalogue: Catalogue, controller: int, table: str, first: int, count: int,

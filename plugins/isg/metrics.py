@@ -13,10 +13,11 @@ Two sources, two naming schemes:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 
-from gridtap.model import Display, Kind, MetricDef
+from gridtap.model import Display, DisplayByLabel, Kind, MetricDef, display_of
 
 P = "isg_"
 
@@ -62,6 +63,22 @@ _FLAG_WORDS = {
     "booster_stages": "Booster stages running", "power_off": "Power off (utility)", "utility_lock": "Utility lock",
     "silent_mode_1": "Silent mode 1", "silent_mode_2": "Silent mode 2 (heat pump off)",
 }
+#: Status bits that are not something running: what Home Assistant should call them.
+_FLAG_CLASSES = {
+    "filter_change": "problem", "filter_change_extract_air": "problem", "filter_change_supply_air": "problem",
+    "service": "problem", "utility_lock": "", "power_off": "", "summer_mode": "", "silent_mode_1": "",
+    "silent_mode_2": "", "switching_program": "", "heat_up_program": "",
+}
+
+
+def _status_flag() -> MetricDef:
+    d = family("status_flag", "Operating status bit of the controller, 0 or 1 (flag), each from its own register.",
+               "flag", integer=True, binary="running", title="{flag}", words={"flag": _FLAG_WORDS})
+    running = display_of(d, {})
+    by_flag = {flag: dataclasses.replace(running, binary=cls) for flag, cls in _FLAG_CLASSES.items()}
+    return dataclasses.replace(d, display=DisplayByLabel("flag", by_flag, default=running))
+
+
 OPERATING_MODES = ("emergency", "standby", "automatic", "comfort", "eco", "dhw", "day", "setback", "manual",
                    "unknown")
 
@@ -154,8 +171,7 @@ MODBUS: tuple[MetricDef, ...] = (
            title="Summer mode outside temperature"),
     family("summer_mode_building_attenuation_celsius", "Summer mode building heat buffer.",
            title="Summer mode building attenuation"),
-    family("status_flag", "Operating status bit of the controller, 0 or 1 (flag), each from its own register.",
-           "flag", integer=True, binary="running", title="{flag}", words={"flag": _FLAG_WORDS}),
+    _status_flag(),
     family("fault", "1 while the controller reports a system fault.", integer=True, binary="problem",
            title="Fault"),
     family("bus_status", "CAN bus status: 0 ok, -1 status error, -2 error passive, -3 bus off, -4 physical error.",
@@ -366,7 +382,7 @@ WEB_VOLTAGE = _web("voltage_volts", "Voltage (V)" + _ROW, "V", 0)
 WEB_FLOW = _web("flow_cubic_meters_per_second", "Volume flow (l/min, m³/h)" + _ROW, "L/min", 2)
 WEB_VOLUME = _web("volume_cubic_meters", "Volume (l, m³)" + _ROW, "L", 0)
 WEB_TIME_OF_DAY = _web("time_of_day_seconds", "Clock time shown as H.M, in seconds after midnight (the ISG "
-                       "writes decimal hours: 21,88 = 21:52:48)" + _ROW, None, 0)
+                       "writes decimal hours: 21,88 = 21:52:48)" + _ROW, "h", 2)  # shown as the ISG shows it
 WEB_VALUE = _web("value", "A number without a unit" + _ROW, None, 2)
 WEB_SWITCH = _web("switch", "A value shown as a word: 1 for Ein/On, 0 for Aus/Off" + _ROW, None, None,
                   integer=True, binary="")

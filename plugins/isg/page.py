@@ -51,6 +51,7 @@ class Row:
 class Page:
     login: bool  # the ISG served its login screen instead of data
     rows: list[Row] = field(default_factory=list)
+    tables: int = 0  # value tables (form#werte table.info) found, with or without rows
 
 
 def parse_page(html: str | bytes) -> Page:
@@ -63,7 +64,8 @@ def parse_page(html: str | bytes) -> Page:
     if form.css("input[name=pass]") or sel.css("div#loginscreen"):
         return Page(login=True)
     rows: list[Row] = []
-    for table in form.css("table.info"):
+    tables = form.css("table.info")
+    for table in tables:
         section = " ".join("".join(table.css("th.round-top ::text").getall()).split())
         for tr in table.css("tr.even, tr.odd"):
             label = "".join(tr.css("td.key ::text").getall()).strip()
@@ -77,7 +79,7 @@ def parse_page(html: str | bytes) -> Page:
                 rows.append(Row(section, label, "", flag=True))
             else:
                 log.debug("row %r of %r has neither a value nor the on icon; skipped", label, section)
-    return Page(login=False, rows=rows)
+    return Page(login=False, rows=rows, tables=len(tables))
 
 
 def is_login_screen(html: str | bytes) -> bool:
@@ -169,14 +171,12 @@ def skipped(name: str, opts: Options) -> bool:
 class PageResult:
     metrics: list[Metric]
     flags: set[tuple[str, str]]  # (name, section) of the icon rows shown
-    skipped: int = 0
 
 
 def page_metrics(rows: Iterable[Row], opts: Options = Options(), where: str = "") -> PageResult:
     """Samples of one page's rows (flags returned separately: their 0/1 needs history)."""
     out: dict[tuple[str, tuple[tuple[str, str], ...]], Metric] = {}
     flags: set[tuple[str, str]] = set()
-    bad = 0
     for row in rows:
         name = row_name(row, opts)
         if not name or skipped(name, opts):
@@ -187,7 +187,6 @@ def page_metrics(rows: Iterable[Row], opts: Options = Options(), where: str = ""
             continue
         value = parse_value(row.value)
         if value is None:
-            bad += 1
             log.debug("%s: %s %r: %r is not a number; skipped", where, row.section, row.label, row.value)
             continue
         sample = value_metric(name, section, value)
@@ -195,7 +194,7 @@ def page_metrics(rows: Iterable[Row], opts: Options = Options(), where: str = ""
         if key in out:
             log.debug("%s: %r appears twice in %s; the later row wins", where, name, row.section)
         out[key] = sample
-    return PageResult(list(out.values()), flags, bad)
+    return PageResult(list(out.values()), flags)
 
 
 def flag_metrics(seen: Mapping[str, set[tuple[str, str]]], known: dict[str, set[tuple[str, str]]]) -> list[Metric]:

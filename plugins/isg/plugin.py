@@ -8,7 +8,8 @@ Gateway), read through its web UI or its Modbus TCP service, with the SGReady wr
   optional block the firmware lacks (exception 02) is marked unsupported; the rest is published.
 * SGReady: ``gridtap sgready set|get`` (sgready_cli.py) and, with ``sgready_enable``, the
   Alertmanager webhook ``POST /webhooks/alertmanager`` on the /metrics listener; the requested
-  state is re-asserted every ``sgready_reassert`` because the ISG does not latch it.
+  state (unless it is normal, the ISG's own fallback) is re-asserted every ``sgready_reassert``
+  because the ISG does not latch it.
 """
 
 from __future__ import annotations
@@ -42,10 +43,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("gridtap.isg")
 
 #: The seed's pages: INFO system + heat pump, DIAGNOSE status, commissioning, contractor,
-#: ISG debug, and the hidden EM-DEBUG-INFOS.
-DEFAULT_PAGES = ["1,0", "1,1", "2,0", "2,1", "2,3", "2,4", "4,7"]
-_PAGE_RE = re.compile(r"^\d{1,2}(,\d{1,2}){0,2}$")
+#: ISG debug, and the hidden EM-DEBUG-INFOS. One string, so --help shows ids, not 1,0,1,1,...
+DEFAULT_PAGES = "1,0 1,1 2,0 2,1 2,3 2,4 4,7"
+_PAGE_RE = re.compile(r"^\d{1,2}(,\d{1,2}){1,2}$")
+_HOST_PORT = re.compile(r"^[^:]+:\d+$")
 _BACKOFF_NOTE = re.compile(r" \(next try in \d+s\)$")
+#: The shortest re-assertion period: every write lands in the ISG's flash (rated ~10^6 cycles),
+#: and a typo like ``sgready_reassert: 5`` (seconds) would wear it out within weeks.
+MIN_REASSERT = 30.0
+#: SGReady "normal": what the ISG falls back to by itself, so it is written once, not re-asserted.
+NORMAL = 2
 
 
 @dataclass
@@ -59,7 +66,7 @@ class IsgConfig:
     unit_id: int = setting(1, help="Modbus unit id (the ISG uses 1)")
     controller: Literal["auto", "wpm", "lwz"] = setting(
         "auto", help="register map: auto (from the controller id in input 5002), wpm or lwz")
-    pages: str | list[str] = setting(list(DEFAULT_PAGES), help="web pages (?s= ids) fetched each time, in order: "
+    pages: str | list[str] = setting(DEFAULT_PAGES, help="web pages (?s= ids) fetched each time, in order: "
                                      "a YAML list, or one string with spaces or ; between ids ('1,0 1,1 4,7')")
     section_prefix: bool = setting(False, help="web: names are <section>_<label> (the seed's "
                                                "--metricsWithSectionPrefix; also METRICS_WITH_SECTION_PREFIX)")
@@ -73,8 +80,9 @@ class IsgConfig:
     sgready_enable: bool = setting(False, help="take SGReady requests: POST /webhooks/alertmanager on the "
                                                "/metrics listener; the state is re-asserted every sgready_reassert")
     sgready_switch_on: bool = setting(False, help="switch SG Ready on (holding 4001 = 1) before writing the inputs")
-    sgready_reassert: Duration = setting(Duration(300.0), help="re-write a requested SGReady state this often "
-                                                               "(the ISG reverts inputs after 30-60 s)")
+    sgready_reassert: Duration = setting(Duration(300.0), help="re-write a requested SGReady state (other than 2, "
+                                                               "normal: the ISG falls back to it) this often; the "
+                                                               "ISG reverts inputs after 30-60 s (30s or more)")
 
 
 class IsgPlugin(Plugin):
@@ -98,6 +106,10 @@ class IsgPlugin(Plugin):
         where = f"{self.name}/{device}" if device != self.name else self.name
         if config.url is not None:
             check_http_url(f"{where}.url", config.url, "http://192.168.1.50")
+            parts = urllib.parse.urlsplit(config.url)
+            if parts.query or parts.fragment:
+                raise ConfigError(f"{where}.url", "give the ISG's address without ?s= or # (the pages are "
+                                                  "the pages setting), e.g. http://192.168.1.50")
         if config.mode == "web" and config.url is None:
             raise ConfigError(f"{where}.url", "missing value: give the ISG's address, e.g. http://192.168.1.50 "
                                               "(or ISG_URL)")
@@ -106,12 +118,13 @@ class IsgPlugin(Plugin):
             raise ConfigError(f"{where}.unit_id", f"must be 0-247, got {config.unit_id}")
         if config.session_rollover < 1:
             raise ConfigError(f"{where}.session_rollover", "must be 1 or more")
-        self.pages = re.split(r"[\s;]+", config.pages.strip()) if isinstance(config.pages, str) else list(config.pages)
-        self.pages = [p for p in self.pages if p]
-        bad = [p for p in self.pages if not _PAGE_RE.match(p)]
-        if bad or not self.pages:
-            raise ConfigError(f"{where}.pages", f"page ids look like 1,1 or 4,7,1; got {bad or 'none'}")
-        self.modbus_host = config.host or (urllib.parse.urlsplit(config.url).hostname if config.url else None)
+        if float(config.sgready_reassert) < MIN_REASSERT:
+            raise ConfigError(f"{where}.sgready_reassert", f"must be {MIN_REASSERT:g}s or more, got "
+                                                           f"{float(config.sgready_reassert):g}s: each re-assertion is "
+                                                           "a write to the ISG's flash memory")
+        self.pages = _page_ids(f"{where}.pages", config.pages)
+        self.modbus_host = _modbus_host(f"{where}.host", config.host) if config.host else \
+            urllib.parse.urlsplit(config.url).hostname if config.url else None
         if (config.mode == "modbus" or config.sgready_enable) and not self.modbus_host:
             raise ConfigError(f"{where}.host", "missing value: give the ISG's host (or url)")
         self.user_map: UserMap | None = None
@@ -127,9 +140,12 @@ class IsgPlugin(Plugin):
         self.unsupported: set[str] = set()
         self._block_state: dict[str, str] = {}
         self.known_flags: dict[str, set[tuple[str, str]]] = {}
-        # SGReady
+        # SGReady: the state asked for, when it was last written (wall clock for /status,
+        # monotonic for the schedule) and when the next re-assertion is due.
         self.requested: int | None = None
-        self._last_write = 0.0
+        self._written_wall = 0.0
+        self._written_at: float | None = None
+        self._next_reassert = 0.0
         self._sg_lock = threading.Lock()
         self.sg_actions: Counter[str] = Counter()
         self.sg_errors = 0
@@ -212,7 +228,7 @@ class IsgPlugin(Plugin):
         return out
 
     def _compile(self, link: ModbusLink) -> tuple[Compiled, Any]:
-        from .catalogue import DEFAULT_ID, Options, compile_map, family_of, load, wire_address
+        from .catalogue import DEFAULT_ID, NOT_AVAILABLE, Options, compile_map, family_of, load, wire_address
         from .modbus import BlockError
 
         if self._compiled is not None:
@@ -226,6 +242,9 @@ class IsgPlugin(Plugin):
         family = self.config.controller
         if family == "auto":
             assert cid is not None
+            if cid == NOT_AVAILABLE:
+                raise DeviceError("the controller id in input 5002 reads 0x8000 (not available): set controller: "
+                                  "wpm or lwz")
             found = family_of(cid)
             if found is None:
                 raise DeviceError(f"controller id {cid} (input 5002) is none gridtap knows (103, 104, 551: LWZ; "
@@ -322,9 +341,10 @@ class IsgPlugin(Plugin):
         if self.config.sgready_enable:
             facts["sgready"] = {
                 "requested_state": self.requested,
-                "last_write": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._last_write))
-                if self._last_write else None,
+                "last_write": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._written_wall))
+                if self._written_wall else None,
                 "reassert_every_seconds": float(self.config.sgready_reassert),
+                "reassert_error": self._reassert_error or None,
                 "note": self._sg_note or None,
             }
         return facts
@@ -336,54 +356,57 @@ class IsgPlugin(Plugin):
         return None if self.config.controller == "auto" else self.config.controller
 
     def request_sgready(self, state: int) -> tuple[bool, list[str]]:
-        """Ask for ``state``: written now unless the same state was written within the re-assert
-        interval (Alertmanager repeats notifications). Returns (written, lines)."""
+        """Ask for ``state``: written now, unless the same state was written successfully within
+        the re-assert period (Alertmanager repeats its notifications). Returns (written, lines)."""
         from . import sgready
 
         with self._sg_lock:
-            fresh = time.monotonic() - self._last_write_mono < float(self.config.sgready_reassert) \
-                if self._last_write else False
-            if state == self.requested and fresh:
-                return False, [f"SGReady {sgready.describe_state(state)} is already set; not written again"]
+            period = float(self.config.sgready_reassert)
+            age = None if self._written_at is None else time.monotonic() - self._written_at
+            if state == self.requested and age is not None and age < period and not self._reassert_error:
+                return False, [f"SGReady {sgready.describe_state(state)} was written {age:.0f}s ago; not written "
+                               "again" + ("" if state == NORMAL else f" (re-asserted every {period:g}s)")]
             result = sgready.apply(self.link(), state, switch_on=self.config.sgready_switch_on,
                                    family=self.sgready_family())
             self.requested = state
+            self._reassert_error = ""
             self._mark_written()
             self._sg_note = next((line for line in result.status.lines() if line.startswith("note:")), "")
             return True, result.lines()
 
-    _last_write_mono = 0.0
-
     def _mark_written(self) -> None:
-        self._last_write = time.time()
-        self._last_write_mono = time.monotonic()
+        self._written_wall = time.time()
+        self._written_at = time.monotonic()
+        self._next_reassert = self._written_at + float(self.config.sgready_reassert)
         self.sg_writes += 1
 
     def _reassert_loop(self) -> None:
+        """Write the requested state again every period (the ISG does not latch it). Normal is
+        not re-asserted: it is where the ISG falls back by itself."""
         from . import sgready
-        from .modbus import BlockError, LinkError
 
         period = float(self.config.sgready_reassert)
-        while not self._stop.wait(min(period, 5.0)):
+        while not self._stop.wait(1.0):  # a cheap clock check; the writes are a period apart
             with self._sg_lock:
                 state = self.requested
-                due = state is not None and time.monotonic() - self._last_write_mono >= period
-                if not due:
+                if state is None or state == NORMAL or time.monotonic() < self._next_reassert:
                     continue
-                assert state is not None
                 try:
                     sgready.apply(self.link(), state, switch_on=self.config.sgready_switch_on,
                                   family=self.sgready_family())
-                    self._mark_written()
-                    if self._reassert_error:
-                        log.info("SGReady %s re-asserted again", sgready.describe_state(state))
-                    self._reassert_error = ""
-                except (LinkError, BlockError) as e:
-                    self._last_write_mono = time.monotonic()  # try again after a period, not in a loop
-                    why = _BACKOFF_NOTE.sub("", str(e))
+                except Exception as e:  # noqa: BLE001 - the thread must live on: log, try next period
+                    self._next_reassert = time.monotonic() + period  # not in a loop
+                    why = _BACKOFF_NOTE.sub("", str(e)) or type(e).__name__
                     if why != self._reassert_error:
                         log.warning("SGReady %s could not be re-asserted: %s", sgready.describe_state(state), why)
+                    else:
+                        log.debug("SGReady %s still not re-asserted: %s", sgready.describe_state(state), why)
                     self._reassert_error = why
+                    continue
+                self._mark_written()
+                if self._reassert_error:
+                    log.info("SGReady %s re-asserted again", sgready.describe_state(state))
+                self._reassert_error = ""
 
     def routes(self) -> Sequence[Route]:
         if not self.config.sgready_enable:
@@ -516,6 +539,33 @@ class IsgPlugin(Plugin):
         return f"IsgPlugin(device={self.device!r}, mode={self.config.mode!r})"
 
 
+def _page_ids(key: str, value: str | list[str] | None) -> list[str]:
+    """The page ids of the ``pages`` setting, in order, each once."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ConfigError(key, f"missing value: give page ids, e.g. {DEFAULT_PAGES!r}")
+    ids = re.split(r"[\s;]+", value.strip()) if isinstance(value, str) else [str(p).strip() for p in value]
+    ids = list(dict.fromkeys(p for p in ids if p))
+    bad = [p for p in ids if not _PAGE_RE.match(p)]
+    if bad and all(p.isdigit() for p in bad):  # YAML read [1,0, 1,1] as the numbers 1, 0, 1, 1
+        raise ConfigError(key, f"page ids look like 1,1 (got {bad}): quote each id in YAML: [\"1,0\", \"1,1\"], "
+                               "or give one string: \"1,0 1,1\"")
+    if bad or not ids:
+        raise ConfigError(key, f"page ids look like 1,1 or 4,7,1; got {bad or 'none'}")
+    return ids
+
+
+def _modbus_host(key: str, host: str) -> str:
+    """The ``host`` setting as pymodbus takes it (an IPv6 literal without its brackets)."""
+    text = host.strip()
+    if "://" in text:
+        raise ConfigError(key, f"a host name or address, not a URL: {text.split('://', 1)[1].split('/')[0]!r}")
+    if _HOST_PORT.match(text):
+        raise ConfigError(key, f"{text!r}: the port goes in modbus_port; host is just the name or address")
+    if not text or any(c.isspace() or c in "/?#@" for c in text):
+        raise ConfigError(key, f"expected a host name or address, e.g. 192.168.1.50; got {host!r}")
+    return text[1:-1] if text.startswith("[") and text.endswith("]") else text
+
+
 def _decode_page(data: bytes, args: argparse.Namespace) -> list[Metric]:
     from . import page as pages
 
@@ -528,6 +578,8 @@ def _decode_page(data: bytes, args: argparse.Namespace) -> list[Metric]:
     parsed = pages.parse_page(text)
     if parsed.login:
         raise InputError("isg: this page is the ISG's login screen (saved while logged out): no values")
+    if not parsed.tables:
+        raise InputError("isg: no ISG value table (form#werte table.info) in this page: is it an ISG page?")
     opts = pages.Options(getattr(args, "section_prefix", False), getattr(args, "skip_circuit2", False))
     result = pages.page_metrics(parsed.rows, opts)
     flags = pages.flag_metrics({"page": result.flags}, {})

@@ -80,6 +80,15 @@ def _check(op: Mapping[str, Any], length: int) -> None:
         raise ValueError("pair factor out of range")
     if kind == "bit" and not 0 <= op["bit"] <= 15:
         raise ValueError(f"bit {op['bit']} of a 16-bit register")
+    raws = list(op.get("absent") or ()) + list(op.get("table") or {}) if kind in ("value", "code") else []
+    if kind == "code" and not isinstance(op.get("table") or {}, dict):
+        raise ValueError("code table must be a dict")
+    if not all(isinstance(r, int) and not isinstance(r, bool) and 0 <= r <= 0xFFFF for r in raws):
+        raise ValueError("raw values (absent, code table keys) are 0..65535")
+    words = op.get("words")
+    if words is not None and not (isinstance(words, dict) and all(
+            isinstance(k, int) and isinstance(v, str) for k, v in words.items())):
+        raise ValueError("words map integer codes to state names")
     if kind not in ("value", "bit", "pair", "code"):
         raise ValueError(f"unknown output op {kind!r}")
 
@@ -117,8 +126,11 @@ class ModbusMap:
             if not 1 <= length <= MAX_BLOCK:
                 raise ValueError(f"block {i}: a block is 1-{MAX_BLOCK} registers, not {length}")
             outputs = list(outputs)
-            for op in outputs:
-                _check(op, length)
+            for j, op in enumerate(outputs):
+                try:
+                    _check(op, length)
+                except (TypeError, KeyError, ValueError) as e:
+                    raise ValueError(f"block {i} output {j}: {e}") from None
             self.blocks.append((length, outputs))
         if metric_type is None and any(op.get("metric") for _, ops in self.blocks for op in ops):
             raise ValueError("outputs name metrics: give metric_type")

@@ -385,13 +385,16 @@ class _ModbusServer:
 
         self._thread = threading.Thread(target=run, name="isg-sim-modbus", daemon=True)
         self._thread.start()
-        self._ready.wait(10)
+        if not self._ready.wait(10):
+            self._error = TimeoutError("the server did not start within 10 s")
         if self._error is not None:
+            self._thread.join(5)  # its loop has ended: nothing for stop() to shut down
             raise OSError(f"Modbus {self.host}:{self.port}: {self._error}")
 
     def stop(self) -> None:
-        if self._loop is not None and self._server is not None and not self._loop.is_closed():
-            with contextlib.suppress(RuntimeError):
+        running = self._error is None and self._thread is not None and self._thread.is_alive()
+        if running and self._loop is not None and self._server is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError, TimeoutError):
                 asyncio.run_coroutine_threadsafe(self._server.shutdown(), self._loop).result(5)
         if self._thread is not None:
             self._thread.join(5)
@@ -601,9 +604,10 @@ class _WebServer:
         self._thread.start()
 
     def stop(self) -> None:
-        self.httpd.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for serve_forever, which may never have run
+            self.httpd.shutdown()
+            self._thread.join(5)
         self.httpd.server_close()
-        self._thread.join(5)
 
 
 def _make_handler(sim: IsgSimulator) -> type[BaseHTTPRequestHandler]:
@@ -638,9 +642,10 @@ def _make_handler(sim: IsgSimulator) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:  # noqa: N802
             self._serve("POST")
 
-        def _send(self, status: int, body: str, content_type: str = "text/html; charset=utf-8",
+        def _send(self, status: int, body: str, content_type: str | None = None,
                   headers: dict[str, str] | None = None) -> None:
             data = body.encode("utf-8")
+            content_type = content_type or ("text/html; charset=utf-8" if sim.charset else "text/html")
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
@@ -674,6 +679,11 @@ def _make_handler(sim: IsgSimulator) -> type[BaseHTTPRequestHandler]:
                         sim.web.login_screens += 1
                         self._send(200, login_screen(), headers=cookie)
                         return
+                if page in sim.drop_pages:
+                    sim.web.resets += 1
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.close_connection = True
+                    return
                 session.pages += 1
                 sim.web.page_loads += 1
                 text = sim.render(page, session.user)
@@ -740,6 +750,10 @@ class IsgSimulator:
     sgready_on: bool = True
     replay: dict[str, str] | None = None
     start_time: float | None = None
+    #: Pages whose request is answered by dropping the connection (an overloaded ISG).
+    drop_pages: set[str] = field(default_factory=set)
+    #: False: ``Content-Type: text/html`` without a charset, as PHP 5.3 sends by default.
+    charset: bool = True
 
     def __post_init__(self) -> None:
         if self.controller not in DEFAULT_IDS:
@@ -763,7 +777,7 @@ class IsgSimulator:
         try:
             self._modbus.start()
         except OSError:
-            self._web.httpd.server_close()
+            self.stop()
             raise
         self._web.start()
         return self
@@ -883,6 +897,8 @@ def from_args(args: argparse.Namespace) -> IsgSimulator:
         raise ConfigError("--idle-reset", "must be greater than zero")
     if not args.sgready_revert > 0:
         raise ConfigError("--sgready-revert", "must be greater than zero")
+    if args.controller_id is not None and not 0 <= args.controller_id <= 0xFFFF:
+        raise ConfigError("--controller-id", f"a register holds 0-65535, got {args.controller_id}")
     family_blocks = {b.name for b in catalogue.load(args.controller).blocks}
     unknown = (set(args.missing_block) | set(args.busy_block)) - family_blocks
     if unknown:

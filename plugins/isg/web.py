@@ -108,7 +108,10 @@ class IsgWebClient:
                 self._loads += 1
                 if resp.status_code >= 400:
                     raise DeviceError(f"{self.shown}/?s={page}: HTTP {resp.status_code} {resp.reason}")
-                resp.encoding = resp.encoding or "utf-8"
+                if "charset=" not in resp.headers.get("Content-Type", "").lower():
+                    # PHP 5.3 names no charset and requests would then pick ISO-8859-1; the
+                    # ISG's pages are UTF-8 (their meta tag says so, the seed reads them so).
+                    resp.encoding = "utf-8"
                 return resp.text
             except (requests.ConnectionError, requests.Timeout) as e:
                 refused = "refused" in describe(e, self.shown, self.timeout)
@@ -139,8 +142,8 @@ class IsgWebClient:
         return html
 
     def fetch(self, pages: Sequence[str]) -> FetchResult:
-        """Every page, in order. A page whose transport fails is in ``failed`` (the session is
-        renewed next time); an authentication failure raises :class:`AuthError`."""
+        """Every page, in order. A page that fails is in ``failed`` and the others are still
+        read; an authentication failure raises :class:`AuthError`."""
         with self._lock:
             result = FetchResult()
             before = self.logins
@@ -164,8 +167,9 @@ class IsgWebClient:
                 except AuthError:
                     raise
                 except DeviceError as e:
+                    # The session stays: its cookie is still good unless the ISG restarted, and
+                    # then the next page shows the login screen and costs one re-login.
                     result.failed[page] = str(e)
-                    self._session = None  # a new session next cycle (the ISG may have restarted)
                     if "connection refused" in str(e) or "no answer" in str(e):
                         for rest in pages[pages.index(page) + 1:]:
                             result.failed[rest] = str(e)  # don't knock on a closed door page by page

@@ -241,7 +241,8 @@ fn parse_op(spec: &Bound<'_, PyDict>) -> PyResult<Op> {
                     let t = t.cast::<PyDict>().map_err(|_| bad("code table must be a dict"))?;
                     let mut out = Vec::with_capacity(t.len());
                     for (k, v) in t.iter() {
-                        out.push((k.extract::<u16>()?, v.extract::<i64>()?));
+                        let raw = k.extract::<u16>().map_err(|_| bad("code table keys are raw values 0..65535"))?;
+                        out.push((raw, v.extract::<i64>().map_err(|_| bad("code table values are integers"))?));
                     }
                     out
                 }
@@ -269,7 +270,8 @@ fn parse_template(py: Python<'_>, spec: &Bound<'_, PyDict>) -> PyResult<Option<T
             let mut table = Vec::with_capacity(w.len());
             for (k, v) in w.iter() {
                 let name = v.cast::<PyString>().map_err(|_| bad("state names are strings"))?;
-                table.push((k.extract::<i64>()?, name.clone().unbind()));
+                let code = k.extract::<i64>().map_err(|_| bad("state codes are integers"))?;
+                table.push((code, name.clone().unbind()));
             }
             let other: String = get_opt(spec, "other_word", "unknown".to_owned())?;
             Some((table, PyString::intern(py, &other).unbind()))
@@ -348,7 +350,7 @@ impl PyModbusMap {
                 let spec = spec?;
                 let spec = spec.cast::<PyDict>().map_err(|_| bad(format!("block {i} output {j}: expected a dict")))?;
                 ops.push(parse_op(spec).map_err(|e| bad(format!("block {i} output {j}: {e}")))?);
-                temps.push(parse_template(py, spec)?);
+                temps.push(parse_template(py, spec).map_err(|e| bad(format!("block {i} output {j}: {e}")))?);
             }
             maps.push(BlockMap::new(len, ops).map_err(|e| bad(format!("block {i}: {e}")))?);
             templates.push(temps);
@@ -416,7 +418,7 @@ impl PyModbusMap {
     }
 }
 
-/// Registers of a big-endian register dump (`gridtap decode isg --registers`).
+/// Registers of a big-endian register dump (`gridtap decode isg FILE --address N`).
 #[pyfunction]
 fn modbus_registers(data: &[u8]) -> PyResult<Vec<u16>> {
     Ok(registers_from_bytes(data)?)

@@ -210,6 +210,9 @@ def test_user_map_in_the_seed_format(tmp_path):
     assert bus.metric is cat.m.MODBUS_BY_STEM["bus_status"]
 
 
+_ENTRY = "lwz:\n  - {{offset: 0, entries: 5, type: INPUT_REGISTER, data: [{{name: X, address: 1, {}}}]}}"
+
+
 @pytest.mark.parametrize(("text", "problem"), [
     ("wpm: 1", "expected a list of blocks"),
     ("other: []", "expected one top-level key"),
@@ -225,6 +228,23 @@ def test_user_map_in_the_seed_format(tmp_path):
      "gridtap's own metrics"),
     ("lwz:\n  - {offset: 0, entries: 2, type: INPUT_REGISTER, data: [{name: BUS_STATUS, address: 1, type: 6, "
      "labels: {hk: 1}}]}", "gridtap's own metrics"),
+    (_ENTRY.format("type: 8, mapping: [1, 2]"), "mapping must map numbers to names"),
+    (_ENTRY.format("type: 8, mapping: {one: AUTO}"), "mapping must map numbers to names"),
+    (_ENTRY.format("type: 8, mapping: {1: '', 2: AUS}"), "mapping names a state ''"),
+    (_ENTRY.format("type: 8, mapping: {1: '!!', 2: AUS}"), "mapping names a state '!!'"),
+    (_ENTRY.format("type: 100, mapping: {1: A, 17: B}"), "bit 17: bits are numbered 1-16"),
+    (_ENTRY.format("type: 100, mapping: {0: A}"), "bit 0: bits are numbered 1-16"),
+    (_ENTRY.format("type: 6, mergeData: 2"), "mergeData must be a mapping with address (and factor: 1000)"),
+    (_ENTRY.format("type: 6, mergeData: {address: x}"), "mergeData.address must be a number"),
+    (_ENTRY.format("type: 6, mergeData: {address: 2, factor: lots}"), "mergeData.factor must be 1000"),
+    (_ENTRY.format("type: 2, mergeData: {address: 2}"), "mergeData is for type 6"),
+    ("lwz:\n  - {offset: 0, entries: 2, type: INPUT_REGISTER, data: [{name: '', address: 1, type: 6}]}",
+     "needs name"),
+    ("lwz:\n  - {offset: 0, entries: 2, type: INPUT_REGISTER, data: [{name: '-', address: 1, type: 6}]}",
+     "name '-' makes no metric name"),
+    ("lwz:\n  - {offset: 0, entries: 2, type: INPUT_REGISTER, data: {name: X}}", "data must be a list"),
+    ("lwz:\n  - {offset: 0, entries: 2, type: INPUT_REGISTER, data: [{name: X, address: 1, type: 2, labels: "
+     "{hk: [1]}}]}", "label values are numbers or text"),
 ])
 def test_bad_user_maps_are_one_line_config_errors(tmp_path, text, problem):
     path = tmp_path / "map.yaml"
@@ -232,6 +252,18 @@ def test_bad_user_maps_are_one_line_config_errors(tmp_path, text, problem):
     with pytest.raises(ConfigError) as e:
         cat.load_user_map(str(path))
     assert problem in str(e.value) and "\n" not in str(e.value)
+
+
+def test_user_map_names_are_hardened_like_page_labels(tmp_path):
+    path = tmp_path / "map.yaml"
+    path.write_text("wpm:\n  - {offset: 500, entries: 5, type: INPUT_REGISTER, data: [\n"
+                    "    {name: \"Außen-Temp.\", address: 1, type: 2, unit: \"°C\"},\n"
+                    "    {name: BETRIEBSART, address: 2, type: 8,\n"
+                    "     mapping: {1: \"BEREITSCHAFT\", 2: \"PROGRAMM-BETRIEB\"}}]}\n",
+                    encoding="utf-8")
+    user = cat.load_user_map(str(path))
+    assert [r.metric.name for r in user.registers] == ["isg_aussen_temp_celsius", "isg_betriebsart"]
+    assert user.registers[1].metric.states == ("bereitschaft", "programm_betrieb", "unknown")
 
 
 def test_catalogue_keys_are_checked():

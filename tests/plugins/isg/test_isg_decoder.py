@@ -160,12 +160,23 @@ def test_odd_byte_count_and_unknown_block(simple):
     [(2, [{"op": "bit", "reg": 0, "bit": 16}])], [(2, [{"op": "nope", "reg": 0}])], [(2, [{"reg": 0}])],
     [(2, [{"op": "pair", "lo": 0, "hi": 1, "factor": 0}])], [(2, [{"op": "value", "reg": 0, "mul": 1 << 40}])],
     [(2, ["not a dict"])], [("two", [])], [(2, [{"op": "value", "reg": 0, "metric": (DEF, ())}])],
+    [(2, [{"op": "code", "reg": 0, "table": {"a": 1}}])], [(2, [{"op": "code", "reg": 0, "table": {70000: 1}}])],
+    [(2, [{"op": "value", "reg": 0, "absent": [70000]}])],
 ])
 def test_malformed_maps_are_value_errors(blocks):
     with pytest.raises(ValueError):
         _native.ModbusMap(blocks)
     with pytest.raises((ValueError, TypeError, KeyError)):
         reference.ModbusMap(blocks)
+
+
+@pytest.mark.parametrize("words", [{"a": "b"}, {1: 2}, ["a"]])
+def test_malformed_state_words_are_value_errors_naming_the_output(words):
+    blocks = [(2, [{"op": "code", "reg": 0, "metric": (STATES, ()), "words": words}])]
+    with pytest.raises(ValueError, match="block 0 output 0"):
+        _native.ModbusMap(blocks, metric_type=Metric)
+    with pytest.raises(ValueError, match="block 0 output 0"):
+        reference.ModbusMap(blocks, metric_type=Metric)
 
 
 @settings(max_examples=300, deadline=None)

@@ -106,6 +106,13 @@ def test_forced_controller_family_and_unknown_ids():
         assert forced.status()["controller"]["id"] == 390  # an unknown id: WPM 3's map
 
 
+def test_an_unavailable_controller_id_says_so():
+    with IsgSimulator(controller="lwz", controller_id=0x8000) as sim:  # some firmware: 5002 reads 0x8000
+        with pytest.raises(DeviceError, match=r"input 5002 reads 0x8000 \(not available\): set controller: wpm or lwz"):
+            modbus_device(sim).collect()
+        assert ("isg_outside_temperature_celsius", ()) in values(modbus_device(sim, controller="lwz").collect())
+
+
 def test_lwz_sensor_faults_are_faults_not_temperatures():
     with IsgSimulator(controller="lwz") as sim:
         sim.store.written[("input", 6)] = (-600) & 0xFFFF  # outside temperature: lead open (-60)
@@ -161,3 +168,34 @@ def test_a_user_map_in_the_seed_format_is_read_from_its_own_registers():
         assert v[("isg_zuluft_ist_luefterdrehzahl_hertz", ())] == model["supply_fan"]  # manual 18, type 6 Hz
     with IsgSimulator(controller="wpm") as sim, pytest.raises(DeviceError, match="lwz map"):
         modbus_device(sim, mapping_file=str(mapping)).collect()
+
+
+def test_a_simulator_that_cannot_listen_stops_at_once():
+    """``gridtap simulate isg`` stops the simulator after a failed start: that must return
+    (it used to wait forever for a web server that never started, deaf to SIGTERM)."""
+    import socket
+    import threading
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        sim = IsgSimulator(modbus_port=busy.getsockname()[1])
+        with pytest.raises(OSError, match="Modbus 127.0.0.1"):
+            sim.start()
+        stopper = threading.Thread(target=sim.stop, daemon=True)
+        stopper.start()
+        stopper.join(5)
+        assert not stopper.is_alive()
+
+
+@pytest.mark.parametrize("cid", ["-5", "70000"])
+def test_simulator_controller_ids_are_16_bit(cid):
+    import argparse
+
+    from gridtap.errors import ConfigError
+    from gridtap_plugins.isg import simulator
+
+    parser = argparse.ArgumentParser()
+    simulator.add_arguments(parser)
+    with pytest.raises(ConfigError, match="controller-id"):
+        simulator.from_args(parser.parse_args(["--controller-id", cid]))

@@ -196,3 +196,19 @@ def test_gridtap_decode_isg_page(tmp_path: Path):
                             str(fixture_path(*FIX, "sample_1_0.html"))], capture_output=True, timeout=60)
     assert login.returncode == 2
     assert login.stderr.decode().count("\n") == 1 and "login screen" in login.stderr.decode()
+
+
+@pytest.mark.parametrize("content", [b"<html><body><p>router admin</p></body></html>", b"<\x93\xff\x00garbage" * 40])
+def test_gridtap_decode_isg_of_a_page_that_is_no_isg_page(tmp_path: Path, content: bytes):
+    path = tmp_path / "page.html"
+    path.write_bytes(content)
+    res = subprocess.run([sys.executable, "-m", "gridtap", "decode", "isg", str(path)], capture_output=True,
+                         timeout=60)
+    assert res.returncode == 2 and res.stdout == b""
+    assert res.stderr.decode().count("\n") == 1 and "no ISG value table" in res.stderr.decode()
+
+
+def test_a_page_whose_tables_are_all_text_decodes_to_nothing_without_an_error():
+    html = sim.render_page("2,1", [("INBETRIEBNAHME", [("DATUM", "12.03.2024")])], "isg")
+    parsed = page.parse_page(html)
+    assert parsed.tables == 1 and page.page_metrics(parsed.rows).metrics == []

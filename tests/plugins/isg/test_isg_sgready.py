@@ -5,6 +5,7 @@ and its failure modes, the Alertmanager payload rules, and the webhook on the /m
 from __future__ import annotations
 
 import json
+import logging
 import time
 import urllib.error
 import urllib.request
@@ -234,28 +235,89 @@ def test_a_non_loopback_listener_needs_a_token():
     assert quiet.routes() == ()  # no webhook unless asked for
 
 
+def sgready_device(sim: IsgSimulator, **settings: object) -> IsgPlugin:
+    raw = {"mode": "modbus", "host": "127.0.0.1", "modbus_port": sim.modbus_port_bound, "sgready_enable": True,
+           "sgready_reassert": "30s", "timeout": "1s", **settings}
+    return devices.device_spec(IsgPlugin, raw, where="isg", default_interval=60).create()
+
+
+def make_due(dev: IsgPlugin) -> None:
+    """Let the re-assert period pass without waiting 30 s for it."""
+    dev._next_reassert = time.monotonic()
+
+
+def wait_for(condition, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return bool(condition())
+
+
 def test_the_requested_state_is_reasserted_after_the_isg_reverted_it():
     with IsgSimulator(sgready_revert=0.2) as sim:
-        raw = {"mode": "modbus", "host": "127.0.0.1", "modbus_port": sim.modbus_port_bound, "sgready_enable": True,
-               "sgready_reassert": "1s"}
-        dev = devices.device_spec(IsgPlugin, raw, where="isg", default_interval=60).create()
+        dev = sgready_device(sim)
         dev.start()
         try:
             assert dev.request_sgready(3)[0]
-            time.sleep(0.5)
-            assert sim.store.sgready_state() == 2  # the ISG fell back
-            deadline = time.monotonic() + 10
-            while sim.store.snapshot("holding", 4001, 2) != [1, 0] and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert len(sim.store.writes) >= 2 and sim.store.writes[-1].values == [1, 0]
-            gaps = [b.at - a.at for a, b in zip(sim.store.writes, sim.store.writes[1:], strict=False)]
-            assert all(g >= 0.9 for g in gaps)  # once per period, never a tight loop
+            assert wait_for(lambda: sim.store.sgready_state() == 2)  # the ISG fell back
+            time.sleep(2.5)
+            assert len(sim.store.writes) == 1  # the period has not passed: nothing written
+            make_due(dev)
+            assert wait_for(lambda: sim.store.snapshot("holding", 4001, 2) == [1, 0])
+            assert [w.values for w in sim.store.writes] == [[1, 0], [1, 0]]
+            time.sleep(2.5)
+            assert len(sim.store.writes) == 2  # once per period, never a tight loop
+        finally:
+            dev.close()
+
+
+def test_normal_is_written_once_and_not_reasserted():
+    """The ISG falls back to normal by itself: re-writing it every period would only wear out
+    its flash memory."""
+    with IsgSimulator() as sim:
+        dev = sgready_device(sim)
+        dev.start()
+        try:
+            assert dev.request_sgready(2)[0]
+            make_due(dev)
+            time.sleep(2.5)
+            assert [w.values for w in sim.store.writes] == [[0, 0]]
+            assert dev.request_sgready(3)[0]  # asking for another state changes what is re-asserted
+            make_due(dev)
+            assert wait_for(lambda: len(sim.store.writes) == 3)
+            assert [w.values for w in sim.store.writes] == [[0, 0], [1, 0], [1, 0]]
+        finally:
+            dev.close()
+
+
+@pytest.mark.parametrize("period", ["0.05s", "5s", "29s"])
+def test_the_reassert_period_has_a_floor(period):
+    with pytest.raises(ConfigError, match="sgready_reassert: must be 30s or more"):
+        devices.device_spec(IsgPlugin, {"mode": "modbus", "host": "h", "sgready_reassert": period}, where="isg",
+                            default_interval=60).create()
+
+
+def test_after_a_failed_reassertion_a_request_writes_again():
+    """A repeated notification for the same state is skipped only while the last write is good:
+    after a re-assertion failed, the ISG has fallen back and the request must be written."""
+    with IsgSimulator() as sim:
+        dev = sgready_device(sim)
+        dev.start()
+        try:
+            assert dev.request_sgready(3)[0]
+            sim.store.busy.add("energy_management")  # the read-back answers 06: the re-assertion fails
+            make_due(dev)
+            assert wait_for(lambda: dev.status()["sgready"]["reassert_error"] is not None)
+            sim.store.busy.clear()
+            written, lines = dev.request_sgready(3)
+            assert written, lines
+            assert dev.status()["sgready"]["reassert_error"] is None
         finally:
             dev.close()
 
 
 def test_a_write_that_cannot_reach_the_device_requests_nothing():
-    raw = {"mode": "modbus", "host": "127.0.0.1", "modbus_port": 1, "sgready_enable": True, "sgready_reassert": "1s"}
+    raw = {"mode": "modbus", "host": "127.0.0.1", "modbus_port": 1, "sgready_enable": True}
     dev = devices.device_spec(IsgPlugin, raw, where="isg", default_interval=60).create()
     with pytest.raises(LinkError):
         dev.request_sgready(3)
@@ -264,17 +326,19 @@ def test_a_write_that_cannot_reach_the_device_requests_nothing():
 
 def test_reassert_failures_are_logged_once(caplog):
     sim = IsgSimulator().start()
-    raw = {"mode": "modbus", "host": "127.0.0.1", "modbus_port": sim.modbus_port_bound, "sgready_enable": True,
-           "sgready_reassert": "1s", "timeout": "1s"}
-    dev = devices.device_spec(IsgPlugin, raw, where="isg", default_interval=60).create()
+    dev = sgready_device(sim)
     try:
         dev.request_sgready(1)
         sim.stop()
         dev.link().close()
         dev.start()
-        time.sleep(3.5)
+        with caplog.at_level(logging.DEBUG, logger="gridtap.isg"):
+            for _ in range(3):
+                make_due(dev)  # an attempt puts the next one a period (30 s) ahead
+                assert wait_for(lambda: dev._next_reassert > time.monotonic() + 20)
         warnings = [r for r in caplog.records if "could not be re-asserted" in r.getMessage()]
-        assert len(warnings) == 1
+        retries = [r for r in caplog.records if "still not re-asserted" in r.getMessage()]
+        assert len(warnings) == 1 and len(retries) == 2
         assert dev.requested == 1  # still wanted: tried again every period
     finally:
         dev.close()

@@ -52,6 +52,21 @@ def test_display_names_of_real_samples(mode):
         assert hint.binary == "running" and hint.name == "Verdichter"
 
 
+@pytest.mark.parametrize(("flag", "device_class"), [
+    ("compressor", "running"), ("hc1_pump", "running"), ("filter_change_extract_air", "problem"),
+    ("service", "problem"), ("summer_mode", ""), ("utility_lock", ""),
+])
+def test_status_flags_are_binary_sensors_of_the_right_class(flag, device_class):
+    hint = display_of(m.MODBUS_BY_STEM["status_flag"], {"flag": flag})
+    assert hint.binary == device_class  # a filter change is a problem, not "running"
+    assert hint.title({"flag": flag})[0].isupper()
+
+
+def test_clock_values_read_in_hours_like_the_isg_shows_them():
+    hint = display_of(m.WEB_TIME_OF_DAY, {"name": "aktuelle_zeit", "section": "allgemein"})
+    assert (hint.unit, hint.precision) == ("h", 2)
+
+
 def test_alert_rules_pass_promtool_and_fire_as_documented(tmp_path: Path):
     promtool = shutil.which("promtool")
     if promtool is None:
@@ -86,3 +101,11 @@ tests:
 """)
     result = subprocess.run([promtool, "test", "rules", str(test)], capture_output=True, timeout=30)
     assert result.returncode == 0, (result.stdout + result.stderr).decode()
+
+
+def test_the_sample_config_loads():
+    found = devices.load_device(IsgPlugin, config_path=str(ROOT / "plugins" / "isg" / "isg.yaml"))
+    dev = found.spec.create()
+    assert (found.spec.name, dev.config.mode, dev.modbus_host) == ("heatpump", "modbus", "192.168.1.50")
+    assert dev.pages == ["1,0", "1,1", "2,0", "2,1", "2,3", "2,4", "4,7"]
+    assert float(dev.config.sgready_reassert) == 300.0

@@ -136,20 +136,39 @@ def test_flags_stay_known_for_the_process_and_survive_a_failed_page(sim):
 def test_a_failed_page_publishes_nothing_of_it_and_does_not_zero_its_flags(sim):
     dev = plugin(sim.url, pages=["2,0", "1,0"])
     assert ("isg_web_flag", "heizkreispumpe", "status") in by_name(dev.collect())
-    original = sim.render
-
-    def broken(page: str, user: str | None) -> str:
-        if page == "2,0":
-            raise ConnectionError("simulated failure")  # the handler dies: the client sees a dropped connection
-        return original(page, user)
-
-    sim.render = broken  # type: ignore[method-assign]
+    sim.drop_pages = {"2,0"}  # the ISG drops the connection: the client sees a reset
     samples = dev.collect()
     v = by_name(samples)
     assert ("isg_web_flag", "heizkreispumpe", "status") not in v
     assert {dict(s.labels)["page"]: s.value for s in samples if s.name == "isg_web_page_ok"} == {"2,0": 0, "1,0": 1}
-    sim.render = original  # type: ignore[method-assign]
+    sim.drop_pages = set()
     assert by_name(dev.collect())[("isg_web_flag", "heizkreispumpe", "status")] == 1
+
+
+def test_failed_pages_keep_the_session_and_the_rest_of_the_cycle(sim):
+    """A page that fails is that page's problem: the session (cookie) is still good, so the
+    next page needs no new login, and two failures in one cycle are not an "authentication
+    error" that fails the whole cycle."""
+    dev = plugin(sim.url, pages=["2,0", "2,1", "1,0"])
+    dev.collect()
+    sim.drop_pages = {"2,0", "2,1"}
+    samples = dev.collect()
+    assert {dict(s.labels)["page"]: s.value for s in samples if s.name == "isg_web_page_ok"} == {
+        "2,0": 0, "2,1": 0, "1,0": 1}
+    assert ("isg_web_temperature_celsius", "aussentemperatur", "heizung") in by_name(samples)
+    assert sim.web.logins == 1
+
+
+def test_pages_served_without_a_charset_are_read_as_utf8(sim):
+    """PHP 5.3 sends ``Content-Type: text/html`` without a charset; the pages are UTF-8 (their
+    meta tag says so). requests would decode them as ISO-8859-1: ``WÄRMEMENGE`` would become
+    ``wa_rmemenge`` and every umlaut label a different name."""
+    sim.charset = False
+    dev = plugin(sim.url, pages=["1,0", "1,1"])
+    v = by_name(dev.collect())
+    assert ("isg_web_temperature_celsius", "ruecklaufisttemperatur_wp", "heizung") in v
+    assert ("isg_web_energy_joules_total", "wm_heizen_summe", "waermemenge") in v
+    assert ("isg_web_temperature_celsius", "bivalenztemperatur_hzg", "elektrische_nacherwaermung") in v
 
 
 def test_unreachable_isg_is_one_clear_device_error():
@@ -170,6 +189,43 @@ def test_settings_are_checked_at_start():
                             default_interval=60).create()
     with pytest.raises(ConfigError, match="host"):
         devices.device_spec(IsgPlugin, {"mode": "modbus"}, where="isg", default_interval=60).create()
+
+
+@pytest.mark.parametrize(("settings", "problem"), [
+    ({"pages": None}, "pages: missing value"),
+    ({"pages": ""}, "pages: missing value"),
+    ({"pages": [1, 0, 1, 1]}, 'quote each id in YAML: ["1,0", "1,1"]'),  # pages: [1,0, 1,1] unquoted
+    ({"pages": "1 0"}, "page ids look like 1,1"),
+    ({"url": "http://192.168.1.50/?s=1,0"}, "without ?s="),
+    ({"url": "http://192.168.1.50/#top"}, "without ?s="),
+    ({"mode": "modbus", "host": "192.168.1.50:502"}, "the port goes in modbus_port"),
+    ({"mode": "modbus", "host": "http://192.168.1.50"}, "a host name or address, not a URL"),
+    ({"mode": "modbus", "host": "isg box"}, "a host name or address"),
+])
+def test_setting_mistakes_are_one_line_config_errors(settings, problem):
+    raw = {"url": "http://192.168.1.50", **settings}
+    with pytest.raises(ConfigError) as e:
+        devices.device_spec(IsgPlugin, raw, where="isg", default_interval=60).create()
+    assert problem in str(e.value) and "\n" not in str(e.value)
+
+
+def test_hosts_and_pages_that_are_fine():
+    for host in ("192.168.1.50", "isg.fritz.box", "fe80::1", "[fe80::1]"):
+        dev = devices.device_spec(IsgPlugin, {"mode": "modbus", "host": host}, where="isg",
+                                  default_interval=60).create()
+        assert dev.modbus_host == host.strip("[]")
+    dev = devices.device_spec(IsgPlugin, {"url": "http://isg/", "pages": "1,0; 1,1 4,7,1 1,1"}, where="isg",
+                              default_interval=60).create()
+    assert dev.pages == ["1,0", "1,1", "4,7,1"]  # a page named twice is read once
+
+
+def test_the_pages_default_reads_as_page_ids_in_help():
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "gridtap", "run", "isg", "--help"], capture_output=True, timeout=60,
+                         env={"COLUMNS": "400", "PATH": ""})
+    assert "(default: 1,0 1,1 2,0 2,1 2,3 2,4 4,7)" in res.stdout.decode()  # not 1,0,1,1,2,0,...
 
 
 def test_the_seeds_environment_variables_are_accepted(monkeypatch, sim):
