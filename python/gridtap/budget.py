@@ -17,7 +17,8 @@ limits are never hit in the first place:
 
 With a ``path`` the state lives in a private JSON file (0600, written atomically), read
 again before every decision under an exclusive file lock, so the limits hold across restarts,
-``--once`` runs and several processes sharing one token. Memory and file stay bounded: one
+``--once`` runs and several processes sharing one token. The file is rewritten only when the
+ledger changed (a call costs two writes: its booking and its answer), never for a question. Memory and file stay bounded: one
 time per key (at most ``max_keys``), at most ``per_day`` times per capped endpoint, expired
 windows dropped.
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import math
 import os
 import random
@@ -323,16 +325,24 @@ class Budget:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 self._state = _load(state.read_json(self.path))
+                before = _dump(self._state) if write else ""
                 yield self._state
                 if write:
                     self._prune(self._state, self.clock.time())
-                    state.write_json(self.path, self._state)
+                    # Written only when it changed: every write is an fsync, and on a Raspberry
+                    # Pi's SD card a ledger rewritten for every no-op adds up.
+                    if _dump(self._state) != before:
+                        state.write_json(self.path, self._state)
             finally:
                 os.close(fd)  # closing releases the lock
 
 
 def _empty() -> dict[str, Any]:
     return {"v": _VERSION, "last": 0.0, "keys": {}, "day": {}, "blocks": {}, "failures": {}}
+
+
+def _dump(st: dict[str, Any]) -> str:
+    return json.dumps(st, separators=(",", ":"), sort_keys=True)
 
 
 def _load(doc: Any) -> dict[str, Any]:

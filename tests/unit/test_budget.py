@@ -216,3 +216,33 @@ def test_system_clock_sleep_can_be_cut_short():
     t = time.monotonic()
     clock.sleep(10)
     assert time.monotonic() - t < 1
+
+
+def test_the_file_is_written_only_when_the_ledger_changes(tmp_path: Path, monkeypatch):
+    """Every write is an fsync (an SD card on a Raspberry Pi): a call costs its booking and its
+    answer, and questions, no-op successes and re-blocks with a shorter window cost nothing."""
+    from gridtap import state
+
+    writes = []
+    real = state.write_private
+    monkeypatch.setattr(state, "write_private", lambda p, data: (writes.append(p), real(p, data)))
+    clock = ManualClock(T0)
+    b = growatt_like(clock, tmp_path / "budget.json")
+    key = call_key("plant/data", {"plant_id": 1})
+    assert b.acquire("plant/data", {"plant_id": 1}).allowed
+    clock.advance(0.5)
+    b.done("plant/data", {"plant_id": 1})
+    b.success(EVERYTHING)
+    b.success(key)
+    b.check("plant/data", {"plant_id": 1})
+    b.calls_today("plant/list")
+    b.snapshot()
+    assert len(writes) == 2  # the booking and the answer
+    b.block(EVERYTHING, 600, "10011")
+    b.block(EVERYTHING, 60, "shorter: the longer window stays")
+    b.unblock("nothing-there")
+    assert len(writes) == 3
+    b.failure(key, "error 10001")
+    b.success(key)  # ends a streak: written
+    assert len(writes) == 5
+    assert growatt_like(clock, tmp_path / "budget.json").failures(key) == 0
