@@ -28,6 +28,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -210,8 +211,11 @@ class Poller:
                         discovery = theirs
             horizon = self.clock.time() - max(self.settings.stale_after, 86400.0)
             readings = {k: r for k, r in readings.items() if float(r.get("fetched_at", 0)) > horizon}
-            state.write_json(self.cache_path, {"v": _CACHE_VERSION, "discovery": discovery, "readings": readings,
-                                               "guards": self.guards.to_json()})
+            doc = {"v": _CACHE_VERSION, "discovery": discovery, "readings": readings, "guards": self.guards.to_json()}
+            # Rewritten only when something changed (a collection inside a window changes nothing):
+            # an fsync per collection adds up on an SD card.
+            if _json_text(doc) != _json_text(other):
+                state.write_json(self.cache_path, doc)
 
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:
@@ -636,6 +640,10 @@ class Poller:
             "readings": {k: {"age_seconds": round(now - r.fetched_at), "failed": r.failed}
                          for k, r in sorted(self.readings.items())},
         }
+
+
+def _json_text(doc: Any) -> str:
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True, default=str)
 
 
 def _target(key: str) -> str:

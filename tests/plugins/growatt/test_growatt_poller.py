@@ -284,3 +284,22 @@ def test_an_empty_device_list_is_read_again_hourly_without_spending_plant_lists(
     assert endpoints.count("plant/list") == 4  # every 6 hours
     assert 13 <= endpoints.count("device/list") <= 16  # hourly until the devices came back, then 6-hourly
     assert value(out, "growatt_ac_energy_joules_total", device_sn=MIN_SN) > 0
+
+
+def test_a_collection_that_changes_nothing_writes_no_file(sim, tmp_path):
+    """Inside a rate window nothing is fetched, so neither the cache nor the budget file is
+    rewritten (each write is an fsync; on a Raspberry Pi that is its SD card)."""
+    clock = SharedClock(sim)
+    p = plugin(sim, tmp_path, clock)
+    for _ in range(5):  # the live calls and every optional one (plant/details, three *_data_info)
+        p.collect()
+        clock.advance(300)
+    clock.advance(-240)
+    files = {f.name: f.stat().st_ino for f in tmp_path.iterdir() if f.suffix == ".json"}
+    n = len(sim.calls)
+    for _ in range(3):
+        clock.advance(10)
+        out = p.collect()
+    assert len(sim.calls) == n  # nothing was due
+    assert value(out, "growatt_reading_stale", endpoint="device/tlx/tlx_last_data") == 0
+    assert {f.name: f.stat().st_ino for f in tmp_path.iterdir() if f.suffix == ".json"} == files  # not replaced
