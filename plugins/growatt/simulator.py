@@ -192,7 +192,18 @@ def device_slot_power(model: PlantModel, dev: SimDevice, day: dt.date, slot: int
 
 
 def device_day_energy(model: PlantModel, dev: SimDevice, day: dt.date, upto: int = 288) -> float:
+    """kWh a device fed in on ``day`` up to (excluding) slot ``upto``."""
+    if upto >= 288:  # whole days are summed again and again (month and year totals): once each
+        return _whole_day_energy(model.peak_w, model.tz_hours, dev.family, dev.share, day.toordinal())
     return sum(device_slot_power(model, dev, day, i) for i in range(upto)) * SLOT / 3600 / 1000
+
+
+@lru_cache(maxsize=10_000)
+def _whole_day_energy(peak: float, tz: float, family: str, share: float, ordinal: int) -> float:
+    model = PlantModel(tz, peak)
+    dev = SimDevice(family, "", 0, share, "", "")
+    day = dt.date.fromordinal(ordinal)
+    return sum(device_slot_power(model, dev, day, i) for i in range(288)) * SLOT / 3600 / 1000
 
 
 def soc_at(model: PlantModel, share: float, day: dt.date, upto: int) -> float:

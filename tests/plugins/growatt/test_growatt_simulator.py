@@ -219,3 +219,18 @@ def test_an_endless_reply_is_cut_off():
         with pytest.raises(api.TransportError) as t:
             client.call(api.PLANT_LIST, {})
     assert t.value.code == "too_large"
+
+
+def test_plant_data_sums_each_past_day_once():
+    """plant/data's month and year totals add up every past day of the year; each day's sum
+    is made once (in December a plant/data reply took 200 ms, most of a 24-hour test run)."""
+    december = dt.datetime(2026, 12, 21, 12, 2, tzinfo=CET).timestamp()
+    sim = gsim.GrowattSimulator(manual_clock=True, start=december)
+    first = sim._plant_data(december)
+    misses = gsim._whole_day_energy.cache_info().misses
+    later = sim._plant_data(december + 300)
+    assert gsim._whole_day_energy.cache_info().misses == misses  # nothing summed again
+    assert float(later["yearly_energy"]) >= float(first["yearly_energy"]) > float(first["monthly_energy"]) > 0
+    assert float(first["yearly_energy"]) == pytest.approx(
+        sum(sim._day_total(dt.date(2026, 1, 1) + dt.timedelta(days=i)) for i in range(354))
+        + float(first["today_energy"]), abs=0.1)
