@@ -51,6 +51,8 @@ from . import values as v
 log = logging.getLogger("gridtap.growatt")
 
 _CACHE_VERSION = 1
+#: The longest back-off of a call whose device or plant "does not exist".
+_NOT_FOUND_CAP = 2 * 3600.0
 
 
 @dataclass
@@ -168,7 +170,10 @@ class Poller:
         #: Whether the last :meth:`call` that gave nothing failed (an error or a running back-off),
         #: rather than waiting for its window.
         self.last_failed = False
+        #: Read the device lists again at the next collection (a device "does not exist", a token
+        #: refused on data that worked); ``refresh_plants``: the plant list too (a plant is gone).
         self.refresh_discovery = False
+        self.refresh_plants = False
         self._said: dict[str, str] = {}
         self._lock = threading.RLock()
         self._refreshed: set[str] = set()
@@ -315,8 +320,13 @@ class Poller:
                               "on openapi*.growatt.com")
         if e.problem is api.Problem.NOT_FOUND:
             self.refresh_discovery = True
-            self.budget.block(key, s.window, f"{e.code}: not found")
-            self._say(f"gone/{key}", logging.WARNING, f"{e}: not found; the device list will be read again")
+            self.refresh_plants |= endpoint.path.startswith("plant/")
+            # Backing off (a window, doubling to 2 h): Growatt's lists can go on naming a device
+            # its data endpoint denies, and each try reads the device list again.
+            delay = self.budget.failure(key, f"{e.code}: not found", base=s.window, cap=_NOT_FOUND_CAP)
+            self._say(f"gone/{key}", logging.WARNING, f"{e}: not found; the "
+                      f"{'plant' if self.refresh_plants else 'device'} list will be read again, this call waits "
+                      f"{delay:.0f} s")
             self._problems.append(f"{e} (not found)")
             return
         delay = self.budget.failure(key, f"error {e.code}", base=s.window, cap=6 * s.window)
@@ -339,13 +349,15 @@ class Poller:
         now = self.clock.time()
         d = self.discovery
         s = self.settings
-        same = d is not None and d.signature == self.signature() and not self.refresh_discovery
+        same = d is not None and d.signature == self.signature()
         # An empty or partly read device list is read again after an hour; the plant list, which
-        # allows only 10 calls a day, is not read again for it.
+        # allows only 10 calls a day, is not read again for it - nor for a device that is gone
+        # (the device list says that), and for a plant that is gone at most once an hour.
         devices_ttl = s.discovery_ttl if (d is not None and d.complete and any(d.devices.values())) else min(
             s.discovery_ttl, 3600.0)
-        plants_fresh = same and d is not None and now - (d.plants_at or d.at) < s.discovery_ttl
-        if same and d is not None and now - d.at < devices_ttl:
+        plants_ttl = min(s.discovery_ttl, 3600.0) if self.refresh_plants else s.discovery_ttl
+        plants_fresh = same and d is not None and now - (d.plants_at or d.at) < plants_ttl
+        if same and d is not None and not self.refresh_discovery and now - d.at < devices_ttl:
             return d
         fresh = self._discover_now(now, d, reuse_plants=plants_fresh)
         if fresh is None:
@@ -356,7 +368,7 @@ class Poller:
             raise DeviceError("no plant and device list yet: " + (self._problems[-1] if self._problems
                                                                   else "discovery not possible now"))
         self.discovery = fresh
-        self.refresh_discovery = False
+        self.refresh_discovery = self.refresh_plants = False
         self._describe(fresh)
         self.save()
         return fresh

@@ -303,3 +303,34 @@ def test_a_collection_that_changes_nothing_writes_no_file(sim, tmp_path):
     assert len(sim.calls) == n  # nothing was due
     assert value(out, "growatt_reading_stale", endpoint="device/tlx/tlx_last_data") == 0
     assert {f.name: f.stat().st_ino for f in tmp_path.iterdir() if f.suffix == ".json"} == files  # not replaced
+
+
+def test_a_listed_device_that_does_not_exist_spends_no_plant_lists(sim, tmp_path):
+    """A device the device list keeps listing but whose last data says "device does not exist"
+    (10002) reads the device list again - not plant/list, which allows 10 calls a day - and
+    backs off, so a day of it neither spends the plant lists nor asks device/list every time."""
+    sim.faults["device/tlx/tlx_last_data"].extend([10002] * 1000)
+    clock = SharedClock(sim)
+    p = plugin(sim, tmp_path, clock)
+    for _ in range(24 * 12):
+        out = p.collect()
+        clock.advance(300)
+    endpoints = [c["endpoint"] for c in sim.calls]
+    assert endpoints.count("plant/list") == 4  # every discovery_ttl (6 h), as without the fault
+    assert endpoints.count("device/list") <= 30
+    assert endpoints.count("device/tlx/tlx_last_data") <= 30
+    assert endpoints.count("device/mix/mix_last_data") >= 280  # the others carry on every 5 minutes
+    assert value(out, "growatt_ac_power_watts", device_sn=MIX_SN) >= 0
+
+
+def test_a_plant_that_does_not_exist_reads_the_plant_list_at_most_hourly(sim, tmp_path):
+    sim.faults["plant/data"].extend([10002] * 1000)
+    clock = SharedClock(sim)
+    p = plugin(sim, tmp_path, clock)
+    start = clock.time()
+    for _ in range(12 * 12):  # 12 hours
+        p.collect()
+        clock.advance(300)
+    lists = [c["t"] - start for c in sim.calls if c["endpoint"] == "plant/list"]
+    assert len(lists) <= 8 and all(b - a >= 3600 for a, b in zip(lists, lists[1:], strict=False)), lists
+    assert [c["endpoint"] for c in sim.calls].count("device/tlx/tlx_last_data") >= 140  # devices carry on
