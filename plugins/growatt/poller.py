@@ -53,6 +53,8 @@ log = logging.getLogger("gridtap.growatt")
 _CACHE_VERSION = 1
 #: The longest back-off of a call whose device or plant "does not exist".
 _NOT_FOUND_CAP = 2 * 3600.0
+#: How long an empty plant list is believed (8 lists a day at most: the cap is 10).
+_NO_PLANT_RETRY = 3 * 3600.0
 
 
 @dataclass
@@ -387,9 +389,11 @@ class Poller:
                 return None
             plants = _plants(reply.data, self._say)
             if not plants:
+                # Asked again every collection, the 10 lists a day would be gone within the hour.
+                until = self.budget.block(api.PLANT_LIST.path, _NO_PLANT_RETRY, "plant/list listed no plant")
                 raise DeviceError("plant/list lists no plant for this token: tokens made on the Growatt web "
                                   "portal often see none; make one in the ShinePhone app (Me > API token), or set "
-                                  "plant_id")
+                                  f"plant_id; next try after {_clock_text(until)}")
         devices: dict[str, list[dict[str, Any]]] = {}
         complete = True
         for pid in plants:

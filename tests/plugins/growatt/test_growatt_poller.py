@@ -334,3 +334,28 @@ def test_a_plant_that_does_not_exist_reads_the_plant_list_at_most_hourly(sim, tm
     lists = [c["t"] - start for c in sim.calls if c["endpoint"] == "plant/list"]
     assert len(lists) <= 8 and all(b - a >= 3600 for a, b in zip(lists, lists[1:], strict=False)), lists
     assert [c["endpoint"] for c in sim.calls].count("device/tlx/tlx_last_data") >= 140  # devices carry on
+
+
+def test_a_token_that_sees_no_plant_does_not_spend_the_day_in_an_hour(tmp_path):
+    """Web-portal tokens often get an empty plant list. Asking again every collection would
+    spend the 10 plant lists a day within 50 minutes; gridtap asks again every 3 hours."""
+    replies = tmp_path / "replies"
+    replies.mkdir()
+    (replies / "plant_list.empty.json").write_text('{"error_code": 0, "error_msg": "", '
+                                                  '"data": {"count": 0, "plants": []}}')
+    sim = GrowattSimulator(replay=replies, manual_clock=True, start=NOON, min_spacing=3.0)
+    sim.start()
+    try:
+        clock = SharedClock(sim)
+        p = plugin(sim, tmp_path / "cache", clock)
+        said = []
+        for _ in range(12 * 12):  # 12 hours of 5-minute collections
+            with pytest.raises(DeviceError, match="(lists|listed) no plant") as e:
+                p.collect()
+            said.append(str(e.value))
+            clock.advance(300)
+        assert "ShinePhone app" in said[0] and "next try after 2026-06-21 14:02:00 UTC" in said[0]
+        assert "next call allowed at 2026-06-21 14:02:00 UTC (back-off: plant/list listed no plant)" in said[1]
+        assert [c["endpoint"] for c in sim.calls].count("plant/list") == 4  # at 0, 3, 6 and 9 hours
+    finally:
+        sim.stop()
