@@ -190,30 +190,58 @@ class Poller:
         if not isinstance(doc, dict) or doc.get("v") != _CACHE_VERSION:
             return
         try:
-            if doc.get("discovery"):
-                self.discovery = Discovery.from_json(doc["discovery"])
-            self.readings = {k: Reading.from_json(r) for k, r in dict(doc.get("readings", {})).items()}
             self.guards = v.Guards(doc.get("guards"))
-        except (KeyError, TypeError, ValueError, AttributeError):
-            log.info("growatt: ignoring an unreadable cache file %s", self.cache_path)
-            self.discovery, self.readings, self.guards = None, {}, v.Guards()
+        except (TypeError, ValueError, AttributeError):
+            self.guards = v.Guards()
+        if not self._adopt(doc):
+            log.info("growatt: ignoring what is unreadable in the cache file %s", self.cache_path)
+
+    def _adopt(self, doc: Any) -> bool:
+        """Take from a cache file's ``doc`` the readings and the discovery that are newer than
+        ours: another process on this token and cache_dir fetched them (the shared budget let
+        only one of us call). Returns False when part of ``doc`` was unreadable."""
+        if not isinstance(doc, dict) or doc.get("v") != _CACHE_VERSION:
+            return True
+        whole = True
+        with self._lock:
+            for k, r in dict(doc.get("readings") or {}).items():
+                try:
+                    theirs = Reading.from_json(r)
+                except (KeyError, TypeError, ValueError, AttributeError):
+                    whole = False
+                    continue
+                ours = self.readings.get(k)
+                if ours is None or theirs.fetched_at > ours.fetched_at:
+                    self.readings[k] = theirs  # here=False: served marked stale, with its own age
+            try:
+                found = Discovery.from_json(doc["discovery"]) if doc.get("discovery") else None
+            except (KeyError, TypeError, ValueError, AttributeError):
+                return False
+            if found is not None and found.signature == self.signature() and (
+                    self.discovery is None or found.at > self.discovery.at):
+                self.discovery = found
+        return whole
+
+    def refresh_from_cache(self) -> None:
+        """What other processes sharing the cache fetched since we last looked."""
+        if self.cache_path is not None:
+            with self._file_lock():
+                self._adopt(state.read_json(self.cache_path))
 
     def save(self) -> None:
-        """Write discovery, readings and guards; readings another process wrote meanwhile are
-        kept when they are newer than ours (several pollers may share one token)."""
+        """Write discovery, readings and guards, after taking what another process wrote
+        meanwhile when it is newer than ours (several pollers may share one token)."""
         if self.cache_path is None:
             return
         with self._file_lock():
             other = state.read_json(self.cache_path)
+            self._adopt(other)
             readings = {k: r.to_json() for k, r in self.readings.items()}
             discovery = self.discovery.to_json() if self.discovery else None
             if isinstance(other, dict) and other.get("v") == _CACHE_VERSION:
-                for k, r in dict(other.get("readings", {})).items():
-                    with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
-                        if k not in readings or float(r["fetched_at"]) > readings[k]["fetched_at"]:
-                            readings[k] = r
                 theirs = other.get("discovery")
                 with contextlib.suppress(KeyError, TypeError, ValueError):
+                    # another process's discovery (other filters) is kept when it is newer
                     if theirs and (discovery is None or float(theirs["at"]) > discovery["at"]):
                         discovery = theirs
             horizon = self.clock.time() - max(self.settings.stale_after, 86400.0)
@@ -443,6 +471,7 @@ class Poller:
         with self._lock:
             self._refreshed = set()
             self._problems = []
+        self.refresh_from_cache()
         refused = self.budget.check(api.PLANT_LIST.path)
         if not refused.allowed and "token refused" in refused.reason:
             # Until the back-off ends nothing is asked and nothing stale is served: the token is bad.

@@ -359,3 +359,24 @@ def test_a_token_that_sees_no_plant_does_not_spend_the_day_in_an_hour(tmp_path):
         assert [c["endpoint"] for c in sim.calls].count("plant/list") == 4  # at 0, 3, 6 and 9 hours
     finally:
         sim.stop()
+
+
+def test_two_pollers_sharing_a_cache_both_serve_the_newest_values(sim, tmp_path):
+    """Two processes on one token and one cache_dir (an exporter and a push timer, say): the
+    budget lets only one of them call, and the other serves what that one fetched (marked
+    stale, with its real age) instead of its own ever older values - which after stale_after
+    would be none at all."""
+    clock = SharedClock(sim)
+    a, b = plugin(sim, tmp_path, clock), plugin(sim, tmp_path, clock)
+    for _ in range(24):  # two hours: a collects first every time, b 20 s later
+        got_a = a.collect()
+        clock.advance(20)
+        got_b = b.collect()
+        clock.advance(280)
+    assert value(got_b, "growatt_data_timestamp_seconds", device_sn=MIN_SN) == \
+        value(got_a, "growatt_data_timestamp_seconds", device_sn=MIN_SN)
+    assert value(got_b, "growatt_ac_energy_joules_total", device_sn=MIN_SN) == \
+        value(got_a, "growatt_ac_energy_joules_total", device_sn=MIN_SN)
+    assert value(got_b, "growatt_reading_age_seconds", endpoint="device/tlx/tlx_last_data") < 60
+    assert value(got_b, "growatt_reading_stale", endpoint="device/tlx/tlx_last_data") == 1  # not its own call
+    assert not [c for c in sim.calls if c["code"] != 0]  # and the two never made a refused call
