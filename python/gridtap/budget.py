@@ -18,9 +18,9 @@ limits are never hit in the first place:
 With a ``path`` the state lives in a private JSON file (0600, written atomically), read
 again before every decision under an exclusive file lock, so the limits hold across restarts,
 ``--once`` runs and several processes sharing one token. The file is rewritten only when the
-ledger changed (a call costs two writes: its booking and its answer), never for a question. Memory and file stay bounded: one
-time per key (at most ``max_keys``), at most ``per_day`` times per capped endpoint, expired
-windows dropped.
+ledger changed (a call costs two writes: its booking and its answer), never for a question.
+Memory and file stay bounded: one time per key (at most ``max_keys``), at most ``per_day``
+times per capped endpoint, expired windows dropped.
 
 Time comes from a :class:`Clock` (wall-clock seconds, since the state outlives the process);
 :class:`ManualClock` lets a test run 24 simulated hours in milliseconds.
