@@ -20,7 +20,8 @@ again before every decision under an exclusive file lock, so the limits hold acr
 ``--once`` runs and several processes sharing one token. The file is rewritten only when the
 ledger changed (a call costs two writes: its booking and its answer), never for a question.
 Memory and file stay bounded: one time per key (at most ``max_keys``), at most ``per_day``
-times per capped endpoint, expired windows dropped.
+times per capped endpoint, expired windows dropped. A file that is there but unreadable is
+not taken for "no calls yet": everything waits one interval (:meth:`Budget._distrust`).
 
 Time comes from a :class:`Clock` (wall-clock seconds, since the state outlives the process);
 :class:`ManualClock` lets a test run 24 simulated hours in milliseconds.
@@ -324,7 +325,10 @@ class Budget:
             fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                self._state = _load(state.read_json(self.path))
+                loaded = _load(state.read_json(self.path))
+                if loaded is None and self.path.exists():
+                    loaded = self._distrust(self.path)
+                self._state = loaded or _empty()
                 before = _dump(self._state) if write else ""
                 yield self._state
                 if write:
@@ -337,6 +341,22 @@ class Budget:
                 os.close(fd)  # closing releases the lock
 
 
+    def _distrust(self, path: Path) -> dict[str, Any]:
+        """A ledger for a state file that is there but unreadable (damaged, or a newer
+        gridtap's): what it said is lost, so act as if every key was called just now - one
+        interval without calls, rather than calls the server may count as too many. Written
+        at once, so this happens once."""
+        now = self.clock.time()
+        longest = max([self.default.interval, *(lim.interval for lim in self.limits.values()), self.spacing])
+        st = _empty()
+        st["last"] = now
+        if longest > 0:
+            st["blocks"][EVERYTHING] = {"until": now + longest, "reason": f"{path.name} was unreadable; "
+                                                                           "waiting one interval to be safe"}
+        state.write_json(path, st)
+        return st
+
+
 def _empty() -> dict[str, Any]:
     return {"v": _VERSION, "last": 0.0, "keys": {}, "day": {}, "blocks": {}, "failures": {}}
 
@@ -345,11 +365,11 @@ def _dump(st: dict[str, Any]) -> str:
     return json.dumps(st, separators=(",", ":"), sort_keys=True)
 
 
-def _load(doc: Any) -> dict[str, Any]:
-    """The state in a file, or a fresh one when the file is missing, foreign or damaged."""
+def _load(doc: Any) -> dict[str, Any] | None:
+    """The state in a file's JSON ``doc``; None when there is none or it is foreign or damaged."""
     st = _empty()
     if not isinstance(doc, dict) or doc.get("v") != _VERSION:
-        return st
+        return None
     try:
         st["last"] = float(doc.get("last", 0.0))
         st["keys"] = {str(k): float(t) for k, t in dict(doc.get("keys", {})).items()}
@@ -358,7 +378,7 @@ def _load(doc: Any) -> dict[str, Any]:
                         for s, b in dict(doc.get("blocks", {})).items()}
         st["failures"] = {str(s): (int(f[0]), float(f[1])) for s, f in dict(doc.get("failures", {})).items()}
     except (TypeError, ValueError, KeyError, AttributeError):
-        return _empty()
+        return None
     return st
 
 

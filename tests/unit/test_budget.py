@@ -146,14 +146,44 @@ def test_state_survives_a_restart_and_is_private(tmp_path: Path):
     assert not v.allowed and v.reason == "back-off: 10011 permission denied"
 
 
-def test_damaged_or_foreign_state_file_starts_afresh(tmp_path: Path):
+def test_a_damaged_or_foreign_state_file_makes_everything_wait_one_interval(tmp_path: Path):
+    """What an unreadable ledger said is lost: the calls it counted may be seconds old, so
+    nothing is called for one interval (not "no calls yet", which could earn a 10012)."""
     path = tmp_path / "budget.json"
-    for content in (b"{not json", b'{"v": 99, "keys": {"x": 1}}', b'{"v": 1, "keys": {"x": "soon"}}', b"[]"):
+    for content in (b"", b"{not json", b'{"v": 99, "keys": {"x": 1}}', b'{"v": 1, "keys": {"x": "soon"}}', b"[]"):
         path.write_bytes(content)
-        b = growatt_like(ManualClock(T0), path)
-        assert b.check("x").allowed
+        clock = ManualClock(T0)
+        b = growatt_like(clock, path)
+        v = b.check("x")
+        assert not v.allowed and v.at == T0 + 300 and "budget.json was unreadable" in v.reason, content
+        assert json.loads(path.read_text())["v"] == 1  # replaced at once by a readable one
+        clock.advance(300)
         assert b.acquire("x").allowed
-        assert json.loads(path.read_text())["keys"] == {"x": T0}
+        assert json.loads(path.read_text())["keys"] == {"x": T0 + 300}
+    path.unlink()
+    assert growatt_like(ManualClock(T0), path).check("x").allowed  # no file: the first run
+
+
+def test_a_process_killed_while_writing_leaves_a_readable_ledger(tmp_path: Path):
+    """kill -9 at random moments of a process that books calls as fast as it can: the file is
+    always the old ledger or the new one (atomic replace), never a damaged one."""
+    import random
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "budget.json"
+    code = ("import sys\nfrom gridtap.budget import Budget, Limit, SystemClock\n"
+            "b = Budget(default=Limit(interval=0.0), path=sys.argv[1], clock=SystemClock())\n"
+            "i = 0\nwhile True:\n    b.acquire('k', {'i': i % 500}); i += 1\n")
+    for _ in range(8):
+        proc = subprocess.Popen([sys.executable, "-c", code, str(path)])
+        time.sleep(0.4 + random.random() * 0.3)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        doc = json.loads(path.read_bytes())
+        assert doc["v"] == 1 and doc["keys"], "the ledger survived"
+        assert growatt_like(ManualClock(time.time() + 10), path).check("other").allowed  # trusted
 
 
 def test_memory_and_file_stay_bounded(tmp_path: Path):
