@@ -184,6 +184,12 @@ def test_a_process_killed_while_writing_leaves_a_readable_ledger(tmp_path: Path)
         doc = json.loads(path.read_bytes())
         assert doc["v"] == 1 and doc["keys"], "the ledger survived"
         assert growatt_like(ManualClock(time.time() + 10), path).check("other").allowed  # trusted
+    # The temporary files of the killed writes are orphans; the next write clears the old ones.
+    for orphan in tmp_path.glob(".budget.json.*"):
+        os.utime(orphan, (time.time() - 7200, time.time() - 7200))
+    (tmp_path / ".budget.json.inflight").write_text("{}")  # a write under way now is left alone
+    growatt_like(ManualClock(time.time() + 10), path).acquire("other")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".budget.json.inflight", "budget.json", "budget.json.lock"]
 
 
 def test_memory_and_file_stay_bounded(tmp_path: Path):
