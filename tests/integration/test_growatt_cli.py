@@ -176,3 +176,14 @@ def test_help_shows_no_secret_and_the_simulator_refuses_bad_flags(gridtap: str):
     assert res.returncode == 0 and b"s3cr3t" not in res.stdout and b"--rate-window" in res.stdout
     res = run("simulate", "growatt", "--window", "soon")
     assert res.returncode == 2 and "--window" in servers.one_error_line(res)
+
+
+@pytest.mark.parametrize("key", ["region", "device_sn", "plant_id", "base_url", "timezone", "stale_power"])
+def test_a_token_pasted_into_the_wrong_key_is_not_printed(workdir: Path, gridtap: str, key: str):
+    secret = "c0ffeec0ffeec0ffeec0ffeec0ffee00"
+    conf = workdir / "wrong.yaml"
+    conf.write_text(f"devices:\n  - plugin: growatt\n    token: ${{TOK}}\n    {key}: ${{TOK}}\n"
+                    f"    cache_dir: {workdir / 'c'}\n")
+    res = run("run", "growatt", "--config", str(conf), "--once", env={"TOK": secret})
+    assert res.returncode == 2 and key in servers.one_error_line(res)
+    assert secret not in res.stdout.decode() + res.stderr.decode()
