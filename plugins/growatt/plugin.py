@@ -61,7 +61,17 @@ class GrowattConfig:
 
 def check_base_url(url: str) -> None:
     check_http_url("growatt.base_url", url, "https://openapi.growatt.com/v1/")
-    host = (urllib.parse.urlsplit(url).hostname or "").lower()
+    parts = urllib.parse.urlsplit(url.strip())
+    if parts.username is not None or parts.query or parts.fragment:
+        # not echoed: what is there is often the token
+        raise ConfigError("growatt.base_url", "give the API root only (https://openapi.growatt.com/v1/), without "
+                                              "user@, ?query or #fragment: the token goes in token")
+    path = parts.path.rstrip("/")
+    endpoint = next((e for e in api.ENDPOINTS if path.endswith("/" + e) or path == e), None)
+    if endpoint is not None:
+        raise ConfigError("growatt.base_url", f"that is the {endpoint} endpoint; give the API root, e.g. "
+                                              f"{parts.scheme}://{parts.netloc}{path[:-len(endpoint)] or '/'}")
+    host = (parts.hostname or "").lower()
     if host in api.RETIRED_HOSTS:
         raise ConfigError("growatt.base_url", f"{host} is retired for the API; use "
                                               f"https://{api.RETIRED_HOSTS[host]}/v1/ (or just set region)")

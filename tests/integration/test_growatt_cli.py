@@ -158,6 +158,10 @@ def test_environment_of_the_design_and_yaml_variables(sim, workdir: Path):
     (["--timezone", "Mars/Olympus"], "growatt.timezone"),
     (["--plant-id", "my plant"], "growatt.plant_id"),
     (["--rate-window", "0s"], "growatt.rate_window"),
+    (["--base-url", "https://openapi.growatt.com/v1/plant/list"], "that is the plant/list endpoint; give the API "
+                                                                   "root, e.g. https://openapi.growatt.com/v1/"),
+    (["--base-url", "https://openapi.growatt.com/v1/?token=" + "x" * 32], "the token goes in token"),
+    (["--base-url", "https://" + "x" * 32 + "@openapi.growatt.com/v1/"], "the token goes in token"),
 ])
 def test_config_mistakes_are_one_line_exit_2(workdir: Path, gridtap: str, args, needle):
     res = run("run", "growatt", "--token", "x" * 32, "--cache-dir", str(workdir / "c"), "--once", *args)
