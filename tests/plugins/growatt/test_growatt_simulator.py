@@ -234,3 +234,68 @@ def test_plant_data_sums_each_past_day_once():
     assert float(first["yearly_energy"]) == pytest.approx(
         sum(sim._day_total(dt.date(2026, 1, 1) + dt.timedelta(days=i)) for i in range(354))
         + float(first["today_energy"]), abs=0.1)
+
+
+def _shape(x):
+    """A JSON value reduced to its shape: keys, and for every leaf its JSON type."""
+    if isinstance(x, dict):
+        return {k: _shape(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_shape(v) for v in x]
+    return {bool: "bool", int: "number", float: "number", str: "string", type(None): "null"}[type(x)]
+
+
+def _differences(doc, sim, where="") -> list[str]:
+    """Where the simulator's reply (as :func:`_shape`) is not shaped like the documented one:
+    a key missing or not documented, another JSON type. Every element of a list is compared
+    with the documented first one; for a leaf in a list of objects the documented type must
+    be among the types the elements use (a power curve is null at night, a number by day)."""
+    if isinstance(doc, dict):
+        if not isinstance(sim, dict):
+            return [f"{where}: {sim!r:.40}, documented an object"]
+        out = [f"{where}.{k}: missing" for k in doc if k not in sim]
+        out += [f"{where}.{k}: not documented" for k in sim if k not in doc]
+        return out + [d for k in doc if k in sim for d in _differences(doc[k], sim[k], f"{where}.{k}")]
+    if isinstance(doc, list):
+        if not isinstance(sim, list) or (doc and not sim):
+            return [f"{where}: {sim!r:.40}, documented a list of {len(doc)}"]
+        if not doc:
+            return []
+        if not isinstance(doc[0], dict):
+            return [d for i, x in enumerate(sim) for d in _differences(doc[0], x, f"{where}[{i}]")]
+        out = []
+        for k, leaf in doc[0].items():
+            values = [x.get(k) for x in sim if isinstance(x, dict)]
+            if isinstance(leaf, str):  # a leaf: its type among the elements' types
+                if leaf not in values:
+                    out.append(f"{where}[*].{k}: {sorted(set(map(str, values)))}, documented {leaf}")
+            else:
+                out += [d for i, x in enumerate(values) for d in _differences(leaf, x, f"{where}[{i}].{k}")]
+        keys = {k for x in sim if isinstance(x, dict) for k in x}
+        out += [f"{where}[*].{k}: missing" for k in doc[0] if k not in keys]
+        out += [f"{where}[*].{k}: not documented" for k in keys if k not in doc[0]]
+        return out
+    return [] if doc == sim else [f"{where}: {sim}, documented {doc}"]
+
+
+@pytest.mark.parametrize(("fixture", "endpoint", "params"), [
+    ("plant_list.doc.json", "plant/list", {}),
+    ("plant_details.doc.json", "plant/details", {"plant_id": 4242}),
+    ("plant_data.doc.json", "plant/data", {"plant_id": 4242}),
+    ("plant_energy_day.doc.json", "plant/energy", {"plant_id": 4242, "start_date": "2026-06-18",
+                                                           "end_date": "2026-06-20", "time_unit": "day"}),
+    ("plant_power.doc.json", "plant/power", {"plant_id": 4242, "date": "2026-06-21"}),
+    ("device_list.doc.json", "device/list", {"plant_id": 4242}),
+    ("device_day_energy.doc.json", "device/inverter/day_energy", {"device_sn": gsim.DEVICES["inverter"].sn,
+                                                                          "date": "2026-06-20"}),
+    ("error_10011_permission_denied.json", "plant/list", {"token": "a-token-growatt-does-not-know"}),
+])
+def test_replies_have_the_documented_shape_all_the_way_down(sim, fixture, endpoint, params):
+    """Recursively, key by key and type by type, the simulator's reply against the fixture
+    (Growatt's documented example, or the real error envelope)."""
+    from tests.conftest import fixture_path
+
+    doc = json.loads(fixture_path("growatt", "openapi_v1", fixture).read_text())
+    token = params.pop("token", gsim.DEFAULT_TOKEN)
+    got = get(sim, endpoint, token, **params).json()
+    assert _differences(_shape(doc), _shape(got)) == []
