@@ -150,3 +150,35 @@ def test_cli_grott_prints_the_fixture_record_as_expected(tmp_path):
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     assert doc["values"] == expected()["values"] and doc["header"] == expected()["header"]
+
+
+@given(st.binary(max_size=600))
+def test_any_bytes_are_records_or_one_typed_error(data):
+    try:
+        records = grott.decode_all(data)
+    except grott.RecordError as e:
+        assert str(e).startswith("grott: ") and "\n" not in str(e)
+    else:
+        assert all("values" in r for r in records)
+
+
+@given(st.data(), st.integers(1, 255), st.integers(0, 65535))
+def test_any_change_to_a_record_made_here_is_refused(data, flip, power):
+    """Without the fixture too: the CRC covers every byte before it, so one byte changed
+    anywhere in a generated record is a CRC, length or protocol error - never a crash, never
+    values decoded from a damaged record."""
+    record = bytearray(build({"pvpowerout": power}))
+    where = data.draw(st.integers(0, len(record) - 1))
+    record[where] ^= flip
+    with pytest.raises(grott.RecordError):
+        grott.decode_all(bytes(record))
+
+
+@given(st.integers(0, 300))
+def test_a_truncated_or_padded_record_is_a_length_error(n):
+    record = build({})
+    for data in (record[:n], record + bytes(n % 7 + 1)):
+        if data == record:
+            continue
+        with pytest.raises(grott.RecordError):
+            grott.decode_all(data)

@@ -299,3 +299,26 @@ def test_replies_have_the_documented_shape_all_the_way_down(sim, fixture, endpoi
     token = params.pop("token", gsim.DEFAULT_TOKEN)
     got = get(sim, endpoint, token, **params).json()
     assert _differences(_shape(doc), _shape(got)) == []
+
+
+def test_the_history_decoders_on_replies_made_here(sim):
+    """plant/energy, plant/power and day_energy decoded from the simulator's replies (so they
+    are tested when the shared fixtures are absent too), against the simulator's model."""
+    from gridtap_plugins.growatt import backfill
+    from gridtap_plugins.growatt import metrics as m
+
+    day = dt.date(2026, 6, 20)
+    energy = get(sim, "plant/energy", plant_id=4242, start_date="2026-06-18", end_date="2026-06-20",
+                 time_unit="day").json()["data"]
+    assert backfill.daily_energy(energy) == {d: float(f"{sim._day_total(d):.1f}")
+                                             for d in (dt.date(2026, 6, 18), dt.date(2026, 6, 19), day)}
+    power = get(sim, "plant/power", plant_id=4242, date=day.isoformat()).json()["data"]
+    points = backfill.power_points(power, CET)
+    want = [(sim.model.slot_time(day, s).timestamp(), sim.plant_slot_power(day, s)) for s in range(288)]
+    assert points == [(t, p) for t, p in want if p]  # sorted, nulls left out, float32 noise gone
+    inv = gsim.DEVICES["inverter"]
+    reply = api.parse_envelope("device/inverter/day_energy", get(sim, "device/inverter/day_energy",
+                                                                 device_sn=inv.sn, date=day.isoformat()).content)
+    sample = m.day_energy_metric(reply.data, reply.extra)
+    assert sample is not None and dict(sample.labels) == {"device_sn": inv.sn, "datalogger_sn": inv.logger}
+    assert sample.value == pytest.approx(gsim.device_day_energy(sim.model, inv, day) * 3.6e6, rel=1e-6)
