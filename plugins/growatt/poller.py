@@ -324,9 +324,9 @@ class Poller:
             # Another client on this token, or Growatt counting differently: skip a window of
             # this request (Growatt keys its limit on the identical request, spec §7).
             until = self.budget.block(key, s.window, f"{e.code} rate limited by Growatt")
+            kept = ", the last values stay served marked stale" if key in self.readings else ""
             self._say(f"rate/{endpoint.path}", logging.WARNING,
-                      f"{endpoint.path} answered {e.code} (rate limited); no call before {_clock_text(until)}, "
-                      "the last values stay served marked stale")
+                      f"{endpoint.path} answered {e.code} (rate limited); no call before {_clock_text(until)}{kept}")
             self._problems.append(f"{e} (rate limited; next call after {_clock_text(until)})")
             return
         if e.problem is api.Problem.AUTH:
@@ -632,7 +632,10 @@ class Poller:
             if not d.plants or (not devices and not problems):
                 reason = "no plant or device to read"
             else:
-                reason = "no values yet: " + ("; ".join(problems[:3]) if problems else "nothing fetched")
+                expired = any(r.endpoint != api.PLANT_DETAILS.path and not r.endpoint.endswith("_info")
+                              for r in self.readings.values())
+                reason = (f"no values fetched within stale_after ({_span(s.stale_after)}): " if expired
+                          else "no values yet: ") + ("; ".join(problems[:3]) if problems else "nothing fetched")
             raise DeviceError(reason)
         return out
 
@@ -704,6 +707,12 @@ def _params_of(key: str) -> dict[str, str]:
     from urllib.parse import parse_qsl
 
     return dict(parse_qsl(key.partition("?")[2]))
+
+
+def _span(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} h"
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
 def _clock_text(ts: float) -> str:

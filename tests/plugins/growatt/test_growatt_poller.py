@@ -380,3 +380,29 @@ def test_two_pollers_sharing_a_cache_both_serve_the_newest_values(sim, tmp_path)
     assert value(got_b, "growatt_reading_age_seconds", endpoint="device/tlx/tlx_last_data") < 60
     assert value(got_b, "growatt_reading_stale", endpoint="device/tlx/tlx_last_data") == 1  # not its own call
     assert not [c for c in sim.calls if c["code"] != 0]  # and the two never made a refused call
+
+
+def test_a_dead_cloud_goes_down_within_stale_after_and_says_why(sim, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, "gridtap.growatt")
+    clock = SharedClock(sim)
+    p = plugin(sim, tmp_path, clock, stale_after=Duration(1800))
+    p.collect()
+    sim.html = 502
+    for _ in range(5):  # 25 minutes: served, marked stale
+        clock.advance(300)
+        out = p.collect()
+        assert value(out, "growatt_reading_stale", endpoint="device/tlx/tlx_last_data") == 1
+    clock.advance(600)
+    with pytest.raises(DeviceError, match=r"no values fetched within stale_after \(30 min\)"):
+        p.collect()
+    assert "stay served" not in caplog.text
+
+
+def test_a_10012_with_nothing_cached_does_not_claim_stale_values(sim, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, "gridtap.growatt")
+    sim.faults["plant/list"].append(10012)
+    clock = SharedClock(sim)
+    with pytest.raises(DeviceError, match="no plant and device list yet"):
+        plugin(sim, tmp_path, clock).collect()
+    assert "plant/list answered 10012 (rate limited); no call before" in caplog.text
+    assert "stay served" not in caplog.text
