@@ -67,18 +67,17 @@ ENDPOINTS: dict[str, Endpoint] = {e.path: e for e in (
 class Family:
     """A device family, chosen by ``device/list``'s numeric ``type`` (never the model text)."""
 
-    name: str  # label value: min, mix, inverter
-    type: int
+    name: str  # label value: min (MIN / TLX), mix (SPH / MIX hybrid), inverter (classic)
     last: Endpoint
     last_param: str  # the SN parameter of the "last data" call (tlx_sn, mix_sn, device_sn)
     info: Endpoint
-    title: str
 
 
+#: device/list ``type`` -> family.
 FAMILIES: dict[int, Family] = {
-    7: Family("min", 7, TLX_LAST, "tlx_sn", TLX_INFO, "MIN / TLX inverter"),
-    5: Family("mix", 5, MIX_LAST, "mix_sn", MIX_INFO, "SPH / MIX hybrid inverter"),
-    1: Family("inverter", 1, INV_LAST, "device_sn", INV_INFO, "inverter"),
+    7: Family("min", TLX_LAST, "tlx_sn", TLX_INFO),
+    5: Family("mix", MIX_LAST, "mix_sn", MIX_INFO),
+    1: Family("inverter", INV_LAST, "device_sn", INV_INFO),
 }
 #: device/list types we know but do not read (spec §8.1), for the one log line that says so.
 OTHER_TYPES = {2: "storage", 3: "datalogger / smart meter / sensor", 4: "MAX", 6: "SPA", 8: "PCS", 9: "HPS",

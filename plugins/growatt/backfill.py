@@ -26,9 +26,13 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from gridtap.errors import ConfigError, GridtapError, OutputError
+
+if TYPE_CHECKING:  # imported when a command runs, so `gridtap --help` stays light
+    from .api import Endpoint, Reply
+    from .poller import Poller
 
 MAX_DAYS = 95  # Growatt returns no history older than about 95 days
 ENERGY_SPAN = 7  # plant/energy: at most 7 days per call with time_unit=day
@@ -188,7 +192,7 @@ def _check_span(end: dt.date, days: int) -> None:
                                    f"{MAX_DAYS} days")
 
 
-def _zone_from_details(poller: Any, plant_id: str) -> dt.tzinfo | None:
+def _zone_from_details(poller: Poller, plant_id: str) -> dt.tzinfo | None:
     from . import api, values
 
     reply = poller.call(api.PLANT_DETAILS, {"plant_id": plant_id}, target=f"plant {plant_id}")
@@ -197,7 +201,7 @@ def _zone_from_details(poller: Any, plant_id: str) -> dt.tzinfo | None:
     return values.parse_zone(values.normalise_record(reply.data).get("timezone"))
 
 
-def _call(poller: Any, endpoint: Any, params: dict[str, Any], progress: Progress) -> Any:
+def _call(poller: Poller, endpoint: Endpoint, params: dict[str, Any], progress: Progress) -> Reply:
     """One history call: waits for its window if it was made a moment ago, fails on an error."""
     verdict = poller.budget.check(endpoint.path, params)
     now = poller.clock.time()
@@ -222,7 +226,7 @@ def _shown(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={x}" for k, x in params.items() if k != "plant_id")
 
 
-def _fetch_plan(poller: Any, plan: Plan, progress: Progress, device: str) -> tuple[list[Any], list[Any]]:
+def _fetch_plan(poller: Poller, plan: Plan, progress: Progress, device: str) -> tuple[list[Any], list[Any]]:
     """(line-protocol batches, one Pushgateway batch) of one plant's history."""
     from gridtap.model import Batch
 

@@ -450,8 +450,8 @@ def device_metrics(reading: DeviceReading, options: Options, now: float, zone: d
 
 
 def plant_metrics(plant_id: str, record: Mapping[str, Any], options: Options, now: float,
-                  zone: dt.tzinfo | None, guards: v.Guards | None = None) -> list[Metric]:
-    """plant/data (normalised record) -> samples."""
+                  zone: dt.tzinfo | None) -> list[Metric]:
+    """plant/data (normalised record, already through :func:`guard_plant`) -> samples."""
     out: list[Metric] = []
     when = v.parse_local_time(record.get("lastupdatetime"), zone)
     power = v.first(record, ("currentpower",))
