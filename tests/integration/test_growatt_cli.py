@@ -191,3 +191,31 @@ def test_a_token_pasted_into_the_wrong_key_is_not_printed(workdir: Path, gridtap
     res = run("run", "growatt", "--config", str(conf), "--once", env={"TOK": secret})
     assert res.returncode == 2 and key in servers.one_error_line(res)
     assert secret not in res.stdout.decode() + res.stderr.decode()
+
+
+def test_the_telegraf_snippet_under_a_real_telegraf(sim, workdir: Path, telegraf: str, monkeypatch):
+    """telegraf.d/growatt.conf as shipped (its command, signal and environment, the token from
+    Telegraf's environment), a config file pointing at the simulator: the values arrive."""
+    import tomllib
+
+    from tests.conftest import ROOT
+
+    url, control, _ = sim
+    snippet = tomllib.loads((ROOT / "telegraf.d" / "growatt.conf").read_text())["inputs"]["execd"][0]
+    conf = workdir / "growatt.yaml"
+    conf.write_text(f"interval: 5m\ndevices:\n  - plugin: growatt\n    name: roof\n    base_url: {url}\n"
+                    f"    cache_dir: {workdir / 'cache'}\n")
+    command = [servers.gridtap_bin() if c == "gridtap" else str(conf) if c.endswith("growatt.yaml") else c
+               for c in snippet["command"]]
+    monkeypatch.setenv("GROWATT_TOKEN", TOKEN)  # Telegraf expands ${GROWATT_TOKEN} from its own environment
+    server = servers.start_telegraf(workdir / "telegraf", command, signal_mode=snippet["signal"],
+                                    environment=[*snippet["environment"], f"GRIDTAP_STATE_DIR={workdir / 'state'}"])
+    try:
+        servers.wait_until(lambda: "ac_power_watts=" in server.output() and "battery_state_of_charge_ratio="
+                           in server.output(), 90, "growatt lines in Telegraf's output", server.proc)
+    finally:
+        server.proc.stop()
+    lines = [ln for ln in servers.parse_line_protocol(server.output()) if ln.measurement == "growatt"]
+    assert {ln.tags.get("device_sn") for ln in lines if "ac_power_watts" in ln.fields} == {MIN_SN, MIX_SN}
+    assert TOKEN not in server.output() + server.proc.log()
+    assert [c["code"] for c in calls(control)] == [0] * len(calls(control))
