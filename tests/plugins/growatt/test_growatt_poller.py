@@ -118,8 +118,7 @@ def test_10012_mid_cycle_serves_the_last_values_stale_and_the_other_devices_fres
         clock.advance(60)
         n = len(sim.calls)
         p.collect()
-        assert "device/tlx/tlx_last_data" not in [c["endpoint"] for c in list(sim.calls)[n:]] or \
-            clock.time() - sim.calls[n]["t"] < 0
+        assert "device/tlx/tlx_last_data" not in [c["endpoint"] for c in list(sim.calls)[n:]]
     clock.advance(61)
     n = len(sim.calls)
     third = p.collect()
