@@ -119,6 +119,7 @@ class Verdict:
     reason: str = ""
 
     def wait(self, now: float) -> float:
+        """Seconds from ``now`` until the call is allowed (0 when it is)."""
         return max(0.0, self.at - now)
 
 
@@ -127,10 +128,6 @@ def call_key(endpoint: str, params: Mapping[str, Any] | None = None) -> str:
     if not params:
         return endpoint
     return endpoint + "?" + urllib.parse.urlencode(sorted((str(k), str(v)) for k, v in params.items()))
-
-
-def endpoint_of(key: str) -> str:
-    return key.partition("?")[0]
 
 
 class Budget:
@@ -157,6 +154,7 @@ class Budget:
 
     # --- limits -----------------------------------------------------------------------
     def limit(self, endpoint: str) -> Limit:
+        """The limits of ``endpoint`` (``default`` for one without its own)."""
         return self.limits.get(endpoint, self.default)
 
     # --- questions ----------------------------------------------------------------------
@@ -221,6 +219,7 @@ class Budget:
             return max(until, old["until"] if old else 0.0)
 
     def unblock(self, scope: str) -> None:
+        """End the back-off window and the failure streak of ``scope`` now."""
         with self._locked(write=True) as st:
             st["blocks"].pop(scope, None)
             st["failures"].pop(scope, None)
@@ -248,6 +247,7 @@ class Budget:
             st["failures"].pop(scope, None)
 
     def failures(self, scope: str) -> int:
+        """Failures in a row in ``scope`` (0 after a :meth:`success` or a day without one)."""
         with self._locked() as st:
             return st["failures"].get(scope, (0, 0.0))[0]
 
