@@ -162,18 +162,33 @@ def parse_envelope(endpoint: str, body: bytes | str) -> Reply:
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
         looks = "an HTML page" if text.lstrip()[:1] == "<" else "not JSON"
         raise TransportError(endpoint, "not_json", f"the reply is {looks}, not the API's JSON") from None
+    except RecursionError:  # [[[[... from a broken proxy: no envelope, and no crash either
+        raise TransportError(endpoint, "not_json", "the reply is JSON nested too deep to be the API's") from None
     if not isinstance(doc, dict) or "error_code" not in doc:
         raise TransportError(endpoint, "not_json", "the reply is JSON without an error_code")
     raw_code = doc["error_code"]
-    try:
-        code = int(raw_code)
-    except (TypeError, ValueError):
-        raise TransportError(endpoint, "not_json", f"error_code is not a number: {raw_code!r}") from None
+    code = _error_code(raw_code)
+    if code is None:
+        raise TransportError(endpoint, "not_json", f"error_code is not a whole number: {str(raw_code)[:40]!r}")
     if code != 0:
         msg = doc.get("error_msg")
         raise ApiError(endpoint, code, msg if isinstance(msg, str) else "")
     extra = {k: v for k, v in doc.items() if k not in ("data", "error_code", "error_msg")}
     return Reply(doc.get("data"), extra)
+
+
+def _error_code(raw: Any) -> int | None:
+    """``error_code`` as an int (a number or a numeric string); None for anything else: a
+    0.5 or true is no success, and 1e999 no error code."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
+        return int(raw.strip())
+    if isinstance(raw, float) and raw.is_integer():
+        return int(raw)
+    return None
 
 
 def base_url(region: str, override: str | None) -> str:

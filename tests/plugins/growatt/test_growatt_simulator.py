@@ -11,6 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gridtap.config import Secret
 from gridtap_plugins.growatt import api
@@ -176,11 +178,22 @@ def test_silent_server_is_a_timeout():
 @pytest.mark.parametrize(("body", "code"), [
     (b"<html>login</html>", "not_json"), (b"[]", "not_json"), (b'{"error_code": "x"}', "not_json"),
     (b'{"data": 1}', "not_json"), (b"\xff\xfe", "not_json"),
+    (b"[" * 100_000, "not_json"), (b'{"error_code": 0, "data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "not_json"),
+    (b'{"error_code": 1e999}', "not_json"), (b'{"error_code": true}', "not_json"),
+    (b'{"error_code": 0.5, "data": 1}', "not_json"), (b'{"error_code": null}', "not_json"),
 ])
 def test_envelope_problems(body, code):
     with pytest.raises(api.TransportError) as t:
         api.parse_envelope("plant/list", body)
     assert t.value.code == code
+
+
+def test_error_codes_as_numbers_and_numeric_strings():
+    assert api.parse_envelope("plant/list", b'{"error_code": "0", "data": 5}').data == 5
+    assert api.parse_envelope("plant/list", b'{"error_code": 0.0, "data": 5}').data == 5
+    with pytest.raises(api.ApiError) as e:
+        api.parse_envelope("plant/list", b'{"error_code": "10012", "error_msg": null}')
+    assert e.value.problem is api.Problem.RATE_LIMITED
 
 
 def test_classification_depends_on_the_endpoint():
@@ -322,3 +335,20 @@ def test_the_history_decoders_on_replies_made_here(sim):
     sample = m.day_energy_metric(reply.data, reply.extra)
     assert sample is not None and dict(sample.labels) == {"device_sn": inv.sn, "datalogger_sn": inv.logger}
     assert sample.value == pytest.approx(gsim.device_day_energy(sim.model, inv, day) * 3.6e6, rel=1e-6)
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=8),
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                   max_size=4), max_leaves=20)
+
+
+@given(st.one_of(st.binary(max_size=200), _JSON.map(lambda x: json.dumps(x).encode()),
+                 st.dictionaries(st.sampled_from(["error_code", "error_msg", "data", "device_sn"]), _JSON)
+                 .map(lambda x: json.dumps(x).encode())))
+def test_any_reply_is_an_envelope_or_a_typed_error(body):
+    try:
+        reply = api.parse_envelope("plant/data", body)
+    except api.GrowattError as e:
+        assert "\n" not in str(e)
+    else:
+        assert isinstance(reply.extra, dict)
