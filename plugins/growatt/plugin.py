@@ -77,6 +77,11 @@ def check_base_url(url: str) -> None:
                                               f"https://{api.RETIRED_HOSTS[host]}/v1/ (or just set region)")
 
 
+def _looks_like_token(text: str) -> bool:
+    """Growatt tokens are 32 letters and digits: such a value is not echoed in an error."""
+    return len(text) >= 24 and text.isalnum()
+
+
 class GrowattPlugin(Plugin):
     name: ClassVar[str] = "growatt"
     description: ClassVar[str] = "Growatt inverters (MIN/TLX, SPH/MIX, classic) via the Growatt cloud OpenAPI v1"
@@ -108,7 +113,9 @@ class GrowattPlugin(Plugin):
             raise ConfigError("growatt.timezone", f"unknown time zone {config.timezone!r} (Europe/Berlin, GMT+1)")
         plant_id = config.plant_id.strip() if config.plant_id else None
         if plant_id is not None and not plant_id.isdigit():
-            raise ConfigError("growatt.plant_id", f"expected the plant's number, got {config.plant_id!r}")
+            shown = "what looks like an API token (the token goes in token)" if _looks_like_token(plant_id) \
+                else repr(config.plant_id)
+            raise ConfigError("growatt.plant_id", f"expected the plant's number, got {shown}")
         cache_dir = state.ensure_dir(config.cache_dir or state.default_dir("growatt"), "growatt.cache_dir")
         self.clock: Clock = clock or SystemClock()
         root = api.base_url(config.region, config.base_url)

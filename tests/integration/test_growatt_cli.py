@@ -170,6 +170,14 @@ def test_config_mistakes_are_one_line_exit_2(workdir: Path, gridtap: str, args, 
     assert "x" * 32 not in res.stderr.decode()
 
 
+def test_a_token_given_as_plant_id_is_not_echoed(workdir: Path, gridtap: str):
+    secret = "0badc0de0badc0de0badc0de0badc0de"
+    res = run("run", "growatt", "--token", "x" * 32, "--cache-dir", str(workdir / "c"), "--once",
+              "--plant-id", secret)
+    assert res.returncode == 2 and "looks like an API token" in servers.one_error_line(res)
+    assert secret not in res.stderr.decode()
+
+
 def test_missing_token_is_a_config_error(workdir: Path, gridtap: str):
     res = run("run", "growatt", "--cache-dir", str(workdir / "c"), "--once")
     assert res.returncode == 2 and "growatt.token: missing required value" in servers.one_error_line(res)
