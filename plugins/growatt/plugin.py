@@ -104,9 +104,16 @@ class GrowattPlugin(Plugin):
 
     def __init__(self, config: GrowattConfig, device: str, clock: Clock | None = None) -> None:
         super().__init__(config, device)
-        if not config.token.reveal().strip():
-            raise ConfigError("growatt.token", "missing value: give the API token (GROWATT_TOKEN)")
         logs.register_secret(config.token.reveal())
+        # A token read from a file or an env file often ends in a newline or a CR: the header
+        # would be refused by requests for it, on every call.
+        token = Secret(config.token.reveal().strip())
+        if not token.reveal():
+            raise ConfigError("growatt.token", "missing value: give the API token (GROWATT_TOKEN)")
+        if not token.reveal().isprintable() or any(c.isspace() for c in token.reveal()):
+            raise ConfigError("growatt.token", "contains spaces or control characters (not shown); an API token "
+                                               "is one word of letters and digits")
+        logs.register_secret(token.reveal())
         if config.base_url is not None:
             check_base_url(config.base_url)
         if config.timezone is not None and values.parse_zone(config.timezone) is None:
@@ -119,7 +126,7 @@ class GrowattPlugin(Plugin):
         cache_dir = state.ensure_dir(config.cache_dir or state.default_dir("growatt"), "growatt.cache_dir")
         self.clock: Clock = clock or SystemClock()
         root = api.base_url(config.region, config.base_url)
-        self.client = api.Client(root, config.token, float(config.timeout))
+        self.client = api.Client(root, token, float(config.timeout))
         settings = poller.Settings(
             window=float(config.rate_window), spacing=float(config.call_spacing),
             discovery_ttl=float(config.discovery_ttl), stale_after=float(config.stale_after),
@@ -128,7 +135,7 @@ class GrowattPlugin(Plugin):
             options=m.Options(config.plant_power_unit, config.mix_power_unit, float(config.power_max_age),
                               config.stale_power))
         self.poller = poller.Poller(self.client, settings, Path(cache_dir),
-                                    poller.file_stem(root, config.token.reveal()), self.clock,
+                                    poller.file_stem(root, token.reveal()), self.clock,
                                     "" if config.base_url else config.region)
 
     def collect(self) -> list[Metric]:

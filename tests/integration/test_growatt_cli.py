@@ -178,6 +178,18 @@ def test_a_token_given_as_plant_id_is_not_echoed(workdir: Path, gridtap: str):
     assert secret not in res.stderr.decode()
 
 
+def test_a_token_with_a_trailing_newline_or_cr_works(sim, workdir: Path):
+    url, control, _ = sim
+    res = run("run", "growatt", "--base-url", url, "--cache-dir", str(workdir / "c"), "--once", "--output", "influx",
+              env={"GROWATT_TOKEN": TOKEN + "\r\n"})  # from an env file written on Windows, or $(cat file)
+    assert res.returncode == 0, res.stderr.decode()
+    assert [c["code"] for c in calls(control)][:1] == [0]
+    res = run("run", "growatt", "--base-url", url, "--cache-dir", str(workdir / "c"), "--once",
+              env={"GROWATT_TOKEN": "two words-of-a-secret"})
+    assert res.returncode == 2 and "spaces or control characters" in servers.one_error_line(res)
+    assert b"words-of-a-secret" not in res.stderr
+
+
 def test_missing_token_is_a_config_error(workdir: Path, gridtap: str):
     res = run("run", "growatt", "--cache-dir", str(workdir / "c"), "--once")
     assert res.returncode == 2 and "growatt.token: missing required value" in servers.one_error_line(res)
