@@ -181,6 +181,7 @@ def test_a_token_given_as_plant_id_is_not_echoed(workdir: Path, gridtap: str):
 def test_a_token_with_a_trailing_newline_or_cr_works(sim, workdir: Path):
     url, control, _ = sim
     res = run("run", "growatt", "--base-url", url, "--cache-dir", str(workdir / "c"), "--once", "--output", "influx",
+              "--plant-id", "4242", "--device-sn", MIX_SN,
               env={"GROWATT_TOKEN": TOKEN + "\r\n"})  # from an env file written on Windows, or $(cat file)
     assert res.returncode == 0, res.stderr.decode()
     assert [c["code"] for c in calls(control)][:1] == [0]
