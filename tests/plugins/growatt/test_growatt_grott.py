@@ -90,6 +90,7 @@ def test_metrics_of_the_record_use_the_cloud_names():
     assert samples[("growatt_operating_seconds_total", ())] == pytest.approx(9055.575 * 3600)
     assert samples[("growatt_temperature_celsius", (("sensor", "temperature"),))] == 26.9
     assert samples[("growatt_dc_bus_voltage_volts", (("bus", "p"),))] == pytest.approx(371.8)
+    assert ("growatt_dc_bus_voltage_volts", (("bus", "n"),)) not in samples  # 0: no negative bus, as in the cloud
     assert samples[("growatt_data_timestamp_seconds", ())] == dt.datetime(2021, 2, 9, 12, 14, 10,
                                                                            tzinfo=dt.UTC).timestamp()
     assert not any(k[0] == "growatt_pv_string_voltage_volts" and ("string", "2") in k[1] for k in samples)
