@@ -67,18 +67,17 @@ ENDPOINTS: dict[str, Endpoint] = {e.path: e for e in (
 class Family:
     """A device family, chosen by ``device/list``'s numeric ``type`` (never the model text)."""
 
-    name: str  # label value: min, mix, inverter
-    type: int
+    name: str  # label value: min (MIN / TLX), mix (SPH / MIX hybrid), inverter (classic)
     last: Endpoint
     last_param: str  # the SN parameter of the "last data" call (tlx_sn, mix_sn, device_sn)
     info: Endpoint
-    title: str
 
 
+#: device/list ``type`` -> family.
 FAMILIES: dict[int, Family] = {
-    7: Family("min", 7, TLX_LAST, "tlx_sn", TLX_INFO, "MIN / TLX inverter"),
-    5: Family("mix", 5, MIX_LAST, "mix_sn", MIX_INFO, "SPH / MIX hybrid inverter"),
-    1: Family("inverter", 1, INV_LAST, "device_sn", INV_INFO, "inverter"),
+    7: Family("min", TLX_LAST, "tlx_sn", TLX_INFO),
+    5: Family("mix", MIX_LAST, "mix_sn", MIX_INFO),
+    1: Family("inverter", INV_LAST, "device_sn", INV_INFO),
 }
 #: device/list types we know but do not read (spec §8.1), for the one log line that says so.
 OTHER_TYPES = {2: "storage", 3: "datalogger / smart meter / sensor", 4: "MAX", 6: "SPA", 8: "PCS", 9: "HPS",
@@ -163,18 +162,33 @@ def parse_envelope(endpoint: str, body: bytes | str) -> Reply:
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
         looks = "an HTML page" if text.lstrip()[:1] == "<" else "not JSON"
         raise TransportError(endpoint, "not_json", f"the reply is {looks}, not the API's JSON") from None
+    except RecursionError:  # [[[[... from a broken proxy: no envelope, and no crash either
+        raise TransportError(endpoint, "not_json", "the reply is JSON nested too deep to be the API's") from None
     if not isinstance(doc, dict) or "error_code" not in doc:
         raise TransportError(endpoint, "not_json", "the reply is JSON without an error_code")
     raw_code = doc["error_code"]
-    try:
-        code = int(raw_code)
-    except (TypeError, ValueError):
-        raise TransportError(endpoint, "not_json", f"error_code is not a number: {raw_code!r}") from None
+    code = _error_code(raw_code)
+    if code is None:
+        raise TransportError(endpoint, "not_json", f"error_code is not a whole number: {str(raw_code)[:40]!r}")
     if code != 0:
         msg = doc.get("error_msg")
         raise ApiError(endpoint, code, msg if isinstance(msg, str) else "")
     extra = {k: v for k, v in doc.items() if k not in ("data", "error_code", "error_msg")}
     return Reply(doc.get("data"), extra)
+
+
+def _error_code(raw: Any) -> int | None:
+    """``error_code`` as an int (a number or a numeric string); None for anything else: a
+    0.5 or true is no success, and 1e999 no error code."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
+        return int(raw.strip())
+    if isinstance(raw, float) and raw.is_integer():
+        return int(raw)
+    return None
 
 
 def base_url(region: str, override: str | None) -> str:

@@ -26,9 +26,13 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from gridtap.errors import ConfigError, GridtapError, OutputError
+
+if TYPE_CHECKING:  # imported when a command runs, so `gridtap --help` stays light
+    from .api import Endpoint, Reply
+    from .poller import Poller
 
 MAX_DAYS = 95  # Growatt returns no history older than about 95 days
 ENERGY_SPAN = 7  # plant/energy: at most 7 days per call with time_unit=day
@@ -83,6 +87,7 @@ class Progress:
     def __init__(self, total: int, mode: str, out: TextIO = sys.stderr) -> None:
         self.total, self.done, self.out = total, 0, out
         self.mode = ("bar" if out.isatty() else "lines") if mode == "auto" else mode
+        self._bar_open = False  # the bar's line has not been ended yet
 
     def step(self, what: str) -> None:
         self.done += 1
@@ -94,21 +99,25 @@ class Progress:
             full = int(width * self.done / max(1, self.total))
             self.out.write(f"\r[{'#' * full}{'.' * (width - full)}] {self.done}/{self.total} {what[:60]:<60}")
             self.out.flush()
+            self._bar_open = True
         elif self.mode == "lines":
             self.out.write(f"growatt backfill: {self.done}/{self.total} {what}\n")
             self.out.flush()
 
     def note(self, text: str) -> None:
-        if self.mode == "bar":
-            self.out.write("\n")
+        self._end_bar()
         if self.mode != "none":
             self.out.write(f"growatt backfill: {text}\n")
             self.out.flush()
 
     def finish(self) -> None:
-        if self.mode == "bar":
+        self._end_bar()
+
+    def _end_bar(self) -> None:
+        if self._bar_open:
             self.out.write("\n")
             self.out.flush()
+            self._bar_open = False
 
 
 def run(args: argparse.Namespace) -> int:
@@ -131,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
             end = dt.date.fromisoformat(args.end)
         except ValueError:
             raise ConfigError("--end", f"expected YYYY-MM-DD, got {args.end!r}") from None
+        _check_span(end, args.days)
     flags = {k[4:]: x for k, x in vars(args).items() if k.startswith("cfg_") and x is not None}
     found = devices.load_device(GrowattPlugin, config_path=args.config, name=args.name, flags=flags)
     sink = _sink(args, found.common)  # checked before any call is spent
@@ -171,7 +181,18 @@ def run(args: argparse.Namespace) -> int:
         plugin.close()
 
 
-def _zone_from_details(poller: Any, plant_id: str) -> dt.tzinfo | None:
+def _check_span(end: dt.date, days: int) -> None:
+    """ConfigError for days Growatt has no history of: calls (10 plant/energy a day) spent on
+    nothing. Judged by the UTC date, a day of slack either way for the plant's zone."""
+    today = dt.datetime.now(dt.UTC).date()
+    if end > today + dt.timedelta(days=1):
+        raise ConfigError("--end", f"{end} is in the future")
+    if (today - end).days + days - 1 > MAX_DAYS + 1:
+        raise ConfigError("--end", f"{days} day(s) up to {end} reach back further than Growatt keeps about "
+                                   f"{MAX_DAYS} days")
+
+
+def _zone_from_details(poller: Poller, plant_id: str) -> dt.tzinfo | None:
     from . import api, values
 
     reply = poller.call(api.PLANT_DETAILS, {"plant_id": plant_id}, target=f"plant {plant_id}")
@@ -180,7 +201,7 @@ def _zone_from_details(poller: Any, plant_id: str) -> dt.tzinfo | None:
     return values.parse_zone(values.normalise_record(reply.data).get("timezone"))
 
 
-def _call(poller: Any, endpoint: Any, params: dict[str, Any], progress: Progress) -> Any:
+def _call(poller: Poller, endpoint: Endpoint, params: dict[str, Any], progress: Progress) -> Reply:
     """One history call: waits for its window if it was made a moment ago, fails on an error."""
     verdict = poller.budget.check(endpoint.path, params)
     now = poller.clock.time()
@@ -205,7 +226,7 @@ def _shown(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={x}" for k, x in params.items() if k != "plant_id")
 
 
-def _fetch_plan(poller: Any, plan: Plan, progress: Progress, device: str) -> tuple[list[Any], list[Any]]:
+def _fetch_plan(poller: Poller, plan: Plan, progress: Progress, device: str) -> tuple[list[Any], list[Any]]:
     """(line-protocol batches, one Pushgateway batch) of one plant's history."""
     from gridtap.model import Batch
 
@@ -309,6 +330,9 @@ def _sink(args: argparse.Namespace, common: Any) -> Any:
             pushgateway.push(batches, settings.url, job, timeout=float(settings.timeout),
                              username=settings.username, password=settings.password)
 
+        _probe(f"pushgateway {settings.url}", settings.url.rstrip("/") + "/-/ready",
+               (settings.username, settings.password.reveal() if settings.password else "")
+               if settings.username else None)
         return push
     if args.influx_url:
         from gridtap.config import check_http_url
@@ -318,6 +342,7 @@ def _sink(args: argparse.Namespace, common: Any) -> Any:
         def write(batches: list[Any], _pushed: list[Any]) -> None:
             _influx_write(args, lineproto.encode(batches))
 
+        _probe(f"influxdb {args.influx_url}", args.influx_url.rstrip("/") + "/ping", None)
         return write
 
     def stdout(batches: list[Any], _pushed: list[Any]) -> None:
@@ -325,6 +350,19 @@ def _sink(args: argparse.Namespace, common: Any) -> Any:
         sys.stdout.flush()
 
     return stdout
+
+
+def _probe(what: str, url: str, auth: tuple[str, str] | None) -> None:
+    """OutputError unless ``url`` answers: the history costs calls Growatt counts, so where
+    it goes is tried before the first one is made."""
+    import requests
+
+    try:
+        resp = requests.get(url, timeout=10, auth=auth)
+    except requests.RequestException as e:
+        raise OutputError(f"{what}: cannot connect ({type(e).__name__}); nothing was fetched") from None
+    if resp.status_code >= 400:
+        raise OutputError(f"{what}: HTTP {resp.status_code} on {url.rsplit('/', 1)[-1]}; nothing was fetched")
 
 
 def _influx_write(args: argparse.Namespace, body: bytes) -> None:

@@ -217,8 +217,8 @@ def record_metrics(record: dict[str, Any], zone: dt.tzinfo | None) -> list[Metri
         if group is not None and not in_use[group]:
             continue
         scaled = values[name]["scaled"] * scale
-        if metric is m.TEMPERATURE and scaled == 0:
-            continue  # no such sensor
+        if metric in (m.TEMPERATURE, m.DC_BUS_VOLTAGE) and scaled == 0:
+            continue  # no such sensor (as the cloud API's zeros: the same series either way)
         value: float | int = int(scaled) if metric.integer else values_denoise(scaled)
         out.append(metric(value, **labels, **extra))
     when = dt.datetime.fromisoformat(values["date"]).replace(tzinfo=zone or dt.UTC)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,11 +27,18 @@ from . import values as v
 
 KWH = 3.6e6  # joules per kWh
 
-_STATUS_WORDS = {
-    "min": {"0": "waiting", "1": "normal", "2": "fault"},
-    "mix": {"0": "waiting", "1": "normal", "2": "fault", "5": "PV and battery online"},
-    "inverter": {"0": "waiting", "1": "normal", "3": "fault"},
-}
+#: Human words for label values in entity names ("MIN data stale", not "device/tlx/tlx_last_data stale").
+_ENDPOINT_WORDS = {"endpoint": {
+    "*": "all calls", "plant/list": "plant list", "plant/details": "plant details", "plant/data": "plant data",
+    "plant/energy": "plant energy history", "plant/power": "plant power history", "device/list": "device list",
+    "device/tlx/tlx_last_data": "MIN data", "device/tlx/tlx_data_info": "MIN info",
+    "device/mix/mix_last_data": "SPH data", "device/mix/mix_data_info": "SPH info",
+    "device/inverter/last_new_data": "inverter data", "device/inverter/inv_data_info": "inverter info",
+    "device/inverter/day_energy": "inverter day energy"}}
+_SENSOR_WORDS = {"sensor": {"temp1": "1", "temp2": "2", "temp3": "3", "temp4": "4", "temp5": "5",
+                            "temperature": "inverter", "temperature2": "2", "temperature3": "3", "temperature4": "4",
+                            "temperature5": "5", "ipm": "IPM"}}
+_PHASES_WORDS = {"phases": {"rs": "L1-L2", "st": "L2-L3", "tr": "L3-L1"}}
 
 
 def _energy(name: str, today: bool = False, **kw: Any) -> Display:
@@ -96,7 +103,7 @@ GRID_VOLTAGE = _def("growatt_grid_voltage_volts", "Grid voltage per phase (vac1-
                     labels=(*DEV, "phase"), display=_d("Grid voltage phase {phase}", "V", 1))
 GRID_LINE_VOLTAGE = _def("growatt_grid_line_voltage_volts", "Grid line-to-line voltage (vacRs, vacSt, vacTr).",
                          "volts", labels=(*DEV, "phases"),
-                         display=_d("Grid voltage {phases}", "V", 1, enabled=False))
+                         display=_d("Grid voltage {phases}", "V", 1, enabled=False, words=_PHASES_WORDS))
 GRID_CURRENT = _def("growatt_grid_current_amperes", "Grid current per phase (iac1-3 / iacr, iacs, iact).",
                     "amperes", labels=(*DEV, "phase"), display=_d("Grid current phase {phase}", "A", 2))
 GRID_FREQUENCY = _def("growatt_grid_frequency_hertz", "Grid frequency (fac).", "hertz", labels=DEV,
@@ -107,7 +114,7 @@ DC_BUS_VOLTAGE = _def("growatt_dc_bus_voltage_volts", "DC bus voltage (pBusVolta
                       labels=(*DEV, "bus"), display=_d("DC bus {bus} voltage", "V", 1, diagnostic=True,
                                                        words={"bus": {"p": "positive", "n": "negative"}}))
 TEMPERATURE = _def("growatt_temperature_celsius", "Inverter temperatures by sensor field (0 = no sensor, left out).",
-                   "celsius", labels=(*DEV, "sensor"), display=_d("Temperature {sensor}", "°C", 1))
+                   "celsius", labels=(*DEV, "sensor"), display=_d("Temperature {sensor}", "°C", 1, words=_SENSOR_WORDS))
 AC_ENERGY_TODAY = _def("growatt_ac_energy_today_joules", "AC energy produced today (eacToday / powerToday).",
                        "joules", labels=DEV, display=_energy("Energy today", today=True))
 AC_ENERGY_TOTAL = _def("growatt_ac_energy_joules_total", "AC energy produced since installation (eacTotal / "
@@ -195,30 +202,33 @@ FAULT_CODE = _def("growatt_fault_code", "Fault code the inverter reports (0 = no
 READING_STALE = _def("growatt_reading_stale", "1 when these values were not refreshed by this collection (rate "
                      "window, back-off, API error) and come from an earlier call; 0 when fresh.",
                      labels=("endpoint", "plant_id", "device_sn"), integer=True,
-                     display=Display(name="{endpoint} stale", binary="problem", diagnostic=True))
+                     display=Display(name="{endpoint} stale", binary="problem", diagnostic=True, words=_ENDPOINT_WORDS))
 READING_AGE = _def("growatt_reading_age_seconds", "Seconds since gridtap fetched the values served for this endpoint.",
                    "seconds", labels=("endpoint", "plant_id", "device_sn"),
-                   display=_d("{endpoint} age", "s", 0, diagnostic=True))
+                   display=_d("{endpoint} age", "s", 0, diagnostic=True, words=_ENDPOINT_WORDS))
 
 # --- gridtap's side of the API (diagnostics: published while the API is down) --------------------
 API_REQUESTS = _def("growatt_api_requests_total", "Calls made to the Growatt API, by endpoint.",
                     kind=Kind.COUNTER, labels=("endpoint",), integer=True,
-                    display=Display(name="{endpoint} calls", diagnostic=True, enabled=False))
+                    display=Display(name="{endpoint} calls", diagnostic=True, enabled=False, words=_ENDPOINT_WORDS))
 API_ERRORS = _def("growatt_api_errors_total", "Calls that gave no data, by endpoint and code (10012 rate limited, "
                   "10011 permission denied, http_NNN, not_json, timeout, transport).", kind=Kind.COUNTER,
                   labels=("endpoint", "code"), integer=True,
-                  display=Display(name="{endpoint} errors {code}", diagnostic=True, enabled=False))
+                  display=Display(name="{endpoint} errors {code}", diagnostic=True, enabled=False,
+                                  words=_ENDPOINT_WORDS))
 API_BACKOFF = _def("growatt_api_backoff_seconds", "Seconds until the endpoint may be called again after an error "
                    "(0 = no back-off); endpoint=\"*\" is the back-off of every call.", "seconds",
-                   labels=("endpoint",), display=_d("{endpoint} back-off", "s", 0, diagnostic=True))
+                   labels=("endpoint",),
+                   display=_d("{endpoint} back-off", "s", 0, diagnostic=True, words=_ENDPOINT_WORDS))
 API_DAILY_CALLS = _def("growatt_api_daily_calls", "Calls of a capped endpoint in the last 24 hours.",
                        labels=("endpoint",), integer=True, display=_d("{endpoint} calls today", "", 0,
-                                                                       diagnostic=True))
+                                                                       diagnostic=True, words=_ENDPOINT_WORDS))
 API_DAILY_LIMIT = _def("growatt_api_daily_limit", "Calls a capped endpoint allows in 24 hours.",
                        labels=("endpoint",), integer=True, display=Display(hidden=True))
 API_DISABLED = _def("growatt_api_disabled", "1 while an endpoint is switched off for one plant or device after "
                     "10011 (the token may not read it); the rest carries on.", labels=("endpoint", "target"),
-                    integer=True, display=Display(name="{endpoint} disabled", binary="problem", diagnostic=True))
+                    integer=True, display=Display(name="{endpoint} disabled", binary="problem", diagnostic=True,
+                                    words=_ENDPOINT_WORDS))
 
 # --- history (gridtap growatt backfill) -----------------------------------------------------------
 DAILY_ENERGY = _def("growatt_plant_daily_energy_joules", "Plant energy of one day (plant/energy), timestamped at "
@@ -234,7 +244,6 @@ DEVICE_DAILY_ENERGY = _def("growatt_device_daily_energy_joules", "Energy of one 
                            display=Display(hidden=True))
 
 METRICS: tuple[MetricDef, ...] = tuple(x for x in list(globals().values()) if isinstance(x, MetricDef))
-HISTORY = (DAILY_ENERGY, DAILY_PEAK, HOURLY_POWER, PLANT_POWER)
 
 
 class Rule(enum.Enum):
@@ -441,8 +450,8 @@ def device_metrics(reading: DeviceReading, options: Options, now: float, zone: d
 
 
 def plant_metrics(plant_id: str, record: Mapping[str, Any], options: Options, now: float,
-                  zone: dt.tzinfo | None, guards: v.Guards | None = None) -> list[Metric]:
-    """plant/data (normalised record) -> samples."""
+                  zone: dt.tzinfo | None) -> list[Metric]:
+    """plant/data (normalised record, already through :func:`guard_plant`) -> samples."""
     out: list[Metric] = []
     when = v.parse_local_time(record.get("lastupdatetime"), zone)
     power = v.first(record, ("currentpower",))
@@ -509,10 +518,3 @@ def day_energy_metric(data: Any, extra: Mapping[str, Any]) -> Metric | None:
     return DEVICE_DAILY_ENERGY(v.denoise(kwh * KWH), device_sn=str(extra.get("device_sn") or ""),
                                datalogger_sn=str(logger))
 
-
-def status_words(family: str) -> Mapping[str, str]:
-    return _STATUS_WORDS.get(family, {})
-
-
-def names(metrics: Sequence[Metric]) -> set[str]:
-    return {m.name for m in metrics}

@@ -61,10 +61,25 @@ class GrowattConfig:
 
 def check_base_url(url: str) -> None:
     check_http_url("growatt.base_url", url, "https://openapi.growatt.com/v1/")
-    host = (urllib.parse.urlsplit(url).hostname or "").lower()
+    parts = urllib.parse.urlsplit(url.strip())
+    if parts.username is not None or parts.query or parts.fragment:
+        # not echoed: what is there is often the token
+        raise ConfigError("growatt.base_url", "give the API root only (https://openapi.growatt.com/v1/), without "
+                                              "user@, ?query or #fragment: the token goes in token")
+    path = parts.path.rstrip("/")
+    endpoint = next((e for e in api.ENDPOINTS if path.endswith("/" + e) or path == e), None)
+    if endpoint is not None:
+        raise ConfigError("growatt.base_url", f"that is the {endpoint} endpoint; give the API root, e.g. "
+                                              f"{parts.scheme}://{parts.netloc}{path[:-len(endpoint)] or '/'}")
+    host = (parts.hostname or "").lower()
     if host in api.RETIRED_HOSTS:
         raise ConfigError("growatt.base_url", f"{host} is retired for the API; use "
                                               f"https://{api.RETIRED_HOSTS[host]}/v1/ (or just set region)")
+
+
+def _looks_like_token(text: str) -> bool:
+    """Growatt tokens are 32 letters and digits: such a value is not echoed in an error."""
+    return len(text) >= 24 and text.isalnum()
 
 
 class GrowattPlugin(Plugin):
@@ -89,20 +104,29 @@ class GrowattPlugin(Plugin):
 
     def __init__(self, config: GrowattConfig, device: str, clock: Clock | None = None) -> None:
         super().__init__(config, device)
-        if not config.token.reveal().strip():
-            raise ConfigError("growatt.token", "missing value: give the API token (GROWATT_TOKEN)")
         logs.register_secret(config.token.reveal())
+        # A token read from a file or an env file often ends in a newline or a CR: the header
+        # would be refused by requests for it, on every call.
+        token = Secret(config.token.reveal().strip())
+        if not token.reveal():
+            raise ConfigError("growatt.token", "missing value: give the API token (GROWATT_TOKEN)")
+        if not token.reveal().isprintable() or any(c.isspace() for c in token.reveal()):
+            raise ConfigError("growatt.token", "contains spaces or control characters (not shown); an API token "
+                                               "is one word of letters and digits")
+        logs.register_secret(token.reveal())
         if config.base_url is not None:
             check_base_url(config.base_url)
         if config.timezone is not None and values.parse_zone(config.timezone) is None:
             raise ConfigError("growatt.timezone", f"unknown time zone {config.timezone!r} (Europe/Berlin, GMT+1)")
         plant_id = config.plant_id.strip() if config.plant_id else None
         if plant_id is not None and not plant_id.isdigit():
-            raise ConfigError("growatt.plant_id", f"expected the plant's number, got {config.plant_id!r}")
+            shown = "what looks like an API token (the token goes in token)" if _looks_like_token(plant_id) \
+                else repr(config.plant_id)
+            raise ConfigError("growatt.plant_id", f"expected the plant's number, got {shown}")
         cache_dir = state.ensure_dir(config.cache_dir or state.default_dir("growatt"), "growatt.cache_dir")
         self.clock: Clock = clock or SystemClock()
         root = api.base_url(config.region, config.base_url)
-        self.client = api.Client(root, config.token, float(config.timeout))
+        self.client = api.Client(root, token, float(config.timeout))
         settings = poller.Settings(
             window=float(config.rate_window), spacing=float(config.call_spacing),
             discovery_ttl=float(config.discovery_ttl), stale_after=float(config.stale_after),
@@ -111,7 +135,7 @@ class GrowattPlugin(Plugin):
             options=m.Options(config.plant_power_unit, config.mix_power_unit, float(config.power_max_age),
                               config.stale_power))
         self.poller = poller.Poller(self.client, settings, Path(cache_dir),
-                                    poller.file_stem(root, config.token.reveal()), self.clock,
+                                    poller.file_stem(root, token.reveal()), self.clock,
                                     "" if config.base_url else config.region)
 
     def collect(self) -> list[Metric]:

@@ -28,6 +28,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -50,6 +51,10 @@ from . import values as v
 log = logging.getLogger("gridtap.growatt")
 
 _CACHE_VERSION = 1
+#: The longest back-off of a call whose device or plant "does not exist".
+_NOT_FOUND_CAP = 2 * 3600.0
+#: How long an empty plant list is believed (8 lists a day at most: the cap is 10).
+_NO_PLANT_RETRY = 3 * 3600.0
 
 
 @dataclass
@@ -167,7 +172,10 @@ class Poller:
         #: Whether the last :meth:`call` that gave nothing failed (an error or a running back-off),
         #: rather than waiting for its window.
         self.last_failed = False
+        #: Read the device lists again at the next collection (a device "does not exist", a token
+        #: refused on data that worked); ``refresh_plants``: the plant list too (a plant is gone).
         self.refresh_discovery = False
+        self.refresh_plants = False
         self._said: dict[str, str] = {}
         self._lock = threading.RLock()
         self._refreshed: set[str] = set()
@@ -182,36 +190,67 @@ class Poller:
         if not isinstance(doc, dict) or doc.get("v") != _CACHE_VERSION:
             return
         try:
-            if doc.get("discovery"):
-                self.discovery = Discovery.from_json(doc["discovery"])
-            self.readings = {k: Reading.from_json(r) for k, r in dict(doc.get("readings", {})).items()}
             self.guards = v.Guards(doc.get("guards"))
-        except (KeyError, TypeError, ValueError, AttributeError):
-            log.info("growatt: ignoring an unreadable cache file %s", self.cache_path)
-            self.discovery, self.readings, self.guards = None, {}, v.Guards()
+        except (TypeError, ValueError, AttributeError):
+            self.guards = v.Guards()
+        if not self._adopt(doc):
+            log.info("growatt: ignoring what is unreadable in the cache file %s", self.cache_path)
+
+    def _adopt(self, doc: Any) -> bool:
+        """Take from a cache file's ``doc`` the readings and the discovery that are newer than
+        ours: another process on this token and cache_dir fetched them (the shared budget let
+        only one of us call). Returns False when part of ``doc`` was unreadable."""
+        if not isinstance(doc, dict) or doc.get("v") != _CACHE_VERSION:
+            return True
+        whole = True
+        with self._lock:
+            for k, r in dict(doc.get("readings") or {}).items():
+                try:
+                    theirs = Reading.from_json(r)
+                except (KeyError, TypeError, ValueError, AttributeError):
+                    whole = False
+                    continue
+                ours = self.readings.get(k)
+                if ours is None or theirs.fetched_at > ours.fetched_at:
+                    self.readings[k] = theirs  # here=False: served marked stale, with its own age
+            try:
+                found = Discovery.from_json(doc["discovery"]) if doc.get("discovery") else None
+            except (KeyError, TypeError, ValueError, AttributeError):
+                return False
+            if found is not None and found.signature == self.signature() and (
+                    self.discovery is None or found.at > self.discovery.at):
+                self.discovery = found
+        return whole
+
+    def refresh_from_cache(self) -> None:
+        """What other processes sharing the cache fetched since we last looked."""
+        if self.cache_path is not None:
+            with self._file_lock():
+                self._adopt(state.read_json(self.cache_path))
 
     def save(self) -> None:
-        """Write discovery, readings and guards; readings another process wrote meanwhile are
-        kept when they are newer than ours (several pollers may share one token)."""
+        """Write discovery, readings and guards, after taking what another process wrote
+        meanwhile when it is newer than ours (several pollers may share one token)."""
         if self.cache_path is None:
             return
         with self._file_lock():
             other = state.read_json(self.cache_path)
+            self._adopt(other)
             readings = {k: r.to_json() for k, r in self.readings.items()}
             discovery = self.discovery.to_json() if self.discovery else None
             if isinstance(other, dict) and other.get("v") == _CACHE_VERSION:
-                for k, r in dict(other.get("readings", {})).items():
-                    with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
-                        if k not in readings or float(r["fetched_at"]) > readings[k]["fetched_at"]:
-                            readings[k] = r
                 theirs = other.get("discovery")
                 with contextlib.suppress(KeyError, TypeError, ValueError):
+                    # another process's discovery (other filters) is kept when it is newer
                     if theirs and (discovery is None or float(theirs["at"]) > discovery["at"]):
                         discovery = theirs
             horizon = self.clock.time() - max(self.settings.stale_after, 86400.0)
             readings = {k: r for k, r in readings.items() if float(r.get("fetched_at", 0)) > horizon}
-            state.write_json(self.cache_path, {"v": _CACHE_VERSION, "discovery": discovery, "readings": readings,
-                                               "guards": self.guards.to_json()})
+            doc = {"v": _CACHE_VERSION, "discovery": discovery, "readings": readings, "guards": self.guards.to_json()}
+            # Rewritten only when something changed (a collection inside a window changes nothing):
+            # an fsync per collection adds up on an SD card.
+            if _json_text(doc) != _json_text(other):
+                state.write_json(self.cache_path, doc)
 
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:
@@ -285,9 +324,9 @@ class Poller:
             # Another client on this token, or Growatt counting differently: skip a window of
             # this request (Growatt keys its limit on the identical request, spec §7).
             until = self.budget.block(key, s.window, f"{e.code} rate limited by Growatt")
+            kept = ", the last values stay served marked stale" if key in self.readings else ""
             self._say(f"rate/{endpoint.path}", logging.WARNING,
-                      f"{endpoint.path} answered {e.code} (rate limited); no call before {_clock_text(until)}, "
-                      "the last values stay served marked stale")
+                      f"{endpoint.path} answered {e.code} (rate limited); no call before {_clock_text(until)}{kept}")
             self._problems.append(f"{e} (rate limited; next call after {_clock_text(until)})")
             return
         if e.problem is api.Problem.AUTH:
@@ -311,8 +350,13 @@ class Poller:
                               "on openapi*.growatt.com")
         if e.problem is api.Problem.NOT_FOUND:
             self.refresh_discovery = True
-            self.budget.block(key, s.window, f"{e.code}: not found")
-            self._say(f"gone/{key}", logging.WARNING, f"{e}: not found; the device list will be read again")
+            self.refresh_plants |= endpoint.path.startswith("plant/")
+            # Backing off (a window, doubling to 2 h): Growatt's lists can go on naming a device
+            # its data endpoint denies, and each try reads the device list again.
+            delay = self.budget.failure(key, f"{e.code}: not found", base=s.window, cap=_NOT_FOUND_CAP)
+            self._say(f"gone/{key}", logging.WARNING, f"{e}: not found; the "
+                      f"{'plant' if self.refresh_plants else 'device'} list will be read again, this call waits "
+                      f"{delay:.0f} s")
             self._problems.append(f"{e} (not found)")
             return
         delay = self.budget.failure(key, f"error {e.code}", base=s.window, cap=6 * s.window)
@@ -335,13 +379,15 @@ class Poller:
         now = self.clock.time()
         d = self.discovery
         s = self.settings
-        same = d is not None and d.signature == self.signature() and not self.refresh_discovery
+        same = d is not None and d.signature == self.signature()
         # An empty or partly read device list is read again after an hour; the plant list, which
-        # allows only 10 calls a day, is not read again for it.
+        # allows only 10 calls a day, is not read again for it - nor for a device that is gone
+        # (the device list says that), and for a plant that is gone at most once an hour.
         devices_ttl = s.discovery_ttl if (d is not None and d.complete and any(d.devices.values())) else min(
             s.discovery_ttl, 3600.0)
-        plants_fresh = same and d is not None and now - (d.plants_at or d.at) < s.discovery_ttl
-        if same and d is not None and now - d.at < devices_ttl:
+        plants_ttl = min(s.discovery_ttl, 3600.0) if self.refresh_plants else s.discovery_ttl
+        plants_fresh = same and d is not None and now - (d.plants_at or d.at) < plants_ttl
+        if same and d is not None and not self.refresh_discovery and now - d.at < devices_ttl:
             return d
         fresh = self._discover_now(now, d, reuse_plants=plants_fresh)
         if fresh is None:
@@ -352,7 +398,7 @@ class Poller:
             raise DeviceError("no plant and device list yet: " + (self._problems[-1] if self._problems
                                                                   else "discovery not possible now"))
         self.discovery = fresh
-        self.refresh_discovery = False
+        self.refresh_discovery = self.refresh_plants = False
         self._describe(fresh)
         self.save()
         return fresh
@@ -371,9 +417,11 @@ class Poller:
                 return None
             plants = _plants(reply.data, self._say)
             if not plants:
+                # Asked again every collection, the 10 lists a day would be gone within the hour.
+                until = self.budget.block(api.PLANT_LIST.path, _NO_PLANT_RETRY, "plant/list listed no plant")
                 raise DeviceError("plant/list lists no plant for this token: tokens made on the Growatt web "
                                   "portal often see none; make one in the ShinePhone app (Me > API token), or set "
-                                  "plant_id")
+                                  f"plant_id; next try after {_clock_text(until)}")
         devices: dict[str, list[dict[str, Any]]] = {}
         complete = True
         for pid in plants:
@@ -423,6 +471,7 @@ class Poller:
         with self._lock:
             self._refreshed = set()
             self._problems = []
+        self.refresh_from_cache()
         refused = self.budget.check(api.PLANT_LIST.path)
         if not refused.allowed and "token refused" in refused.reason:
             # Until the back-off ends nothing is asked and nothing stale is served: the token is bad.
@@ -583,7 +632,10 @@ class Poller:
             if not d.plants or (not devices and not problems):
                 reason = "no plant or device to read"
             else:
-                reason = "no values yet: " + ("; ".join(problems[:3]) if problems else "nothing fetched")
+                expired = any(r.endpoint != api.PLANT_DETAILS.path and not r.endpoint.endswith("_info")
+                              for r in self.readings.values())
+                reason = (f"no values fetched within stale_after ({_span(s.stale_after)}): " if expired
+                          else "no values yet: ") + ("; ".join(problems[:3]) if problems else "nothing fetched")
             raise DeviceError(reason)
         return out
 
@@ -638,6 +690,10 @@ class Poller:
         }
 
 
+def _json_text(doc: Any) -> str:
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True, default=str)
+
+
 def _target(key: str) -> str:
     """The plant or device a call key is about: ``plant 4242`` or the serial number."""
     params = _params_of(key)
@@ -651,6 +707,12 @@ def _params_of(key: str) -> dict[str, str]:
     from urllib.parse import parse_qsl
 
     return dict(parse_qsl(key.partition("?")[2]))
+
+
+def _span(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} h"
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
 def _clock_text(ts: float) -> str:

@@ -192,7 +192,18 @@ def device_slot_power(model: PlantModel, dev: SimDevice, day: dt.date, slot: int
 
 
 def device_day_energy(model: PlantModel, dev: SimDevice, day: dt.date, upto: int = 288) -> float:
+    """kWh a device fed in on ``day`` up to (excluding) slot ``upto``."""
+    if upto >= 288:  # whole days are summed again and again (month and year totals): once each
+        return _whole_day_energy(model.peak_w, model.tz_hours, dev.family, dev.share, day.toordinal())
     return sum(device_slot_power(model, dev, day, i) for i in range(upto)) * SLOT / 3600 / 1000
+
+
+@lru_cache(maxsize=10_000)
+def _whole_day_energy(peak: float, tz: float, family: str, share: float, ordinal: int) -> float:
+    model = PlantModel(tz, peak)
+    dev = SimDevice(family, "", 0, share, "", "")
+    day = dt.date.fromordinal(ordinal)
+    return sum(device_slot_power(model, dev, day, i) for i in range(288)) * SLOT / 3600 / 1000
 
 
 def soc_at(model: PlantModel, share: float, day: dt.date, upto: int) -> float:
@@ -456,7 +467,7 @@ class GrowattSimulator:
         if path.startswith("plant/") and path != "plant/list" and pid != PLANT_ID:
             return (10002, "plant does not exist")
         if path == "plant/list":
-            return {"count": 1, "plants": [self._plant()]}
+            return {"count": 1, "plants": [self._plant(now)]}
         if path == "plant/details":
             return self._details()
         if path == "plant/data":
@@ -488,19 +499,32 @@ class GrowattSimulator:
         return (10001, "system error")
 
     # --- the plant's answers ---------------------------------------------------------------------------
-    def _plant(self) -> dict[str, Any]:
-        return {"status": 1, "locale": "en-US", "total_energy": "", "operator": "0", "country": "Netherlands",
+    def _plant(self, now: float) -> dict[str, Any]:
+        total = float(self._plant_data(now)["total_energy"])  # a number here, a string in plant/data
+        return {"status": 1, "locale": "en-US", "total_energy": total, "operator": "0", "country": "Netherlands",
                 "city": "Utrecht", "current_power": "", "create_date": "2026-01-01", "image_url": None,
                 "plant_id": int(PLANT_ID), "name": "Simulated plant", "installer": "0", "user_id": 31,
                 "longitude": "", "latitude": "", "peak_power": self.model.peak_w / 1000, "latitude_d": None,
                 "latitude_f": None}
 
     def _details(self) -> dict[str, Any]:
-        return {"name": "Simulated plant", "city": "Utrecht", "country": "Netherlands",
+        # Every key of the documented reply; most are "" on real plants too.
+        empty = ("address1", "address2", "description", "designercontact", "designerorganization", "elevation",
+                 "financiercontact", "financierorganization", "fixed_azimuth", "fixed_tilt", "grid_type",
+                 "installed_ac_capacity", "installed_dc_capacity", "installed_panel_area", "installercontact",
+                 "installerorganization", "irradiationsensor_type", "jurisdictioncontact", "jurisdictionorganization",
+                 "notes", "offtakercontact", "offtakerorganization", "operatorcontact", "operatororganization",
+                 "plant_type", "postal", "state", "status", "tracker_type", "weather_type", "weathersensor_man",
+                 "weathersensor_md", "weathersensor_num")
+        return {**dict.fromkeys(empty, ""), "name": "Simulated plant", "city": "Utrecht", "country": "Netherlands",
                 "timezone": self.model.tz_name, "peak_power": self.model.peak_w / 1000, "currency": "eur",
-                "create_date": "2026-01-01", "latitude": "52.1", "longitude": "5.1", "address1": "", "status": "",
-                "inverters": [{"inverter_md": "", "inverter_num": len(self.devices), "inverter_man": "Growatt"}],
-                "dataloggers": [], "arrays": [], "locale": "en_US", "user_id": 31}
+                "create_date": "2026-01-01", "latitude": "52.1", "longitude": "5.1", "image_url": "1.png",
+                "ownercontact": "", "ownerorganization": "",
+                "inverters": [{"inverter_md": "", "inverter_num": len(self._live_devices()),
+                               "inverter_man": "Growatt"}],
+                "dataloggers": [{"datalogger_num": 1, "datalogger_man": "Growatt", "datalogger_md": ""}],
+                "arrays": [{"num_modules": 0, "module_md": "", "module_man": "Growatt"}], "locale": "en_US",
+                "user_id": 31}
 
     def _live_devices(self) -> list[SimDevice]:
         return [d for d in self.devices if d.family in RECORDS]
@@ -578,7 +602,7 @@ class GrowattSimulator:
             day = dt.date.fromisoformat(params.get("date", ""))
         except ValueError:
             return (10003, "date format error")
-        return {"__envelope__": {"device_sn": dev.sn, "datalogger_sn": dev.logger},
+        return {"__envelope__": {"device_sn": dev.sn, "datalogger_sn": dev.logger, "error_msg": None},
                 "__bare__": f32(device_day_energy(self.model, dev, day))}
 
     # --- control (tests) ------------------------------------------------------------------------------
@@ -623,7 +647,8 @@ def _json(data: Any) -> bytes:
         doc.update(data.pop("__envelope__"))
         if "__bare__" in data:
             data = data["__bare__"]
-    doc.update({"data": data, "error_code": 0, "error_msg": ""})
+    doc.setdefault("error_msg", "")  # "" mostly; the envelope may say null, as day_energy's documentation does
+    doc.update({"data": data, "error_code": 0})
     return json.dumps(doc).encode()
 
 

@@ -17,9 +17,11 @@ limits are never hit in the first place:
 
 With a ``path`` the state lives in a private JSON file (0600, written atomically), read
 again before every decision under an exclusive file lock, so the limits hold across restarts,
-``--once`` runs and several processes sharing one token. Memory and file stay bounded: one
-time per key (at most ``max_keys``), at most ``per_day`` times per capped endpoint, expired
-windows dropped.
+``--once`` runs and several processes sharing one token. The file is rewritten only when the
+ledger changed (a call costs two writes: its booking and its answer), never for a question.
+Memory and file stay bounded: one time per key (at most ``max_keys``), at most ``per_day``
+times per capped endpoint, expired windows dropped. A file that is there but unreadable is
+not taken for "no calls yet": everything waits one interval (:meth:`Budget._distrust`).
 
 Time comes from a :class:`Clock` (wall-clock seconds, since the state outlives the process);
 :class:`ManualClock` lets a test run 24 simulated hours in milliseconds.
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import math
 import os
 import random
@@ -116,6 +119,7 @@ class Verdict:
     reason: str = ""
 
     def wait(self, now: float) -> float:
+        """Seconds from ``now`` until the call is allowed (0 when it is)."""
         return max(0.0, self.at - now)
 
 
@@ -124,10 +128,6 @@ def call_key(endpoint: str, params: Mapping[str, Any] | None = None) -> str:
     if not params:
         return endpoint
     return endpoint + "?" + urllib.parse.urlencode(sorted((str(k), str(v)) for k, v in params.items()))
-
-
-def endpoint_of(key: str) -> str:
-    return key.partition("?")[0]
 
 
 class Budget:
@@ -154,6 +154,7 @@ class Budget:
 
     # --- limits -----------------------------------------------------------------------
     def limit(self, endpoint: str) -> Limit:
+        """The limits of ``endpoint`` (``default`` for one without its own)."""
         return self.limits.get(endpoint, self.default)
 
     # --- questions ----------------------------------------------------------------------
@@ -218,6 +219,7 @@ class Budget:
             return max(until, old["until"] if old else 0.0)
 
     def unblock(self, scope: str) -> None:
+        """End the back-off window and the failure streak of ``scope`` now."""
         with self._locked(write=True) as st:
             st["blocks"].pop(scope, None)
             st["failures"].pop(scope, None)
@@ -245,6 +247,7 @@ class Budget:
             st["failures"].pop(scope, None)
 
     def failures(self, scope: str) -> int:
+        """Failures in a row in ``scope`` (0 after a :meth:`success` or a day without one)."""
         with self._locked() as st:
             return st["failures"].get(scope, (0, 0.0))[0]
 
@@ -322,24 +325,51 @@ class Budget:
             fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                self._state = _load(state.read_json(self.path))
+                loaded = _load(state.read_json(self.path))
+                if loaded is None and self.path.exists():
+                    loaded = self._distrust(self.path)
+                self._state = loaded or _empty()
+                before = _dump(self._state) if write else ""
                 yield self._state
                 if write:
                     self._prune(self._state, self.clock.time())
-                    state.write_json(self.path, self._state)
+                    # Written only when it changed: every write is an fsync, and on a Raspberry
+                    # Pi's SD card a ledger rewritten for every no-op adds up.
+                    if _dump(self._state) != before:
+                        state.write_json(self.path, self._state)
             finally:
                 os.close(fd)  # closing releases the lock
+
+
+    def _distrust(self, path: Path) -> dict[str, Any]:
+        """A ledger for a state file that is there but unreadable (damaged, or a newer
+        gridtap's): what it said is lost, so act as if every key was called just now - one
+        interval without calls, rather than calls the server may count as too many. Written
+        at once, so this happens once."""
+        now = self.clock.time()
+        longest = max([self.default.interval, *(lim.interval for lim in self.limits.values()), self.spacing])
+        st = _empty()
+        st["last"] = now
+        if longest > 0:
+            st["blocks"][EVERYTHING] = {"until": now + longest, "reason": f"{path.name} was unreadable; "
+                                                                           "waiting one interval to be safe"}
+        state.write_json(path, st)
+        return st
 
 
 def _empty() -> dict[str, Any]:
     return {"v": _VERSION, "last": 0.0, "keys": {}, "day": {}, "blocks": {}, "failures": {}}
 
 
-def _load(doc: Any) -> dict[str, Any]:
-    """The state in a file, or a fresh one when the file is missing, foreign or damaged."""
+def _dump(st: dict[str, Any]) -> str:
+    return json.dumps(st, separators=(",", ":"), sort_keys=True)
+
+
+def _load(doc: Any) -> dict[str, Any] | None:
+    """The state in a file's JSON ``doc``; None when there is none or it is foreign or damaged."""
     st = _empty()
     if not isinstance(doc, dict) or doc.get("v") != _VERSION:
-        return st
+        return None
     try:
         st["last"] = float(doc.get("last", 0.0))
         st["keys"] = {str(k): float(t) for k, t in dict(doc.get("keys", {})).items()}
@@ -348,7 +378,7 @@ def _load(doc: Any) -> dict[str, Any]:
                         for s, b in dict(doc.get("blocks", {})).items()}
         st["failures"] = {str(s): (int(f[0]), float(f[1])) for s, f in dict(doc.get("failures", {})).items()}
     except (TypeError, ValueError, KeyError, AttributeError):
-        return _empty()
+        return None
     return st
 
 

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from . import logs
 from .errors import ConfigError
 
 
@@ -204,6 +205,13 @@ def build(schema: type, prefix: str, *layers: tuple[Mapping[str, Any], bool]) ->
     """
     hints = _hints(schema)
     names = {f.name for f in dataclasses.fields(schema)}
+    # Secrets are known before any value is judged: a token pasted into the wrong key (or a
+    # ${VAR} used twice) must not be echoed by the error about that key.
+    for mapping, _from_text in layers:
+        for key, raw in mapping.items():
+            name = key.replace("-", "_")
+            if name in hints and _holds_secret(hints[name]) and isinstance(raw, str):
+                logs.register_secret(raw)
     values: dict[str, Any] = {}
     for mapping, from_text in layers:
         for key, raw in mapping.items():

@@ -9,9 +9,11 @@ else ``~/.local/state/gridtap/<plugin>``; created with mode 0700. A plugin setti
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,7 @@ def write_private(path: str | Path, data: bytes) -> None:
     A crash leaves the old file or the new one, never half of either.
     """
     p = Path(path)
+    _remove_orphans(p)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -57,6 +60,24 @@ def write_private(path: str | Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+#: A temporary file this old is an orphan (its writer was killed between write and rename),
+#: not one being written now.
+ORPHAN_AGE = 3600.0
+
+
+def _remove_orphans(path: Path) -> None:
+    """Delete ``.<name>.*`` temporary files a killed writer left beside ``path``, so state
+    folders stay bounded however often a process dies mid-write."""
+    try:
+        leftovers = list(path.parent.glob(f".{glob.escape(path.name)}.*"))
+    except OSError:
+        return
+    for tmp in leftovers:
+        with contextlib.suppress(OSError):
+            if time.time() - tmp.stat().st_mtime > ORPHAN_AGE:
+                tmp.unlink()
 
 
 def read_json(path: str | Path) -> Any | None:

@@ -177,3 +177,48 @@ def test_backfill_respects_a_spent_daily_cap(workdir: Path, gridtap: str):
         assert time.time() - budget.next_allowed("plant/energy") < 0  # still capped
     finally:
         sim.stop()
+
+
+@pytest.mark.parametrize(("end", "days", "needle"), [
+    ("2099-01-01", "1", "--end: 2099-01-01 is in the future"),
+    ("2020-01-01", "1", "Growatt keeps about 95 days"),
+    ((dt.date.today() - dt.timedelta(days=60)).isoformat(), "40", "Growatt keeps about 95 days"),
+])
+def test_a_history_growatt_does_not_keep_is_refused_before_any_call(workdir: Path, gridtap: str, end, days, needle):
+    res = servers.run_gridtap(["growatt", "backfill", "--days", days, "--end", end, "--token", "t" * 32,
+                               "--base-url", "http://127.0.0.1:1/v1/", "--cache-dir", str(workdir / "c")])
+    assert res.returncode == 2 and needle in servers.one_error_line(res)
+
+
+def test_an_unreachable_influxdb_is_one_line_before_anything_is_spent(workdir: Path, gridtap: str):
+    """The history is fetched within a budget (10 plant/energy calls a day): a wrong
+    --influx-url is found out before a single call is made, not after the fetching."""
+    sim, url = servers.start_simulator("growatt", workdir, "--devices", "min")
+    try:
+        res = servers.run_gridtap(["growatt", "backfill", "--days", "2", "--token", gsim.DEFAULT_TOKEN, "--base-url",
+                                   url, "--cache-dir", str(workdir / "cache"), "--influx-url",
+                                   f"http://127.0.0.1:{servers.free_port()}", "--influx-db", "solar"], timeout=60)
+        assert res.returncode != 0
+        line = servers.one_error_line(res)
+        assert "influxdb" in line and "nothing was fetched" in line
+        assert calls(url) == []
+        res = servers.run_gridtap(["growatt", "backfill", "--days", "2", "--token", gsim.DEFAULT_TOKEN, "--base-url",
+                                   url, "--cache-dir", str(workdir / "cache"), "--pushgateway",
+                                   f"http://127.0.0.1:{servers.free_port()}"], timeout=60)
+        assert res.returncode != 0 and "pushgateway" in servers.one_error_line(res).lower()
+        assert calls(url) == []
+    finally:
+        sim.stop()
+
+
+def test_the_bar_ends_with_one_line_break():
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty = Tty()
+    bar = backfill.Progress(1, "auto", tty)
+    bar.step("plant/energy")
+    bar.finish()
+    bar.note("8 point(s) written")
+    assert tty.getvalue().endswith("plant/energy" + " " * 48 + "\ngrowatt backfill: 8 point(s) written\n")

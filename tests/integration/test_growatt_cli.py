@@ -158,12 +158,37 @@ def test_environment_of_the_design_and_yaml_variables(sim, workdir: Path):
     (["--timezone", "Mars/Olympus"], "growatt.timezone"),
     (["--plant-id", "my plant"], "growatt.plant_id"),
     (["--rate-window", "0s"], "growatt.rate_window"),
+    (["--base-url", "https://openapi.growatt.com/v1/plant/list"], "that is the plant/list endpoint; give the API "
+                                                                   "root, e.g. https://openapi.growatt.com/v1/"),
+    (["--base-url", "https://openapi.growatt.com/v1/?token=" + "x" * 32], "the token goes in token"),
+    (["--base-url", "https://" + "x" * 32 + "@openapi.growatt.com/v1/"], "the token goes in token"),
 ])
 def test_config_mistakes_are_one_line_exit_2(workdir: Path, gridtap: str, args, needle):
     res = run("run", "growatt", "--token", "x" * 32, "--cache-dir", str(workdir / "c"), "--once", *args)
     assert res.returncode == 2
     assert needle in servers.one_error_line(res)
     assert "x" * 32 not in res.stderr.decode()
+
+
+def test_a_token_given_as_plant_id_is_not_echoed(workdir: Path, gridtap: str):
+    secret = "0badc0de0badc0de0badc0de0badc0de"
+    res = run("run", "growatt", "--token", "x" * 32, "--cache-dir", str(workdir / "c"), "--once",
+              "--plant-id", secret)
+    assert res.returncode == 2 and "looks like an API token" in servers.one_error_line(res)
+    assert secret not in res.stderr.decode()
+
+
+def test_a_token_with_a_trailing_newline_or_cr_works(sim, workdir: Path):
+    url, control, _ = sim
+    res = run("run", "growatt", "--base-url", url, "--cache-dir", str(workdir / "c"), "--once", "--output", "influx",
+              "--plant-id", "4242", "--device-sn", MIX_SN,
+              env={"GROWATT_TOKEN": TOKEN + "\r\n"})  # from an env file written on Windows, or $(cat file)
+    assert res.returncode == 0, res.stderr.decode()
+    assert [c["code"] for c in calls(control)][:1] == [0]
+    res = run("run", "growatt", "--base-url", url, "--cache-dir", str(workdir / "c"), "--once",
+              env={"GROWATT_TOKEN": "two words-of-a-secret"})
+    assert res.returncode == 2 and "spaces or control characters" in servers.one_error_line(res)
+    assert b"words-of-a-secret" not in res.stderr
 
 
 def test_missing_token_is_a_config_error(workdir: Path, gridtap: str):
@@ -176,3 +201,42 @@ def test_help_shows_no_secret_and_the_simulator_refuses_bad_flags(gridtap: str):
     assert res.returncode == 0 and b"s3cr3t" not in res.stdout and b"--rate-window" in res.stdout
     res = run("simulate", "growatt", "--window", "soon")
     assert res.returncode == 2 and "--window" in servers.one_error_line(res)
+
+
+@pytest.mark.parametrize("key", ["region", "device_sn", "plant_id", "base_url", "timezone", "stale_power"])
+def test_a_token_pasted_into_the_wrong_key_is_not_printed(workdir: Path, gridtap: str, key: str):
+    secret = "c0ffeec0ffeec0ffeec0ffeec0ffee00"
+    conf = workdir / "wrong.yaml"
+    conf.write_text(f"devices:\n  - plugin: growatt\n    token: ${{TOK}}\n    {key}: ${{TOK}}\n"
+                    f"    cache_dir: {workdir / 'c'}\n")
+    res = run("run", "growatt", "--config", str(conf), "--once", env={"TOK": secret})
+    assert res.returncode == 2 and key in servers.one_error_line(res)
+    assert secret not in res.stdout.decode() + res.stderr.decode()
+
+
+def test_the_telegraf_snippet_under_a_real_telegraf(sim, workdir: Path, telegraf: str, monkeypatch):
+    """telegraf.d/growatt.conf as shipped (its command, signal and environment, the token from
+    Telegraf's environment), a config file pointing at the simulator: the values arrive."""
+    import tomllib
+
+    from tests.conftest import ROOT
+
+    url, control, _ = sim
+    snippet = tomllib.loads((ROOT / "telegraf.d" / "growatt.conf").read_text())["inputs"]["execd"][0]
+    conf = workdir / "growatt.yaml"
+    conf.write_text(f"interval: 5m\ndevices:\n  - plugin: growatt\n    name: roof\n    base_url: {url}\n"
+                    f"    cache_dir: {workdir / 'cache'}\n")
+    command = [servers.gridtap_bin() if c == "gridtap" else str(conf) if c.endswith("growatt.yaml") else c
+               for c in snippet["command"]]
+    monkeypatch.setenv("GROWATT_TOKEN", TOKEN)  # Telegraf expands ${GROWATT_TOKEN} from its own environment
+    server = servers.start_telegraf(workdir / "telegraf", command, signal_mode=snippet["signal"],
+                                    environment=[*snippet["environment"], f"GRIDTAP_STATE_DIR={workdir / 'state'}"])
+    try:
+        servers.wait_until(lambda: "ac_power_watts=" in server.output() and "battery_state_of_charge_ratio="
+                           in server.output(), 90, "growatt lines in Telegraf's output", server.proc)
+    finally:
+        server.proc.stop()
+    lines = [ln for ln in servers.parse_line_protocol(server.output()) if ln.measurement == "growatt"]
+    assert {ln.tags.get("device_sn") for ln in lines if "ac_power_watts" in ln.fields} == {MIN_SN, MIX_SN}
+    assert TOKEN not in server.output() + server.proc.log()
+    assert [c["code"] for c in calls(control)] == [0] * len(calls(control))

@@ -146,14 +146,50 @@ def test_state_survives_a_restart_and_is_private(tmp_path: Path):
     assert not v.allowed and v.reason == "back-off: 10011 permission denied"
 
 
-def test_damaged_or_foreign_state_file_starts_afresh(tmp_path: Path):
+def test_a_damaged_or_foreign_state_file_makes_everything_wait_one_interval(tmp_path: Path):
+    """What an unreadable ledger said is lost: the calls it counted may be seconds old, so
+    nothing is called for one interval (not "no calls yet", which could earn a 10012)."""
     path = tmp_path / "budget.json"
-    for content in (b"{not json", b'{"v": 99, "keys": {"x": 1}}', b'{"v": 1, "keys": {"x": "soon"}}', b"[]"):
+    for content in (b"", b"{not json", b'{"v": 99, "keys": {"x": 1}}', b'{"v": 1, "keys": {"x": "soon"}}', b"[]"):
         path.write_bytes(content)
-        b = growatt_like(ManualClock(T0), path)
-        assert b.check("x").allowed
+        clock = ManualClock(T0)
+        b = growatt_like(clock, path)
+        v = b.check("x")
+        assert not v.allowed and v.at == T0 + 300 and "budget.json was unreadable" in v.reason, content
+        assert json.loads(path.read_text())["v"] == 1  # replaced at once by a readable one
+        clock.advance(300)
         assert b.acquire("x").allowed
-        assert json.loads(path.read_text())["keys"] == {"x": T0}
+        assert json.loads(path.read_text())["keys"] == {"x": T0 + 300}
+    path.unlink()
+    assert growatt_like(ManualClock(T0), path).check("x").allowed  # no file: the first run
+
+
+def test_a_process_killed_while_writing_leaves_a_readable_ledger(tmp_path: Path):
+    """kill -9 at random moments of a process that books calls as fast as it can: the file is
+    always the old ledger or the new one (atomic replace), never a damaged one."""
+    import random
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "budget.json"
+    code = ("import sys\nfrom gridtap.budget import Budget, Limit, SystemClock\n"
+            "b = Budget(default=Limit(interval=0.0), path=sys.argv[1], clock=SystemClock())\n"
+            "i = 0\nwhile True:\n    b.acquire('k', {'i': i % 500}); i += 1\n")
+    for _ in range(8):
+        proc = subprocess.Popen([sys.executable, "-c", code, str(path)])
+        time.sleep(0.4 + random.random() * 0.3)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        doc = json.loads(path.read_bytes())
+        assert doc["v"] == 1 and doc["keys"], "the ledger survived"
+        assert growatt_like(ManualClock(time.time() + 10), path).check("other").allowed  # trusted
+    # The temporary files of the killed writes are orphans; the next write clears the old ones.
+    for orphan in tmp_path.glob(".budget.json.*"):
+        os.utime(orphan, (time.time() - 7200, time.time() - 7200))
+    (tmp_path / ".budget.json.inflight").write_text("{}")  # a write under way now is left alone
+    growatt_like(ManualClock(time.time() + 10), path).acquire("other")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".budget.json.inflight", "budget.json", "budget.json.lock"]
 
 
 def test_memory_and_file_stay_bounded(tmp_path: Path):
@@ -216,3 +252,33 @@ def test_system_clock_sleep_can_be_cut_short():
     t = time.monotonic()
     clock.sleep(10)
     assert time.monotonic() - t < 1
+
+
+def test_the_file_is_written_only_when_the_ledger_changes(tmp_path: Path, monkeypatch):
+    """Every write is an fsync (an SD card on a Raspberry Pi): a call costs its booking and its
+    answer, and questions, no-op successes and re-blocks with a shorter window cost nothing."""
+    from gridtap import state
+
+    writes = []
+    real = state.write_private
+    monkeypatch.setattr(state, "write_private", lambda p, data: (writes.append(p), real(p, data)))
+    clock = ManualClock(T0)
+    b = growatt_like(clock, tmp_path / "budget.json")
+    key = call_key("plant/data", {"plant_id": 1})
+    assert b.acquire("plant/data", {"plant_id": 1}).allowed
+    clock.advance(0.5)
+    b.done("plant/data", {"plant_id": 1})
+    b.success(EVERYTHING)
+    b.success(key)
+    b.check("plant/data", {"plant_id": 1})
+    b.calls_today("plant/list")
+    b.snapshot()
+    assert len(writes) == 2  # the booking and the answer
+    b.block(EVERYTHING, 600, "10011")
+    b.block(EVERYTHING, 60, "shorter: the longer window stays")
+    b.unblock("nothing-there")
+    assert len(writes) == 3
+    b.failure(key, "error 10001")
+    b.success(key)  # ends a streak: written
+    assert len(writes) == 5
+    assert growatt_like(clock, tmp_path / "budget.json").failures(key) == 0

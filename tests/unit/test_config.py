@@ -180,3 +180,22 @@ def test_short_secrets_are_masked_where_they_stand_alone_only() -> None:
         assert logs.redact("url http://u:correct horse battery@host") == "url http://u:***@host"
     finally:
         logs._SECRETS.difference_update({"pw", "correct horse battery"})
+
+
+def test_a_secret_in_the_wrong_key_is_not_echoed_by_that_keys_error() -> None:
+    """``token: ${TOKEN}`` and ``region: ${TOKEN}`` (a paste into the wrong key): the error
+    about region is printed redacted, because the secret is known before any key is judged."""
+    from gridtap import logs
+
+    @dataclass
+    class Schema:
+        token: Secret = setting()
+        region: Literal["eu", "us"] = setting("eu")
+        names: list[str] = setting([])
+
+    pasted = "f3a1c9e07b2d4e6fa8b0c2d4e6f8a0b2"
+    for wrong in ({"region": pasted}, {"names": pasted}):
+        with pytest.raises(ConfigError) as e:
+            config.build(Schema, "dev", ({"token": pasted, **wrong}, False))
+        assert pasted in str(e.value)  # what the error says...
+        assert pasted not in logs.redact(str(e.value))  # ...and what gridtap prints

@@ -12,6 +12,7 @@ import pytest
 
 from gridtap import config, devices
 from gridtap.health import health_defs
+from gridtap_plugins.growatt import api as gapi
 from gridtap_plugins.growatt import metrics as m
 from gridtap_plugins.growatt.plugin import GrowattConfig, GrowattPlugin
 from tests.conftest import ROOT
@@ -71,3 +72,27 @@ def test_systemd_units_verify(tmp_path: Path):
             assert command[0] == "/usr/local/bin/gridtap"
             res = subprocess.run([gridtap_bin(), *command[1:], "--help"], capture_output=True, timeout=60)
             assert res.returncode == 0, res.stderr  # the flags the unit passes exist
+
+
+def test_entity_names_read_like_english():
+    """Home Assistant shows Display names: no field names, paths or snake_case, whatever the
+    label values the plugin produces."""
+    labels = {"string": ["1", "8"], "phase": ["1", "3"], "phases": ["rs", "st", "tr"], "bus": ["p", "n"],
+              "sensor": sorted({dict(f.labels)["sensor"] for f in m.DEVICE_FIELDS if f.metric is m.TEMPERATURE}),
+              "endpoint": ["*", *gapi.ENDPOINTS], "code": ["10012"], "target": ["BNE9A5100D"]}
+    seen = {}
+    for d in m.METRICS:
+        assert d.display is not None, d.name
+        if d.display.hidden:
+            continue
+        names = [n for n in d.label_names if n in labels]
+        for i in range(max(len(labels[n]) for n in names) if names else 1):
+            sample = {n: labels[n][min(i, len(labels[n]) - 1)] for n in names} | {"plant_id": "1", "device_sn": "X"}
+            title = d.display.title(sample)
+            assert title and "/" not in title and "_" not in title and not any(
+                w in title.lower() for w in ("temp1", "tlx", "last data", " rs", " p ")), (d.name, title)
+            seen[(d.name, tuple(sample.items()))] = title
+    assert seen[("growatt_temperature_celsius", (("sensor", "ipm"), ("plant_id", "1"), ("device_sn", "X")))] == \
+        "Temperature IPM"
+    assert seen[("growatt_reading_stale", (("endpoint", "device/tlx/tlx_last_data"), ("plant_id", "1"),
+                                           ("device_sn", "X")))] == "MIN data stale"
