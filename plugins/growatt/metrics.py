@@ -119,8 +119,8 @@ STATUS = _def("growatt_device_status", "Device status code (0 waiting, 1 normal,
 DEVICE_STATE = _def("growatt_device_state", "Device status as a state (growatt_device_status in words; offline when "
                     "Growatt says the device is lost or has had no upload for power_max_age).", kind=Kind.STATESET,
                     labels=DEV, states=DEVICE_STATES, display=Display(name="Status", words=_STATE_WORDS))
-FAULT_ACTIVE = _def("growatt_fault_active", "1 while the device reports a fault (status fault or a fault code), "
-                    "else 0.", labels=DEV, integer=True, display=Display(name="Fault", binary="problem"))
+FAULT_ACTIVE = _def("growatt_fault_active", "1 while the device's status is a fault (without a status: while its "
+                    "fault code is not 0), else 0.", labels=DEV, integer=True, display=Display(name="Fault", binary="problem"))
 AC_POWER = _def("growatt_ac_power_watts", "AC output power (pac).", "watts", labels=DEV,
                 display=_d("Output power", "W", 0))
 AC_PHASE_POWER = _def("growatt_ac_phase_power_watts", "AC output power per phase (pac1-3 / pacr, pacs, pact).",
@@ -520,8 +520,12 @@ def status_metrics(status: float | None, fault_code: float | None, offline: bool
     state = STATUS_STATES.get(int(status), "unknown") if status is not None else None
     if state is not None:
         out.append(DEVICE_STATE(state, **labels))
-    if state is not None or fault_code is not None:
-        out.append(FAULT_ACTIVE(int(state == "fault" or (fault_code or 0) > 0), **labels))
+    # The status decides: a fault code next to a normal status is a latched or past one (the code
+    # stays a diagnostic); only a device without a status is judged by its code.
+    if state is not None:
+        out.append(FAULT_ACTIVE(int(state == "fault"), **labels))
+    elif fault_code is not None:
+        out.append(FAULT_ACTIVE(int(fault_code > 0), **labels))
     return out
 
 
