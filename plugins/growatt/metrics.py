@@ -120,7 +120,8 @@ DEVICE_STATE = _def("growatt_device_state", "Device status as a state (growatt_d
                     "Growatt says the device is lost or has had no upload for power_max_age).", kind=Kind.STATESET,
                     labels=DEV, states=DEVICE_STATES, display=Display(name="Status", words=_STATE_WORDS))
 FAULT_ACTIVE = _def("growatt_fault_active", "1 while the device's status is a fault (without a status: while its "
-                    "fault code is not 0), else 0.", labels=DEV, integer=True, display=Display(name="Fault", binary="problem"))
+                    "fault code is not 0), else 0.", labels=DEV, integer=True,
+                    display=Display(name="Fault", binary="problem"))
 AC_POWER = _def("growatt_ac_power_watts", "AC output power (pac).", "watts", labels=DEV,
                 display=_d("Output power", "W", 0))
 AC_PHASE_POWER = _def("growatt_ac_phase_power_watts", "AC output power per phase (pac1-3 / pacr, pacs, pact).",
