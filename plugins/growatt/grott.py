@@ -211,7 +211,8 @@ def record_metrics(record: dict[str, Any], zone: dt.tzinfo | None) -> list[Metri
     in_use = {"pv2": values["pv2voltage"]["raw"] > 0, "ph2": values["pvgridvoltage2"]["raw"] > 0,
               "ph3": values["pvgridvoltage3"]["raw"] > 0}
     out: list[Metric] = [m.DEVICE_INFO(1, **labels, family="grott", type="", model="",
-                                       datalogger_sn=record["datalogger_serial"]["value"], firmware="")]
+                                       datalogger_sn=record["datalogger_serial"]["value"], firmware="",
+                                       name=m.device_name(""))]
     for name, metric, scale, extra in _METRICS:
         group = _GROUP_OF.get(name)
         if group is not None and not in_use[group]:
@@ -221,6 +222,7 @@ def record_metrics(record: dict[str, Any], zone: dt.tzinfo | None) -> list[Metri
             continue  # no such sensor (as the cloud API's zeros: the same series either way)
         value: float | int = int(scaled) if metric.integer else values_denoise(scaled)
         out.append(metric(value, **labels, **extra))
+    out += m.status_metrics(values["pvstatus"]["scaled"], values["faultcode"]["scaled"], False, labels)
     when = dt.datetime.fromisoformat(values["date"]).replace(tzinfo=zone or dt.UTC)
     out.append(m.DATA_TIMESTAMP(when.timestamp(), **labels))
     return out

@@ -17,31 +17,53 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gridtap.model import Display, Kind, Metric, MetricDef
+from gridtap.model import Display, DisplayByLabel, Kind, Metric, MetricDef
 
 from . import values as v
 
 KWH = 3.6e6  # joules per kWh
 
-#: Human words for label values in entity names ("MIN data stale", not "device/tlx/tlx_last_data stale").
+# --- how a person reads it (Home Assistant) ------------------------------------------------------------
+# What is on a dashboard (enabled, not diagnostic) and why is in README.md "Home Assistant". In
+# short: per inverter the powers and energies a Growatt owner looks at (output, PV and each
+# string's power, today's and lifetime yield), its status in words and a fault flag; the grid
+# and house flows and the battery where the family reports them (the Energy dashboard takes
+# the lifetime totals); per plant its power and today's energy. Voltages, currents and the
+# inverter temperature are diagnostics; per-phase and per-string details, the other
+# temperatures, bus voltages, backup output and "today" copies of the flows are disabled.
+
+#: Human words for label values in entity names ("MIN data back-off", not "device/tlx/tlx_last_data back-off").
 _ENDPOINT_WORDS = {"endpoint": {
-    "*": "all calls", "plant/list": "plant list", "plant/details": "plant details", "plant/data": "plant data",
+    "*": "API", "plant/list": "plant list", "plant/details": "plant details", "plant/data": "plant data",
     "plant/energy": "plant energy history", "plant/power": "plant power history", "device/list": "device list",
     "device/tlx/tlx_last_data": "MIN data", "device/tlx/tlx_data_info": "MIN info",
     "device/mix/mix_last_data": "SPH data", "device/mix/mix_data_info": "SPH info",
     "device/inverter/last_new_data": "inverter data", "device/inverter/inv_data_info": "inverter info",
     "device/inverter/day_energy": "inverter day energy"}}
-_SENSOR_WORDS = {"sensor": {"temp1": "1", "temp2": "2", "temp3": "3", "temp4": "4", "temp5": "5",
-                            "temperature": "inverter", "temperature2": "2", "temperature3": "3", "temperature4": "4",
-                            "temperature5": "5", "ipm": "IPM"}}
 _PHASES_WORDS = {"phases": {"rs": "L1-L2", "st": "L2-L3", "tr": "L3-L1"}}
+#: Live values an owner rarely looks at: they exist (diagnostic), disabled until enabled.
+_RARE: dict[str, Any] = {"diagnostic": True, "enabled": False}
+#: The inverter's own status (``status``; family-specific codes: spec §10.2-10.4) as a state.
+#: 0-3 are documented (2 fault on MIN and SPH, 3 on classic inverters); 4-8 are the work modes
+#: the same field takes on hybrids (SPH, MIN TL-XH: 5 "PV Bat Online" in real replies).
+STATUS_STATES = {0: "waiting", 1: "normal", 2: "fault", 3: "fault", 4: "updating", 5: "pv_battery_online",
+                 6: "battery_online", 7: "backup_pv", 8: "backup_battery"}
+DEVICE_STATES = ("waiting", "normal", "fault", "updating", "pv_battery_online", "battery_online", "backup_pv",
+                 "backup_battery", "offline", "unknown")
+_STATE_WORDS = {"state": {
+    "waiting": "Waiting", "normal": "Normal", "fault": "Fault", "updating": "Updating firmware",
+    "pv_battery_online": "Online (solar and battery)", "battery_online": "Online (battery)",
+    "backup_pv": "Backup (solar)", "backup_battery": "Backup (battery)", "offline": "Offline", "unknown": "Unknown"}}
 
 
 def _energy(name: str, today: bool = False, **kw: Any) -> Display:
+    """kWh, 2 digits; a "today" (or month, year) gauge drops when its period starts, so it is
+    ``total_increasing`` (HA takes the drop as a new cycle, not as negative energy)."""
     return Display(name=name, unit="kWh", precision=2, device_class="energy",
                    state_class="total_increasing" if today else None, **kw)
 
@@ -50,71 +72,90 @@ def _d(name: str, unit: str, precision: int, **kw: Any) -> Display:
     return Display(name=name, unit=unit, precision=precision, **kw)
 
 
+def _battery(name: str, **kw: Any) -> Display:
+    """A part of the hybrid's battery: Home Assistant shows it as "<inverter> battery"."""
+    return Display(name=name, component="battery", **kw)
+
+
 def _def(name: str, help_: str, unit: str = "", kind: Kind = Kind.GAUGE, labels: tuple[str, ...] = (),
-         display: Any = None, integer: bool = False) -> MetricDef:
-    return MetricDef(name, help_, kind, unit, integer, label_names=labels, display=display)
+         display: Any = None, integer: bool = False, states: tuple[str, ...] = ()) -> MetricDef:
+    return MetricDef(name, help_, kind, unit, integer, states, labels, display)
 
 
 DEV = ("plant_id", "device_sn")
 
 # --- plant ----------------------------------------------------------------------------------------
+# The plant is its own Home Assistant device (named as in the Growatt app): entity names need no "Plant".
 PLANT_POWER = _def("growatt_plant_power_watts", "Plant output power now (plant/data current_power, kW x 1000).",
-                   "watts", labels=("plant_id",), display=_d("Plant power", "W", 0))
+                   "watts", labels=("plant_id",), display=_d("Power", "W", 0))
 PLANT_ENERGY_TODAY = _def("growatt_plant_energy_today_joules", "Plant energy today; resets at local midnight.",
-                          "joules", labels=("plant_id",), display=_energy("Plant energy today", today=True))
+                          "joules", labels=("plant_id",), display=_energy("Energy today", today=True))
 PLANT_ENERGY_MONTH = _def("growatt_plant_energy_month_joules", "Plant energy this month.", "joules",
-                          labels=("plant_id",), display=_energy("Plant energy this month", enabled=False))
+                          labels=("plant_id",), display=_energy("Energy this month", today=True, enabled=False))
 PLANT_ENERGY_YEAR = _def("growatt_plant_energy_year_joules", "Plant energy this year.", "joules",
-                         labels=("plant_id",), display=_energy("Plant energy this year", enabled=False))
+                         labels=("plant_id",), display=_energy("Energy this year", today=True, enabled=False))
+# Disabled: the sum of the inverters' "Energy produced", which the Energy dashboard takes one by one.
 PLANT_ENERGY_TOTAL = _def("growatt_plant_energy_joules_total", "Plant energy since installation.", "joules",
-                          Kind.COUNTER, ("plant_id",), _energy("Plant energy"))
+                          Kind.COUNTER, ("plant_id",), _energy("Energy produced", enabled=False))
 PLANT_PEAK_POWER = _def("growatt_plant_peak_power_watts", "Plant nameplate (peak) power (kWp x 1000).", "watts",
-                        labels=("plant_id",), display=_d("Plant peak power", "kW", 2, diagnostic=True))
+                        labels=("plant_id",),
+                        display=_d("Installed power", "kW", 2, state_class="", diagnostic=True))
 PLANT_DATA_TIMESTAMP = _def("growatt_plant_data_timestamp_seconds",
                             "When Growatt last updated the plant's figures (last_update_time, Unix time).",
-                            "seconds", labels=("plant_id",),
-                            display=Display(name="Plant data time", device_class="timestamp", diagnostic=True))
+                            "seconds", labels=("plant_id",), display=Display(name="Last update", diagnostic=True))
 PLANT_INFO = _def("growatt_plant_info", "A plant of the account: name, timezone, place.", kind=Kind.INFO,
                   labels=("plant_id", "name", "timezone", "city", "country"), display=Display(hidden=True))
 
 # --- device ---------------------------------------------------------------------------------------
-DEVICE_INFO = _def("growatt_device_info", "A device of the plant: family, numeric type, model, datalogger.",
-                   kind=Kind.INFO, labels=(*DEV, "family", "type", "model", "datalogger_sn", "firmware"),
+DEVICE_INFO = _def("growatt_device_info", "A device of the plant: family, numeric type, model, datalogger, firmware, "
+                   "and the name Home Assistant gives it.", kind=Kind.INFO,
+                   labels=(*DEV, "family", "type", "model", "datalogger_sn", "firmware", "name"),
                    display=Display(hidden=True))
 DATA_TIMESTAMP = _def("growatt_data_timestamp_seconds",
                       "When the device's values were measured (its own 'time', plant-local, as Unix time).",
-                      "seconds", labels=DEV,
-                      display=Display(name="Data time", device_class="timestamp", diagnostic=True))
+                      "seconds", labels=DEV, display=Display(name="Last upload", diagnostic=True))
 STATUS = _def("growatt_device_status", "Device status code (0 waiting, 1 normal, 2/3 fault; family-specific).",
-              labels=DEV, integer=True, display=_d("Status code", "", 0, diagnostic=True))
+              labels=DEV, integer=True, display=_d("Status code", "", 0, state_class="", **_RARE))
+DEVICE_STATE = _def("growatt_device_state", "Device status as a state (growatt_device_status in words; offline when "
+                    "Growatt says the device is lost or has had no upload for power_max_age).", kind=Kind.STATESET,
+                    labels=DEV, states=DEVICE_STATES, display=Display(name="Status", words=_STATE_WORDS))
+FAULT_ACTIVE = _def("growatt_fault_active", "1 while the device's status is a fault (without a status: while its "
+                    "fault code is not 0), else 0.", labels=DEV, integer=True,
+                    display=Display(name="Fault", binary="problem"))
 AC_POWER = _def("growatt_ac_power_watts", "AC output power (pac).", "watts", labels=DEV,
-                display=_d("AC power", "W", 0))
+                display=_d("Output power", "W", 0))
 AC_PHASE_POWER = _def("growatt_ac_phase_power_watts", "AC output power per phase (pac1-3 / pacr, pacs, pact).",
-                      "watts", labels=(*DEV, "phase"), display=_d("AC power phase {phase}", "W", 0, enabled=False))
+                      "watts", labels=(*DEV, "phase"), display=_d("Output power L{phase}", "W", 0, enabled=False))
 PV_POWER = _def("growatt_pv_power_watts", "PV input power, all strings (ppv).", "watts", labels=DEV,
                 display=_d("PV power", "W", 0))
 PV_STRING_POWER = _def("growatt_pv_string_power_watts", "PV input power per string (ppvN).", "watts",
-                       labels=(*DEV, "string"), display=_d("PV string {string} power", "W", 0))
+                       labels=(*DEV, "string"), display=_d("PV{string} power", "W", 0))
 PV_STRING_VOLTAGE = _def("growatt_pv_string_voltage_volts", "PV string voltage (vpvN).", "volts",
-                         labels=(*DEV, "string"), display=_d("PV string {string} voltage", "V", 1))
+                         labels=(*DEV, "string"), display=_d("PV{string} voltage", "V", 1, diagnostic=True))
 PV_STRING_CURRENT = _def("growatt_pv_string_current_amperes", "PV string current (ipvN).", "amperes",
-                         labels=(*DEV, "string"), display=_d("PV string {string} current", "A", 2))
+                         labels=(*DEV, "string"), display=_d("PV{string} current", "A", 2, **_RARE))
 GRID_VOLTAGE = _def("growatt_grid_voltage_volts", "Grid voltage per phase (vac1-3 / vacr, vacs, vact).", "volts",
-                    labels=(*DEV, "phase"), display=_d("Grid voltage phase {phase}", "V", 1))
+                    labels=(*DEV, "phase"), display=_d("Grid voltage L{phase}", "V", 1, diagnostic=True))
 GRID_LINE_VOLTAGE = _def("growatt_grid_line_voltage_volts", "Grid line-to-line voltage (vacRs, vacSt, vacTr).",
                          "volts", labels=(*DEV, "phases"),
-                         display=_d("Grid voltage {phases}", "V", 1, enabled=False, words=_PHASES_WORDS))
+                         display=_d("Grid voltage {phases}", "V", 1, words=_PHASES_WORDS, **_RARE))
 GRID_CURRENT = _def("growatt_grid_current_amperes", "Grid current per phase (iac1-3 / iacr, iacs, iact).",
-                    "amperes", labels=(*DEV, "phase"), display=_d("Grid current phase {phase}", "A", 2))
+                    "amperes", labels=(*DEV, "phase"), display=_d("Grid current L{phase}", "A", 2, **_RARE))
 GRID_FREQUENCY = _def("growatt_grid_frequency_hertz", "Grid frequency (fac).", "hertz", labels=DEV,
-                      display=_d("Grid frequency", "Hz", 2))
+                      display=_d("Grid frequency", "Hz", 2, **_RARE))
 POWER_FACTOR = _def("growatt_power_factor_ratio", "Power factor, -1 to 1 (pf).", "ratio", labels=DEV,
-                    display=Display(name="Power factor", precision=2, device_class="power_factor", enabled=False))
+                    display=_d("Power factor", "%", 0, device_class="power_factor", **_RARE))
 DC_BUS_VOLTAGE = _def("growatt_dc_bus_voltage_volts", "DC bus voltage (pBusVoltage, nBusVoltage).", "volts",
-                      labels=(*DEV, "bus"), display=_d("DC bus {bus} voltage", "V", 1, diagnostic=True,
+                      labels=(*DEV, "bus"), display=_d("DC bus {bus} voltage", "V", 1, **_RARE,
                                                        words={"bus": {"p": "positive", "n": "negative"}}))
+#: temp1 (MIN, SPH) and temperature (classic) are the inverter's; the others are internal sensors.
 TEMPERATURE = _def("growatt_temperature_celsius", "Inverter temperatures by sensor field (0 = no sensor, left out).",
-                   "celsius", labels=(*DEV, "sensor"), display=_d("Temperature {sensor}", "°C", 1, words=_SENSOR_WORDS))
+                   "celsius", labels=(*DEV, "sensor"), display=DisplayByLabel("sensor", {
+                       "temp1": _d("Temperature", "°C", 1, diagnostic=True),
+                       "temperature": _d("Temperature", "°C", 1, diagnostic=True),
+                       "ipm": _d("IPM temperature", "°C", 1, **_RARE)},
+                       default=_d("Temperature {sensor}", "°C", 1, **_RARE, words={"sensor": {
+                           f"{stem}{n}": str(n) for stem in ("temp", "temperature") for n in range(2, 6)}})))
 AC_ENERGY_TODAY = _def("growatt_ac_energy_today_joules", "AC energy produced today (eacToday / powerToday).",
                        "joules", labels=DEV, display=_energy("Energy today", today=True))
 AC_ENERGY_TOTAL = _def("growatt_ac_energy_joules_total", "AC energy produced since installation (eacTotal / "
@@ -125,29 +166,29 @@ PV_ENERGY_TOTAL = _def("growatt_pv_energy_joules_total", "PV energy since instal
                        "joules", Kind.COUNTER, DEV, _energy("PV energy"))
 PV_STRING_ENERGY_TODAY = _def("growatt_pv_string_energy_today_joules", "PV energy today per string (epvNToday).",
                               "joules", labels=(*DEV, "string"),
-                              display=_energy("PV string {string} energy today", today=True, enabled=False))
+                              display=_energy("PV{string} energy today", today=True, enabled=False))
 PV_STRING_ENERGY_TOTAL = _def("growatt_pv_string_energy_joules_total", "PV energy per string (epvNTotal).",
                               "joules", Kind.COUNTER, (*DEV, "string"),
-                              _energy("PV string {string} energy", enabled=False))
+                              _energy("PV{string} energy", enabled=False))
 GRID_IMPORT_ENERGY_TODAY = _def("growatt_grid_import_energy_today_joules", "Energy bought from the grid today "
                                 "(etoUserToday).", "joules", labels=DEV,
-                                display=_energy("Grid import today", today=True))
+                                display=_energy("Grid energy imported today", today=True, enabled=False))
 GRID_IMPORT_ENERGY_TOTAL = _def("growatt_grid_import_energy_joules_total", "Energy bought from the grid "
-                                "(etoUserTotal).", "joules", Kind.COUNTER, DEV, _energy("Grid import"))
+                                "(etoUserTotal).", "joules", Kind.COUNTER, DEV, _energy("Grid energy imported"))
 GRID_EXPORT_ENERGY_TODAY = _def("growatt_grid_export_energy_today_joules", "Energy sold to the grid today "
                                 "(etoGridToday).", "joules", labels=DEV,
-                                display=_energy("Grid export today", today=True))
+                                display=_energy("Grid energy exported today", today=True, enabled=False))
 GRID_EXPORT_ENERGY_TOTAL = _def("growatt_grid_export_energy_joules_total", "Energy sold to the grid "
                                 "(etoGridTotal / etogridTotal).", "joules", Kind.COUNTER, DEV,
-                                _energy("Grid export"))
+                                _energy("Grid energy exported"))
 LOAD_ENERGY_TODAY = _def("growatt_load_energy_today_joules", "Energy used by the house today (elocalLoadToday).",
-                         "joules", labels=DEV, display=_energy("Load energy today", today=True))
+                         "joules", labels=DEV, display=_energy("House energy used today", today=True, enabled=False))
 LOAD_ENERGY_TOTAL = _def("growatt_load_energy_joules_total", "Energy used by the house (elocalLoadTotal).",
-                         "joules", Kind.COUNTER, DEV, _energy("Load energy"))
+                         "joules", Kind.COUNTER, DEV, _energy("House energy used"))
 SELF_ENERGY_TODAY = _def("growatt_self_consumption_energy_today_joules", "Own production used today (eselfToday).",
-                         "joules", labels=DEV, display=_energy("Self-consumption today", today=True))
+                         "joules", labels=DEV, display=_energy("Self-consumption today", today=True, enabled=False))
 SELF_ENERGY_TOTAL = _def("growatt_self_consumption_energy_joules_total", "Own production used (eselfTotal).",
-                         "joules", Kind.COUNTER, DEV, _energy("Self-consumption"))
+                         "joules", Kind.COUNTER, DEV, _energy("Self-consumption", enabled=False))
 SYSTEM_ENERGY_TODAY = _def("growatt_system_energy_today_joules", "System production today (esystemToday).",
                            "joules", labels=DEV, display=_energy("System production today", today=True,
                                                                   enabled=False))
@@ -155,71 +196,76 @@ SYSTEM_ENERGY_TOTAL = _def("growatt_system_energy_joules_total", "System product
                            Kind.COUNTER, DEV, _energy("System production", enabled=False))
 BATTERY_CHARGE_ENERGY_TODAY = _def("growatt_battery_charge_energy_today_joules", "Energy into the battery today "
                                    "(echargeToday / echarge1Today).", "joules", labels=DEV,
-                                   display=_energy("Battery charge today", today=True))
+                                   display=_energy("Energy charged today", today=True, enabled=False,
+                                                   component="battery"))
 BATTERY_CHARGE_ENERGY_TOTAL = _def("growatt_battery_charge_energy_joules_total", "Energy into the battery "
                                    "(echargeTotal / echarge1Total).", "joules", Kind.COUNTER, DEV,
-                                   _energy("Battery charge"))
+                                   _energy("Energy charged", component="battery"))
 BATTERY_DISCHARGE_ENERGY_TODAY = _def("growatt_battery_discharge_energy_today_joules", "Energy out of the battery "
                                       "today (edischargeToday / edischarge1Today).", "joules", labels=DEV,
-                                      display=_energy("Battery discharge today", today=True))
+                                      display=_energy("Energy discharged today", today=True, enabled=False,
+                                                      component="battery"))
 BATTERY_DISCHARGE_ENERGY_TOTAL = _def("growatt_battery_discharge_energy_joules_total", "Energy out of the battery "
                                       "(edischargeTotal / edischarge1Total).", "joules", Kind.COUNTER, DEV,
-                                      _energy("Battery discharge"))
+                                      _energy("Energy discharged", component="battery"))
 GRID_IMPORT_POWER = _def("growatt_grid_import_power_watts", "Power bought from the grid (pacToUserTotal).",
                          "watts", labels=DEV, display=_d("Grid import power", "W", 0))
 GRID_EXPORT_POWER = _def("growatt_grid_export_power_watts", "Power sold to the grid (pacToGridTotal).", "watts",
                          labels=DEV, display=_d("Grid export power", "W", 0))
 LOAD_POWER = _def("growatt_load_power_watts", "House load power (pacToLocalLoad / plocalLoadTotal).", "watts",
-                  labels=DEV, display=_d("Load power", "W", 0))
+                  labels=DEV, display=_d("House load", "W", 0))
 SELF_POWER = _def("growatt_self_consumption_power_watts", "Own production used now (pself).", "watts",
                   labels=DEV, display=_d("Self-consumption power", "W", 0, enabled=False))
 SYSTEM_POWER = _def("growatt_system_power_watts", "System output power (psystem).", "watts", labels=DEV,
                     display=_d("System power", "W", 0, enabled=False))
 BATTERY_SOC = _def("growatt_battery_state_of_charge_ratio", "Battery state of charge (bdc1Soc / bmsSoc / soc, "
                    "% / 100).", "ratio", labels=DEV,
-                   display=Display(name="Battery", unit="%", precision=0, device_class="battery"))
+                   display=_battery("State of charge", unit="%", precision=0, device_class="battery"))
 BATTERY_SOH = _def("growatt_battery_state_of_health_ratio", "Battery state of health (bmsSoh, % / 100).", "ratio",
-                   labels=DEV, display=_d("Battery health", "%", 0, diagnostic=True))
+                   labels=DEV, display=_battery("State of health", unit="%", precision=0, diagnostic=True))
 BATTERY_VOLTAGE = _def("growatt_battery_voltage_volts", "Battery voltage (bdc1Vbat / bmsVbat / vbat).", "volts",
-                       labels=DEV, display=_d("Battery voltage", "V", 1))
+                       labels=DEV, display=_battery("Voltage", unit="V", precision=1, diagnostic=True))
 BATTERY_CURRENT = _def("growatt_battery_current_amperes", "Battery current (bdc1Ibat / bmsIbat).", "amperes",
-                       labels=DEV, display=_d("Battery current", "A", 1))
+                       labels=DEV, display=_battery("Current", unit="A", precision=1, diagnostic=True))
 BATTERY_CHARGE_POWER = _def("growatt_battery_charge_power_watts", "Battery charging power (bdc1ChargePower / "
-                            "pcharge1).", "watts", labels=DEV, display=_d("Battery charge power", "W", 0))
+                            "pcharge1).", "watts", labels=DEV,
+                            display=_battery("Charging power", unit="W", precision=0))
 BATTERY_DISCHARGE_POWER = _def("growatt_battery_discharge_power_watts", "Battery discharging power "
                                "(bdc1DischargePower / pdischarge1).", "watts", labels=DEV,
-                               display=_d("Battery discharge power", "W", 0))
+                               display=_battery("Discharging power", unit="W", precision=0))
 EPS_POWER = _def("growatt_eps_apparent_power_volt_amperes", "Backup (EPS/UPS) output apparent power (upsPac1).",
                  "volt_amperes", labels=DEV, display=_d("Backup output power", "VA", 0, enabled=False))
 EPS_VOLTAGE = _def("growatt_eps_voltage_volts", "Backup (EPS/UPS) output voltage (upsVac1).", "volts",
-                   labels=DEV, display=_d("Backup output voltage", "V", 1, enabled=False))
+                   labels=DEV, display=_d("Backup output voltage", "V", 1, **_RARE))
 OPERATING_TIME = _def("growatt_operating_seconds_total", "Time the inverter has run (timeTotal h x 3600).",
                       "seconds", Kind.COUNTER, DEV, _d("Operating time", "h", 0, diagnostic=True))
 FAULT_CODE = _def("growatt_fault_code", "Fault code the inverter reports (0 = none).", labels=DEV, integer=True,
-                  display=_d("Fault code", "", 0, diagnostic=True))
+                  display=_d("Fault code", "", 0, state_class="", diagnostic=True))
 
 # --- freshness of what is served -----------------------------------------------------------------
+# One endpoint per plant or device serves its values, so the device says which: "Data stale".
 READING_STALE = _def("growatt_reading_stale", "1 when these values were not refreshed by this collection (rate "
                      "window, back-off, API error) and come from an earlier call; 0 when fresh.",
                      labels=("endpoint", "plant_id", "device_sn"), integer=True,
-                     display=Display(name="{endpoint} stale", binary="problem", diagnostic=True, words=_ENDPOINT_WORDS))
+                     display=Display(name="Data stale", binary="problem", diagnostic=True))
 READING_AGE = _def("growatt_reading_age_seconds", "Seconds since gridtap fetched the values served for this endpoint.",
                    "seconds", labels=("endpoint", "plant_id", "device_sn"),
-                   display=_d("{endpoint} age", "s", 0, diagnostic=True, words=_ENDPOINT_WORDS))
+                   display=_d("Data age", "min", 1, diagnostic=True))
 
 # --- gridtap's side of the API (diagnostics: published while the API is down) --------------------
 API_REQUESTS = _def("growatt_api_requests_total", "Calls made to the Growatt API, by endpoint.",
                     kind=Kind.COUNTER, labels=("endpoint",), integer=True,
-                    display=Display(name="{endpoint} calls", diagnostic=True, enabled=False, words=_ENDPOINT_WORDS))
+                    display=Display(name="{endpoint} calls", words=_ENDPOINT_WORDS, **_RARE))
 API_ERRORS = _def("growatt_api_errors_total", "Calls that gave no data, by endpoint and code (10012 rate limited, "
                   "10011 permission denied, http_NNN, not_json, timeout, transport).", kind=Kind.COUNTER,
                   labels=("endpoint", "code"), integer=True,
-                  display=Display(name="{endpoint} errors {code}", diagnostic=True, enabled=False,
-                                  words=_ENDPOINT_WORDS))
+                  display=Display(name="{endpoint} errors {code}", words=_ENDPOINT_WORDS, **_RARE))
+#: The back-off of every call (endpoint "*") is the one to watch; per endpoint they are there when asked for.
 API_BACKOFF = _def("growatt_api_backoff_seconds", "Seconds until the endpoint may be called again after an error "
                    "(0 = no back-off); endpoint=\"*\" is the back-off of every call.", "seconds",
-                   labels=("endpoint",),
-                   display=_d("{endpoint} back-off", "s", 0, diagnostic=True, words=_ENDPOINT_WORDS))
+                   labels=("endpoint",), display=DisplayByLabel(
+                       "endpoint", {"*": _d("API back-off", "min", 1, diagnostic=True)},
+                       default=_d("{endpoint} back-off", "min", 1, words=_ENDPOINT_WORDS, **_RARE)))
 API_DAILY_CALLS = _def("growatt_api_daily_calls", "Calls of a capped endpoint in the last 24 hours.",
                        labels=("endpoint",), integer=True, display=_d("{endpoint} calls today", "", 0,
                                                                        diagnostic=True, words=_ENDPOINT_WORDS))
@@ -227,8 +273,8 @@ API_DAILY_LIMIT = _def("growatt_api_daily_limit", "Calls a capped endpoint allow
                        labels=("endpoint",), integer=True, display=Display(hidden=True))
 API_DISABLED = _def("growatt_api_disabled", "1 while an endpoint is switched off for one plant or device after "
                     "10011 (the token may not read it); the rest carries on.", labels=("endpoint", "target"),
-                    integer=True, display=Display(name="{endpoint} disabled", binary="problem", diagnostic=True,
-                                    words=_ENDPOINT_WORDS))
+                    integer=True, display=Display(name="{endpoint} switched off", binary="problem",
+                                                  diagnostic=True, words=_ENDPOINT_WORDS))
 
 # --- history (gridtap growatt backfill) -----------------------------------------------------------
 DAILY_ENERGY = _def("growatt_plant_daily_energy_joules", "Plant energy of one day (plant/energy), timestamped at "
@@ -262,6 +308,9 @@ class Field:
     labels: tuple[tuple[str, str], ...] = ()
     #: Part of the battery: only exported when the device has one (spec §10.3).
     battery: bool = False
+    #: Measured by the grid meter: only exported when the device has one (a MIN without a meter
+    #: reports zeros for the grid and house flows, as for a battery it does not have).
+    meter: bool = False
     #: A 0 means "no such sensor" (temperatures).
     zero_is_absent: bool = False
     #: Scaled by the configured unit of SPH/MIX grid and load powers (W or kW).
@@ -314,24 +363,24 @@ DEVICE_FIELDS: tuple[Field, ...] = (
     _total(AC_ENERGY_TOTAL, "eacTotal", "powerTotal"),
     _today(PV_ENERGY_TODAY, "epvToday"),
     _total(PV_ENERGY_TOTAL, "epvTotal"),
-    _today(GRID_IMPORT_ENERGY_TODAY, "etoUserToday"),
-    _total(GRID_IMPORT_ENERGY_TOTAL, "etoUserTotal"),
-    _today(GRID_EXPORT_ENERGY_TODAY, "etoGridToday"),
-    _total(GRID_EXPORT_ENERGY_TOTAL, "etoGridTotal"),
-    _today(LOAD_ENERGY_TODAY, "elocalLoadToday"),
-    _total(LOAD_ENERGY_TOTAL, "elocalLoadTotal"),
-    _today(SELF_ENERGY_TODAY, "eselfToday"),
-    _total(SELF_ENERGY_TOTAL, "eselfTotal"),
+    _today(GRID_IMPORT_ENERGY_TODAY, "etoUserToday", meter=True),
+    _total(GRID_IMPORT_ENERGY_TOTAL, "etoUserTotal", meter=True),
+    _today(GRID_EXPORT_ENERGY_TODAY, "etoGridToday", meter=True),
+    _total(GRID_EXPORT_ENERGY_TOTAL, "etoGridTotal", meter=True),
+    _today(LOAD_ENERGY_TODAY, "elocalLoadToday", meter=True),
+    _total(LOAD_ENERGY_TOTAL, "elocalLoadTotal", meter=True),
+    _today(SELF_ENERGY_TODAY, "eselfToday", meter=True),
+    _total(SELF_ENERGY_TOTAL, "eselfTotal", meter=True),
     _today(SYSTEM_ENERGY_TODAY, "esystemToday"),
     _total(SYSTEM_ENERGY_TOTAL, "esystemTotal"),
     _today(BATTERY_CHARGE_ENERGY_TODAY, "echargeToday", "echarge1Today", battery=True),
     _total(BATTERY_CHARGE_ENERGY_TOTAL, "echargeTotal", "echarge1Total", battery=True),
     _today(BATTERY_DISCHARGE_ENERGY_TODAY, "edischargeToday", "edischarge1Today", battery=True),
     _total(BATTERY_DISCHARGE_ENERGY_TOTAL, "edischargeTotal", "edischarge1Total", battery=True),
-    _f(GRID_IMPORT_POWER, "pacToUserTotal", mix_unit=True),
-    _f(GRID_EXPORT_POWER, "pacToGridTotal", mix_unit=True),
-    _f(LOAD_POWER, "pacToLocalLoad", "plocalLoadTotal", mix_unit=True),
-    _f(SELF_POWER, "pself"),
+    _f(GRID_IMPORT_POWER, "pacToUserTotal", mix_unit=True, meter=True),
+    _f(GRID_EXPORT_POWER, "pacToGridTotal", mix_unit=True, meter=True),
+    _f(LOAD_POWER, "pacToLocalLoad", "plocalLoadTotal", mix_unit=True, meter=True),
+    _f(SELF_POWER, "pself", meter=True),
     _f(SYSTEM_POWER, "psystem"),
     _f(BATTERY_SOC, "bdc1Soc", "bmsSoc", "soc", "bmsSOC", scale=0.01, battery=True),
     _f(BATTERY_SOH, "bmsSoh", scale=0.01, battery=True, zero_is_absent=True),
@@ -350,6 +399,11 @@ DEVICE_FIELDS: tuple[Field, ...] = (
 #: Keys whose non-zero value says a battery is there (all 0 on MIN/TLX units without one).
 _BATTERY_PRESENT = tuple(v.norm_key(k) for k in ("bdc1Soc", "bmsSoc", "bmsSoh", "bdc1Vbat", "bmsVbat", "soc",
                                                   "vbat", "bmsSOC"))
+#: Keys whose non-zero value says a grid meter is there (lifetime flows: a day without import or
+#: export, or a night without load, does not hide the meter).
+_METER_PRESENT = tuple(v.norm_key(k) for k in ("etoUserTotal", "etoGridTotal", "elocalLoadTotal",
+                                                "pacToUserTotal", "pacToGridTotal", "pacToLocalLoad",
+                                                "plocalLoadTotal"))
 
 
 @dataclass
@@ -372,18 +426,24 @@ class DeviceReading:
     lost: bool
     #: Values after the guards (field index -> value in base units); None = absent.
     values: dict[int, float] = field(default_factory=dict)
+    #: When gridtap fetched the record (None: not known): Growatt's newest upload was already
+    #: ``data_time`` then, so an old ``data_time`` at a recent fetch means the device is offline.
+    fetched_at: float | None = None
 
 
 def device_values(record: Mapping[str, Any], family: str) -> dict[int, float]:
     """Field index -> value in base units (SPH/MIX grid powers as sent), before guards and
     staleness: a pure function of the record."""
     battery = any((v.number(record.get(k)) or 0) != 0 for k in _BATTERY_PRESENT)
+    meter = any((v.number(record.get(k)) or 0) != 0 for k in _METER_PRESENT)
     strings = {str(n) for n in range(1, 9) if _in_use(record, f"vpv{n}", f"ppv{n}", f"epv{n}total")}
     phases = {"1"} | {p for p, (a, b) in _PHASE_KEYS.items()
                       if _in_use(record, f"vac{a}", f"vac{b}", f"pac{a}", f"pac{b}")}
     out: dict[int, float] = {}
     for i, f in enumerate(DEVICE_FIELDS):
-        if (f.battery and not battery) or (f.string and f.string not in strings) or (f.phase and f.phase not in phases):
+        if (f.battery and not battery) or (f.meter and not meter):
+            continue
+        if (f.string and f.string not in strings) or (f.phase and f.phase not in phases):
             continue
         if f.families and family not in f.families:
             continue
@@ -441,8 +501,32 @@ def device_metrics(reading: DeviceReading, options: Options, now: float, zone: d
             x = v.denoise(x * mix_scale)
         value: float | int = int(x) if f.metric.integer else x
         out.append(f.metric(value, **labels, **dict(f.labels)))
+    offline = reading.lost or (reading.fetched_at is not None and reading.data_time is not None
+                               and reading.fetched_at - reading.data_time > options.power_max_age)
+    codes = {DEVICE_FIELDS[i].metric: x for i, x in reading.values.items()
+             if DEVICE_FIELDS[i].metric in (STATUS, FAULT_CODE)} if live_ok else {}
+    out += status_metrics(codes.get(STATUS), codes.get(FAULT_CODE), offline and not live_ok, labels)
     if reading.data_time is not None:
         out.append(DATA_TIMESTAMP(reading.data_time, **labels))
+    return out
+
+
+def status_metrics(status: float | None, fault_code: float | None, offline: bool,
+                   labels: Mapping[str, str]) -> list[Metric]:
+    """The status in words and the fault flag, from a live status and fault code; "offline"
+    (and no fault flag: nothing is known of one) for a device that uploads nothing."""
+    if offline:
+        return [DEVICE_STATE("offline", **labels)]
+    out: list[Metric] = []
+    state = STATUS_STATES.get(int(status), "unknown") if status is not None else None
+    if state is not None:
+        out.append(DEVICE_STATE(state, **labels))
+    # The status decides: a fault code next to a normal status is a latched or past one (the code
+    # stays a diagnostic); only a device without a status is judged by its code.
+    if state is not None:
+        out.append(FAULT_ACTIVE(int(state == "fault"), **labels))
+    elif fault_code is not None:
+        out.append(FAULT_ACTIVE(int(fault_code > 0), **labels))
     return out
 
 
@@ -503,9 +587,25 @@ def plant_info(plant_id: str, info: Mapping[str, Any]) -> Metric:
 
 
 def device_info(plant_id: str, device: Mapping[str, Any], family: str, firmware: str = "") -> Metric:
+    model = str(device.get("model") or "")
     return DEVICE_INFO(1, plant_id=plant_id, device_sn=str(device.get("device_sn", "")), family=family,
-                       type=str(device.get("type", "")), model=str(device.get("model") or ""),
-                       datalogger_sn=str(device.get("datalogger_sn") or ""), firmware=firmware)
+                       type=str(device.get("type", "")), model=model,
+                       datalogger_sn=str(device.get("datalogger_sn") or ""), firmware=firmware,
+                       name=device_name(model))
+
+
+#: Growatt's model code of classic inverters (device/list ``model``, e.g. A0B0D0T0PFU1M3S4): eight
+#: letter-digit pairs that describe options, not a product a person would recognise.
+_MODEL_CODE = re.compile(r"A\wB\wD\wT\wP\wU\wM\wS\w", re.IGNORECASE)
+
+
+def device_name(model: str) -> str:
+    """What a person calls the device, for Home Assistant: "Inverter MIN 5000TL-X"; just
+    "Inverter" when the model is a model code or unknown (never the serial number)."""
+    model = " ".join(model.split())
+    if not model or _MODEL_CODE.fullmatch(model) or model.lower() in ("unknown", "null", "none"):
+        return "Inverter"
+    return model if model.lower().startswith("inverter") else f"Inverter {model}"
 
 
 def day_energy_metric(data: Any, extra: Mapping[str, Any]) -> Metric | None:

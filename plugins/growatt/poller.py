@@ -623,7 +623,8 @@ class Poller:
             r = self.readings.get(key)
             if r is None or now - r.fetched_at > s.stale_after:
                 continue
-            reading = m.DeviceReading(dev.plant_id, dev.sn, fam.name, r.record, r.data_time, r.lost, r.values)
+            reading = m.DeviceReading(dev.plant_id, dev.sn, fam.name, r.record, r.data_time, r.lost, r.values,
+                                      r.fetched_at)
             out += m.device_metrics(reading, s.options, now, self.zone(dev.plant_id))
             out += self._freshness(key, r, now)
             served += 1

@@ -96,7 +96,8 @@ def test_device_list_doc_example_trusts_the_list_and_logs_the_count(caplog):
     assert dev.family.last is api.INV_LAST and dev.family.last.method == "GET" and dev.family.last_param == "device_sn"
     info = m.device_info("1185", dev.record, dev.family.name)
     assert dict(info.labels) == {"plant_id": "1185", "device_sn": "ZT00100001", "family": "inverter", "type": "1",
-                                 "model": "A0B0D0T0PFU1M3S4", "datalogger_sn": "CRAZT00001", "firmware": ""}
+                                 "model": "A0B0D0T0PFU1M3S4", "datalogger_sn": "CRAZT00001", "firmware": "",
+                                 "name": "Inverter"}  # a model code names no product (README: Home Assistant)
 
 
 def test_real_capture_count_one_without_devices():

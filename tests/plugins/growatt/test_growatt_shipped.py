@@ -12,6 +12,8 @@ import pytest
 
 from gridtap import config, devices
 from gridtap.health import health_defs
+from gridtap.model import display_of
+from gridtap.outputs.ha import check_display
 from gridtap_plugins.growatt import api as gapi
 from gridtap_plugins.growatt import metrics as m
 from gridtap_plugins.growatt.plugin import GrowattConfig, GrowattPlugin
@@ -23,7 +25,7 @@ HERE = ROOT / "plugins" / "growatt"
 
 def test_readme_lists_every_metric_and_setting():
     text = (HERE / "README.md").read_text()
-    table = set(re.findall(r"^\| `(growatt_[a-z_]+)` \| (?:gauge|counter|info)", text, re.MULTILINE))
+    table = set(re.findall(r"^\| `(growatt_[a-z_]+)` \| (?:gauge|counter|info|stateset)", text, re.MULTILINE))
     assert table == {d.name for d in m.METRICS}
     for d in health_defs("growatt"):
         assert d.name in text
@@ -75,24 +77,32 @@ def test_systemd_units_verify(tmp_path: Path):
 
 
 def test_entity_names_read_like_english():
-    """Home Assistant shows Display names: no field names, paths or snake_case, whatever the
-    label values the plugin produces."""
+    """Home Assistant shows Display names: no field names, paths, snake_case or serials, whatever
+    the label values the plugin produces; every unit asked for is reachable from the base unit."""
     labels = {"string": ["1", "8"], "phase": ["1", "3"], "phases": ["rs", "st", "tr"], "bus": ["p", "n"],
               "sensor": sorted({dict(f.labels)["sensor"] for f in m.DEVICE_FIELDS if f.metric is m.TEMPERATURE}),
               "endpoint": ["*", *gapi.ENDPOINTS], "code": ["10012"], "target": ["BNE9A5100D"]}
     seen = {}
     for d in m.METRICS:
         assert d.display is not None, d.name
-        if d.display.hidden:
-            continue
         names = [n for n in d.label_names if n in labels]
         for i in range(max(len(labels[n]) for n in names) if names else 1):
             sample = {n: labels[n][min(i, len(labels[n]) - 1)] for n in names} | {"plant_id": "1", "device_sn": "X"}
-            title = d.display.title(sample)
-            assert title and "/" not in title and "_" not in title and not any(
+            shown = display_of(d, sample)
+            if shown.hidden:
+                continue
+            check_display(d, sample)
+            title = shown.title(sample)
+            assert title and "/" not in title and "_" not in title and "BNE9A5100D" not in title and not any(
                 w in title.lower() for w in ("temp1", "tlx", "last data", " rs", " p ")), (d.name, title)
             seen[(d.name, tuple(sample.items()))] = title
     assert seen[("growatt_temperature_celsius", (("sensor", "ipm"), ("plant_id", "1"), ("device_sn", "X")))] == \
-        "Temperature IPM"
-    assert seen[("growatt_reading_stale", (("endpoint", "device/tlx/tlx_last_data"), ("plant_id", "1"),
-                                           ("device_sn", "X")))] == "MIN data stale"
+        "IPM temperature"
+    assert seen[("growatt_temperature_celsius", (("sensor", "temperature5"), ("plant_id", "1"),
+                                                 ("device_sn", "X")))] == "Temperature 5"
+    assert seen[("growatt_pv_string_power_watts", (("string", "8"), ("plant_id", "1"), ("device_sn", "X")))] == \
+        "PV8 power"
+    assert seen[("growatt_api_backoff_seconds", (("endpoint", "*"), ("plant_id", "1"), ("device_sn", "X")))] == \
+        "API back-off"
+    assert seen[("growatt_api_backoff_seconds", (("endpoint", "device/tlx/tlx_last_data"), ("plant_id", "1"),
+                                                 ("device_sn", "X")))] == "MIN data back-off"

@@ -115,10 +115,10 @@ def tlx(**over) -> dict:
 
 
 def serve(record: dict, family: str = "min", now: float = NOON, options: m.Options | None = None,
-          guards: v.Guards | None = None) -> dict[tuple[str, tuple], float]:
+          guards: v.Guards | None = None, fetched_at: float | None = None) -> dict[tuple[str, tuple], float]:
     rec = v.normalise_record(record)
     when = v.parse_local_time(rec.get("time"), CET)
-    reading = m.DeviceReading("4242", "SN1", family, rec, when, rec.get("lost") is True)
+    reading = m.DeviceReading("4242", "SN1", family, rec, when, rec.get("lost") is True, fetched_at=fetched_at)
     m.guard_device(reading, guards or v.Guards(), CET)
     out = m.device_metrics(reading, options or m.Options(), now, CET)
     return {(x.name, tuple((k, val) for k, val in x.labels if k not in ("plant_id", "device_sn"))): x.value
@@ -245,3 +245,56 @@ def test_every_metric_has_a_display_and_base_unit_names():
         assert not any(bad in d.name for bad in ("kwh", "kilowatt", "percent", "_kw")), d.name
     today = [d for d in m.METRICS if d.name.endswith("_today_joules")]
     assert today and all(d.display.state_class == "total_increasing" and d.display.unit == "kWh" for d in today)
+
+
+@pytest.mark.parametrize(("status", "fault", "state", "active"), [
+    (1, 0, "normal", 0), (0, 0, "waiting", 0), (2, 0, "fault", 1), (3, 117, "fault", 1), (1, 27, "normal", 0),
+    (5, 0, "pv_battery_online", 0), (6, 0, "battery_online", 0), (8, 0, "backup_battery", 0), (4, 0, "updating", 0),
+    (42, 0, "unknown", 0),
+])
+def test_status_in_words_and_the_fault_flag(status, fault, state, active):
+    got = serve(tlx(status=status, faultType=fault))
+    assert got[("growatt_device_state", ())] == state
+    assert got[("growatt_fault_active", ())] == active
+    assert got[("growatt_device_status", ())] == status and got[("growatt_fault_code", ())] == fault
+    assert state in m.DEVICE_STATE.states
+
+
+def test_without_a_status_the_fault_code_decides():
+    assert serve(tlx(status=None, faultType=27))[("growatt_fault_active", ())] == 1
+    assert serve(tlx(status=None, faultType=0))[("growatt_fault_active", ())] == 0
+    assert ("growatt_device_state", ()) not in serve(tlx(status=None))
+
+
+def test_a_device_that_uploads_nothing_is_offline_and_says_nothing_of_faults():
+    late = dt.datetime(2026, 6, 21, 23, 30, tzinfo=CET).timestamp()
+    # fetched at 23:29: Growatt's newest upload was 11:55, so the inverter has been off for hours
+    got = serve(tlx(time="2026-06-21 11:55:00"), now=late, fetched_at=late - 60)
+    assert got[("growatt_device_state", ())] == "offline"
+    assert ("growatt_fault_active", ()) not in got and ("growatt_device_status", ()) not in got
+    assert serve(tlx(lost=True), fetched_at=NOON)[("growatt_device_state", ())] == "offline"
+    # fetched at 12:00, served at 23:30 from an old fetch: nothing is known now, so no state at all
+    got = serve(tlx(), now=late, fetched_at=NOON)
+    assert ("growatt_device_state", ()) not in got and ("growatt_fault_active", ()) not in got
+
+
+def test_grid_and_house_flows_only_with_a_meter():
+    plain = serve(tlx(etoUserToday=0.0, etoUserTotal=0.0, etoGridToday=0.0, etoGridTotal=0.0,
+                      elocalLoadToday=0.0, elocalLoadTotal=0.0, pacToGridTotal=0.0, pacToUserTotal=0.0,
+                      pacToLocalLoad=0.0))
+    assert not any(k[0].startswith(("growatt_grid_import", "growatt_grid_export", "growatt_load")) for k in plain)
+    metered = serve(tlx(etoUserToday=0.0, etoUserTotal=1.5, etoGridToday=3.2, etoGridTotal=812.4,
+                        elocalLoadToday=4.0, elocalLoadTotal=640.0, pacToGridTotal=0.0, pacToUserTotal=0.0,
+                        pacToLocalLoad=0.0))
+    assert metered[("growatt_grid_export_energy_joules_total", ())] == pytest.approx(812.4 * 3.6e6)
+    assert metered[("growatt_grid_import_energy_today_joules", ())] == 0.0  # a real 0: the meter is there
+    assert metered[("growatt_grid_import_power_watts", ())] == 0.0
+
+
+@pytest.mark.parametrize(("model", "name"), [
+    ("MIN 5000TL-X", "Inverter MIN 5000TL-X"), ("SPH 3000", "Inverter SPH 3000"), ("A0B0D0T0PFU1M3S4", "Inverter"),
+    ("a0b0d0t0p0u0m0s0", "Inverter"), ("", "Inverter"), ("  MOD  10KTL3-X ", "Inverter MOD 10KTL3-X"),
+    ("Inverter 3000-S", "Inverter 3000-S"),
+])
+def test_device_names_say_what_it_is_never_a_code(model, name):
+    assert m.device_name(model) == name
