@@ -167,6 +167,16 @@ _LOAD_TARGETS = {"target": {"hc1": "heating circuit 1", "hc2": "heating circuit 
                             "hc3": "heating circuit 3", "hc4": "heating circuit 4", "hc5": "heating circuit 5",
                             "buffer": "buffer", "dhw_2": "hot water, second"}}
 
+#: The LWZ's temperature sensors by manual address (sensor faults name the sensor, not the register).
+_LWZ_SENSORS = {"register": {
+    "1": "room temperature circuit 1", "2": "room set temperature circuit 1", "4": "room temperature circuit 2",
+    "5": "room set temperature circuit 2", "7": "outside temperature", "8": "heating circuit 1 temperature",
+    "9": "heating circuit 1 set temperature", "10": "heating circuit 2 temperature",
+    "11": "heating circuit 2 set temperature", "12": "flow temperature", "13": "return temperature",
+    "16": "hot water temperature", "17": "hot water set temperature", "23": "extract air temperature",
+    "24": "extract air dew point", "25": "dew point circuit 1", "26": "dew point circuit 2",
+    "27": "solar collector temperature", "28": "hot gas temperature"}}
+
 MODBUS: tuple[MetricDef, ...] = (
     family("outside_temperature_celsius", "Outside temperature.", title="Outside temperature"),
     family("remote_control_temperature_celsius", "Room temperature at a remote control (FE7, FEK): actual or set.",
@@ -380,7 +390,7 @@ MODBUS: tuple[MetricDef, ...] = (
            integer=True, **_DIAG),
     family("sensor_fault", "Temperature sensor fault (LWZ replacement values): 1 lead open (-60), 2 short "
            "circuit (-50), 0 ok; the temperature itself is left out (register = manual address).", "register",
-           integer=True, title="Sensor fault, register {register}", diagnostic=True, state_class=""),
+           integer=True, title="Sensor fault ({register})", words=_LWZ_SENSORS, diagnostic=True, state_class=""),
 )
 MODBUS_BY_STEM: dict[str, MetricDef] = {d.name[len(P):]: d for d in MODBUS}
 
