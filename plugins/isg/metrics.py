@@ -352,7 +352,7 @@ MODBUS: tuple[MetricDef, ...] = (
            title="SG Ready load temperature {target} (setting)", words=_LOAD_TARGETS, state_class="", **_RARE,
            by=("target", {"hc1": {"enabled": True}, "dhw": {"enabled": True}})),
     family("power_consumption_control_setting", "Power consumption control (0/1).", integer=True,
-           title="Power consumption control (setting)", state_class="", **_RARE),
+           title="Power consumption control (setting)", binary="", **_RARE),
     family("input_mode_setting", "SG Ready input mode (raw).", integer=True, title="SG Ready input mode (setting)",
            state_class="", **_RARE),
     family("power_limit_setting", "Power limit setting (raw).", integer=True, title="Power limit (setting)",
