@@ -326,8 +326,6 @@ CASES: dict[str, Case] = {
         binary_uids=r"_up$",
         settle=40.0,
     ),
-    # growatt has its own helper's display hints; it is held to the structure, units, energy and
-    # availability, not (yet) to a dashboard list.
     "growatt": Case(
         make=growatt_process,
         # A plant and three inverters behind the account, the SPH's battery via the SPH; the classic
