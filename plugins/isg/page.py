@@ -34,6 +34,8 @@ ON_WORDS = ("Ein", "On", "Allumé", "Aan", "Acceso", "På", "Włączony", "Zap",
             "Tændt")
 _WORDS = {w.casefold(): 0 for w in OFF_WORDS} | {w.casefold(): 1 for w in ON_WORDS}
 _NUMBER = re.compile(r"(?P<number>[0-9,.-]+)( ?)(?P<unit>[a-zA-Z°%/²³.]*)")
+#: The "on" icon's file name says whose UI it is (spec §1.4): Stiebel Eltron's or Tecalor's.
+BRANDS = {"ste-symbol": "Stiebel Eltron", "tec-symbol": "Tecalor"}
 _HK2 = re.compile(r"(^|_)hk_?2($|_)")
 #: Labels that say a kWh/MWh row is a running total (a counter) rather than a day value.
 _TOTAL_WORDS = re.compile(r"(^|_)(summe|total|gesamt)($|_)")
@@ -52,6 +54,8 @@ class Page:
     login: bool  # the ISG served its login screen instead of data
     rows: list[Row] = field(default_factory=list)
     tables: int = 0  # value tables (form#werte table.info) found, with or without rows
+    #: Whose UI it is, from the "on" icon's file name (ste-symbol / tec-symbol); None without icons.
+    brand: str | None = None
 
 
 def parse_page(html: str | bytes) -> Page:
@@ -64,6 +68,7 @@ def parse_page(html: str | bytes) -> Page:
     if form.css("input[name=pass]") or sel.css("div#loginscreen"):
         return Page(login=True)
     rows: list[Row] = []
+    brand: str | None = None
     tables = form.css("table.info")
     for table in tables:
         section = " ".join("".join(table.css("th.round-top ::text").getall()).split())
@@ -75,11 +80,12 @@ def parse_page(html: str | bytes) -> Page:
             value = "".join(cell.css("::text").getall()).strip()
             if value:
                 rows.append(Row(section, label, value))
-            elif any("symbol_an" in src for src in cell.css("img::attr(src)").getall()):
+            elif icons := [src for src in cell.css("img::attr(src)").getall() if "symbol_an" in src]:
                 rows.append(Row(section, label, "", flag=True))
+                brand = brand or next((b for src in icons for mark, b in BRANDS.items() if mark in src), None)
             else:
                 log.debug("row %r of %r has neither a value nor the on icon; skipped", label, section)
-    return Page(login=False, rows=rows, tables=len(tables))
+    return Page(login=False, rows=rows, tables=len(tables), brand=brand)
 
 
 def is_login_screen(html: str | bytes) -> bool:

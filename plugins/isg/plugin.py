@@ -48,9 +48,14 @@ DEFAULT_PAGES = "1,0 1,1 2,0 2,1 2,3 2,4 4,7"
 _PAGE_RE = re.compile(r"^\d{1,2}(,\d{1,2}){1,2}$")
 _HOST_PORT = re.compile(r"^[^:]+:\d+$")
 _BACKOFF_NOTE = re.compile(r" \(next try in \d+s\)$")
-#: The shortest re-assertion period: every write lands in the ISG's flash (rated ~10^6 cycles),
-#: and a typo like ``sgready_reassert: 5`` (seconds) would wear it out within weeks.
+#: The re-assertion period by default and at least: the ISG reverts an input 30-60 s after it was
+#: written (spec §3.3), so only a period at the short end holds a state; every write lands in the
+#: ISG's flash (rated ~10^6 cycles), and a typo like ``sgready_reassert: 5`` (seconds) would wear it
+#: out within weeks. README "SGReady" has the arithmetic.
 MIN_REASSERT = 30.0
+#: Whose heat pump it is (Home Assistant's device): Modbus cannot tell a Tecalor from a Stiebel Eltron;
+#: the web UI can (its status icons, page.BRANDS), see ``_collect_web``.
+MANUFACTURER = "Stiebel Eltron"
 #: SGReady "normal": what the ISG falls back to by itself, so it is written once, not re-asserted.
 NORMAL = 2
 
@@ -80,9 +85,11 @@ class IsgConfig:
     sgready_enable: bool = setting(False, help="take SGReady requests: POST /webhooks/alertmanager on the "
                                                "/metrics listener; the state is re-asserted every sgready_reassert")
     sgready_switch_on: bool = setting(False, help="switch SG Ready on (holding 4001 = 1) before writing the inputs")
-    sgready_reassert: Duration = setting(Duration(300.0), help="re-write a requested SGReady state (other than 2, "
-                                                               "normal: the ISG falls back to it) this often; the "
-                                                               "ISG reverts inputs after 30-60 s (30s or more)")
+    sgready_reassert: Duration = setting(Duration(MIN_REASSERT), help="re-write a requested SGReady state (other "
+                                                                      "than 2, normal: the ISG falls back to it) "
+                                                                      "this often; the ISG reverts inputs after "
+                                                                      "30-60 s (30s or more; each write is one "
+                                                                      "flash write: 120 an hour at 30s)")
 
 
 class IsgPlugin(Plugin):
@@ -140,6 +147,8 @@ class IsgPlugin(Plugin):
         self.unsupported: set[str] = set()
         self._block_state: dict[str, str] = {}
         self.known_flags: dict[str, set[tuple[str, str]]] = {}
+        #: The web UI's brand once a page showed a status icon (Stiebel Eltron or Tecalor).
+        self.brand: str | None = None
         # SGReady: the state asked for, when it was last written (wall clock for /status,
         # monotonic for the schedule) and when the next re-assertion is due.
         self.requested: int | None = None
@@ -213,6 +222,7 @@ class IsgPlugin(Plugin):
         seen: dict[str, set[tuple[str, str]]] = {}
         for page_id, text in result.pages.items():
             parsed = pages.parse_page(text)
+            self.brand = parsed.brand or self.brand
             r = pages.page_metrics(parsed.rows, opts, where=f"?s={page_id}")
             for s in r.metrics:
                 samples[(s.name, s.labels)] = s  # a later page wins, as a later row does
@@ -223,6 +233,7 @@ class IsgPlugin(Plugin):
                 samples[key] = s
         out = list(samples.values())
         out += [m.WEB_PAGE_OK(1 if p in result.pages else 0, page=p) for p in self.pages]
+        out.append(m.WEB_INFO(1, manufacturer=self.brand or MANUFACTURER))
         for page_id, why in result.failed.items():
             log.debug("?s=%s: %s", page_id, why)
         return out
@@ -295,8 +306,9 @@ class IsgPlugin(Plugin):
             if good:
                 self._note_block(block, "")
         out += [m.BLOCK_OK(int(v), block=b) for b, v in ok.items()]
-        out.append(m.CONTROLLER_INFO(1, family=compiled.family, controller=self._controller_name(compiled),
-                                     id=str(compiled.controller)))
+        name = self._controller_name(compiled)
+        out.append(m.CONTROLLER_INFO(1, family=compiled.family, controller=name, id=str(compiled.controller),
+                                     manufacturer=MANUFACTURER, model=name))
         return out
 
     def _note_block(self, block: str, error: str) -> None:

@@ -7,8 +7,9 @@ operating state (input wire 5000) and the operating mode: in comfort mode the IS
 Ready (evcc's documentation of the Stiebel templates), which is said, not hidden.
 
 The ISG does not latch the inputs (it reverts within 30-60 s), so a long-running device that
-was asked for a state re-asserts it every few minutes (plugin.py) - never in a tight loop: the
-writes land in storage with a limited number of write cycles.
+was asked for a state other than normal re-asserts it every ``sgready_reassert`` (30 s by
+default, never less: plugin.py) - never in a tight loop: the writes land in storage with a
+limited number of write cycles (README "SGReady" has the arithmetic).
 """
 
 from __future__ import annotations

@@ -48,12 +48,31 @@ def _diag(name: str, **kw: Any) -> Display:
     return Display(name=name, diagnostic=True, **kw)
 
 
-INFO = MetricDef(P + "info", "Gateway firmware version and git hash (/api/status); always 1", Kind.INFO,
-                 label_names=("version", "git_hash"), display=Display(name="Firmware", diagnostic=True))
+def _rare(name: str, **kw: Any) -> Display:
+    """Internals few people want: a diagnostic, disabled until someone enables it."""
+    return Display(name=name, diagnostic=True, enabled=False, **kw)
+
+
+# Home Assistant (README "Home Assistant"): the gateway is one device (manufacturer Tesla, its model
+# and serial from /api/status), each battery block and each meter with a serial is a device of its
+# own connected via it (plugin.py: ``subdevice_labels = ("serial",)``; the info metrics below name
+# them). The gateway's dashboard is what the Tesla app shows: power flows, charge, reserve, grid
+# up, and the lifetime energy counters the Energy dashboard takes.
+MANUFACTURER = "Tesla"
+#: Gateway part numbers (the DIN before "--") as Tesla sells them (pypowerwall's device notes).
+GATEWAY_MODELS = {"1118431": "Backup Gateway", "1232100": "Backup Gateway 2"}
+#: Meter types of /api/meters/<category> -> (manufacturer, model).
+METER_MODELS = {"synchrometerX": (MANUFACTURER, "Synchrometer X"), "synchrometerY": (MANUFACTURER, "Synchrometer Y"),
+                "neurio_tcp": ("Neurio", "Neurio meter"), "neurio_w2_tcp": ("Neurio", "Neurio W2")}
+
+INFO = MetricDef(P + "info", "Gateway firmware version and git hash (/api/status); always 1. Labels manufacturer, "
+                 "model, serial_number (from the DIN) and firmware (= version) name the Home Assistant device",
+                 Kind.INFO, label_names=("version", "git_hash", "manufacturer", "model", "serial_number", "firmware"),
+                 display=Display(name="Firmware", diagnostic=True))
 UPTIME = _gauge("uptime_seconds", "Time since the gateway last started (/api/status up_time_seconds)", "seconds",
                 display=_diag("Uptime", unit="h", precision=1))
 COMMISSIONS = _counter("commissions_total", "Configuration commissions of the gateway (commission_count)",
-                       integer=True, display=_diag("Commissions"))
+                       integer=True, display=_rare("Commissions"))
 CHARGE = _gauge("charge_ratio", "Stored energy of all batteries, raw gateway scale (soe percentage / 100; "
                 "the app shows (raw - 5 %) / 0.95)", "ratio",
                 display=Display(name="Battery charge (gateway scale)", unit="%", precision=1, diagnostic=True))
@@ -63,7 +82,7 @@ APP_CHARGE = _gauge("app_charge_ratio", "Stored energy as the Tesla app shows it
                                     state_class="measurement"))
 OPERATION_MODE = _gauge("operation_mode", "Operation mode (label mode: self_consumption, autonomous, backup, "
                         "scheduler); always 1", labels=("mode",), integer=True,
-                        display=Display(name="Operation mode {mode}", binary="", words=MODE_WORDS, enabled=False))
+                        display=_rare("Operation mode {mode}", binary="", words=MODE_WORDS))
 RESERVE = _gauge("reserve_ratio", "Backup reserve, raw gateway scale (backup_reserve_percent / 100)", "ratio",
                  display=Display(name="Backup reserve (gateway scale)", unit="%", precision=1, diagnostic=True))
 APP_RESERVE = _gauge("app_reserve_ratio", "Backup reserve as the Tesla app shows it: (raw - 5 %) / 0.95, "
@@ -76,7 +95,7 @@ POWER_SUPPLY_MODE = _gauge("power_supply_mode", "1 in power-supply mode", intege
                            display=Display(name="Power supply mode", binary="", diagnostic=True))
 SITEMASTER_BUSY = _gauge("sitemaster_busy", "Present (1) while the gateway should not be stopped or rebooted; "
                          "label reason is its can_reboot text (\"\" while stopped)", labels=("reason",),
-                         integer=True, display=_diag("Busy: {reason}", binary="running", enabled=False))
+                         integer=True, display=_rare("Busy: {reason}", binary="running"))
 PROBLEMS = _gauge("problems_detected", "Problems the gateway reports (/api/troubleshooting/problems)",
                   integer=True, display=Display(name="Problems", diagnostic=True))
 #: What a battery holds is HA's energy_storage, a measurement: a "total" energy sensor would be
@@ -85,55 +104,57 @@ _STORED = {"unit": "kWh", "precision": 2, "device_class": "energy_storage", "sta
 FULL_PACK = _gauge("full_pack_joules", "Usable capacity of all batteries (nominal_full_pack_energy)", "joules",
                    display=Display(name="Battery capacity", diagnostic=True, **_STORED))
 REMAINING = _gauge("remaining_joules", "Energy stored in all batteries (nominal_energy_remaining)", "joules",
-                   display=Display(name="Battery energy", **_STORED))
+                   display=Display(name="Battery stored energy", **_STORED))
 ISLAND_STATE = _gauge("island_state", "Grid connection state (label state: SystemGridConnected, "
                       "SystemIslandedActive, SystemTransitionToGrid, ...); always 1", labels=("state",),
-                      integer=True, display=_diag("Island state {state}", binary="", enabled=False))
+                      integer=True, display=_rare("Island state {state}", binary=""))
 GRID_CONNECTED = _gauge("grid_connected", "1 while system_island_state is SystemGridConnected", integer=True,
-                        display=Display(name="Grid", binary="power"))
-BATTERY_INFO = MetricDef(P + "battery_info", "A battery block: serial, part number, firmware; always 1",
-                         Kind.INFO, label_names=("serial", "partno", "version"),
-                         display=Display(name="Battery {serial}", diagnostic=True))
+                        display=Display(name="Grid", binary="connectivity"))
+BATTERY_INFO = MetricDef(P + "battery_info", "A battery block: serial, part number, firmware; always 1. Labels "
+                         "name (Battery 1, 2, ... in the gateway's order), model and manufacturer name its Home "
+                         "Assistant device", Kind.INFO,
+                         label_names=("serial", "partno", "version", "name", "model", "manufacturer"),
+                         display=Display(hidden=True))
+# One battery block is a Home Assistant device of its own ("Battery 1"): names without the serial.
 _B = ("serial",)
 BATTERY_FULL_PACK = _gauge("battery_full_pack_joules", "Usable capacity of one battery", "joules", _B,
-                           display=Display(name="Battery {serial} capacity", diagnostic=True, enabled=False,
-                                           **_STORED))
+                           display=Display(name="Capacity", diagnostic=True, **_STORED))
 BATTERY_REMAINING = _gauge("battery_remaining_joules", "Energy stored in one battery", "joules", _B,
-                           display=Display(name="Battery {serial} energy", enabled=False, **_STORED))
+                           display=Display(name="Stored energy", **_STORED))
 BATTERY_VOLTS = _gauge("battery_output_volts", "Battery inverter AC voltage (v_out)", "volts", _B,
-                       display=_diag("Battery {serial} voltage", unit="V", precision=1))
+                       display=_diag("Voltage", unit="V", precision=1))
 BATTERY_AMPERES = _gauge("battery_output_amperes", "Battery inverter AC current (i_out; + = discharging)",
-                         "amperes", _B, display=_diag("Battery {serial} current", unit="A", precision=1))
+                         "amperes", _B, display=_diag("Current", unit="A", precision=1))
 BATTERY_HERTZ = _gauge("battery_output_hertz", "Battery inverter AC frequency (f_out)", "hertz", _B,
-                       display=_diag("Battery {serial} frequency", unit="Hz", precision=3))
+                       display=_rare("Frequency", unit="Hz", precision=3))
 BATTERY_WATTS = _gauge("battery_output_watts", "Battery inverter real power (p_out; + = discharging)", "watts",
-                       _B, display=Display(name="Battery {serial} power", unit="W", precision=0, enabled=False))
+                       _B, display=_diag("Power", unit="W", precision=0))
 BATTERY_OFF_GRID = _gauge("battery_off_grid", "1 while the battery is off grid", labels=_B, integer=True,
-                          display=_diag("Battery {serial} off grid", binary=""))
+                          display=_diag("Off grid", binary=""))
 BATTERY_ISLAND = _gauge("battery_island_state", "1 while the battery runs islanded (vf_mode)", labels=_B,
-                        integer=True, display=_diag("Battery {serial} islanded", binary=""))
+                        integer=True, display=_diag("Islanded", binary=""))
 BATTERY_WOBBLE = _gauge("battery_wobble_detected", "1 when frequency wobble is detected", labels=_B, integer=True,
-                        display=_diag("Battery {serial} wobble", binary="problem"))
+                        display=_diag("Frequency wobble", binary="problem"))
 BATTERY_CLAMPED = _gauge("battery_charge_power_clamped", "1 while charge power is clamped", labels=_B,
-                         integer=True, display=_diag("Battery {serial} charge clamped", binary=""))
+                         integer=True, display=_diag("Charge power clamped", binary=""))
 BATTERY_BACKUP_READY = _gauge("battery_backup_ready", "1 when the battery is ready for backup", labels=_B,
-                              integer=True, display=_diag("Battery {serial} backup ready", binary=""))
+                              integer=True, display=_diag("Backup ready", binary=""))
 BATTERY_PINV_STATE = _gauge("battery_pinv_state", "Battery inverter state (label state); always 1",
                             labels=("serial", "state"), integer=True,
-                            display=_diag("Battery {serial} inverter {state}", binary="", enabled=False))
+                            display=_rare("Inverter {state}", binary=""))
 BATTERY_PINV_GRID_STATE = _gauge("battery_pinv_grid_state", "Battery inverter grid state (label state); always 1",
                                  labels=("serial", "state"), integer=True,
-                                 display=_diag("Battery {serial} grid {state}", binary="", enabled=False))
+                                 display=_rare("Inverter grid {state}", binary=""))
 BATTERY_OPSEQ_STATE = _gauge("battery_opseq_state", "Battery operation sequence state (label state); always 1",
                              labels=("serial", "state"), integer=True,
-                             display=_diag("Battery {serial} sequence {state}", binary="", enabled=False))
+                             display=_rare("Operation sequence {state}", binary=""))
 BATTERY_CHARGED = _counter("battery_charged_joules_total", "Energy charged into one battery over its lifetime "
                            "(energy_charged; absent while the gateway reports 0)", "joules", _B,
-                           display=Display(name="Battery {serial} energy charged", unit="kWh", precision=2,
+                           display=Display(name="Energy charged", unit="kWh", precision=2,
                                            state_class="total_increasing", device_class="energy"))
 BATTERY_DISCHARGED = _counter("battery_discharged_joules_total", "Energy discharged from one battery over its "
                               "lifetime (energy_discharged; absent while the gateway reports 0)", "joules", _B,
-                              display=Display(name="Battery {serial} energy discharged", unit="kWh", precision=2,
+                              display=Display(name="Energy discharged", unit="kWh", precision=2,
                                               state_class="total_increasing", device_class="energy"))
 
 _C = ("category",)
@@ -147,89 +168,103 @@ def _by_category(default: Display, **choices: Display) -> DisplayByLabel:
 INSTANT_POWER = _gauge(
     "instant_power_watts", "Real power per category (site > 0 = importing from the grid, battery > 0 = "
     "discharging, load > 0 = consumption, solar > 0 = producing)", "watts", _C,
-    display=_by_category(Display(name="{category} power", unit="W", precision=0, words=_CAT),
+    display=_by_category(_rare("{category} power", unit="W", precision=0, words=_CAT),
                          site=Display(name="Grid power", unit="W", precision=0),
                          battery=Display(name="Battery power", unit="W", precision=0),
                          load=Display(name="Home power", unit="W", precision=0),
-                         solar=Display(name="Solar power", unit="W", precision=0)))
+                         solar=Display(name="Solar power", unit="W", precision=0),
+                         generator=Display(name="Generator power", unit="W", precision=0)))
 REACTIVE_POWER = _gauge("instant_reactive_power_volt_amperes_reactive", "Reactive power per category (var)",
                         "volt_amperes", _C,
-                        display=Display(name="{category} reactive power", unit="var", precision=0,
-                                        device_class="reactive_power", words=_CAT, diagnostic=True))
+                        display=_rare("{category} reactive power", unit="var", precision=0,
+                                      device_class="reactive_power", words=_CAT))
 APPARENT_POWER = _gauge("instant_apparent_power_volt_amperes", "Apparent power per category", "volt_amperes", _C,
-                        display=Display(name="{category} apparent power", unit="VA", precision=0, words=_CAT,
-                                        diagnostic=True))
+                        display=_rare("{category} apparent power", unit="VA", precision=0, words=_CAT))
+#: The gateway measures one AC bus: the grid's voltage and frequency say it all, the other
+#: categories repeat them.
 FREQUENCY = _gauge("frequency_hertz", "AC frequency per category (absent while 0)", "hertz", _C,
-                   display=_diag("{category} frequency", unit="Hz", precision=3, words=_CAT))
+                   display=_by_category(_rare("{category} frequency", unit="Hz", precision=3, words=_CAT),
+                                        site=_diag("Grid frequency", unit="Hz", precision=3)))
 AVERAGE_VOLTS = _gauge("instant_average_volts", "Average voltage per category", "volts", _C,
-                       display=_diag("{category} voltage", unit="V", precision=1, words=_CAT))
+                       display=_by_category(_rare("{category} voltage", unit="V", precision=1, words=_CAT),
+                                            site=_diag("Grid voltage", unit="V", precision=1)))
 AVERAGE_AMPERES = _gauge("instant_average_amperes", "Average current per category", "amperes", _C,
-                         display=_diag("{category} current", unit="A", precision=2, words=_CAT, enabled=False))
+                         display=_rare("{category} current", unit="A", precision=2, words=_CAT))
 TOTAL_AMPERES = _gauge("instant_total_amperes", "Total current per category", "amperes", _C,
-                       display=_diag("{category} total current", unit="A", precision=2, words=_CAT))
+                       display=_rare("{category} total current", unit="A", precision=2, words=_CAT))
 _ENERGY = {"unit": "kWh", "precision": 2, "device_class": "energy", "state_class": "total_increasing"}
 EXPORTED = _counter(
     "exported_joules_total", "Energy exported per category over the meter's lifetime (site: to the grid; "
     "battery: discharged; solar: produced); absent while 0", "joules", _C,
-    display=_by_category(Display(name="{category} energy exported", words=_CAT, **_ENERGY),
+    display=_by_category(_rare("{category} energy exported", words=_CAT, **_ENERGY),
                          site=Display(name="Grid export", **_ENERGY),
                          battery=Display(name="Battery energy out", **_ENERGY),
-                         solar=Display(name="Solar production", **_ENERGY)))
+                         solar=Display(name="Solar production", **_ENERGY),
+                         generator=Display(name="Generator production", **_ENERGY)))
 IMPORTED = _counter(
     "imported_joules_total", "Energy imported per category over the meter's lifetime (site: from the grid; "
     "battery: charged; load: consumed); absent while 0", "joules", _C,
-    display=_by_category(Display(name="{category} energy imported", words=_CAT, **_ENERGY),
+    display=_by_category(_rare("{category} energy imported", words=_CAT, **_ENERGY),
                          site=Display(name="Grid import", **_ENERGY),
                          battery=Display(name="Battery energy in", **_ENERGY),
                          load=Display(name="Home consumption", **_ENERGY)))
 
 _M = ("category", "type", "serial")
+METER_INFO = MetricDef(P + "meter_info", "A meter of /api/meters/<category> with a serial; always 1. Labels name "
+                       "(Grid meter, Solar meter, ...), model and manufacturer name its Home Assistant device",
+                       Kind.INFO, label_names=(*_M, "name", "model", "manufacturer"), display=Display(hidden=True))
 
 
-def _dev(name: str, help_: str, unit: str, kind: Kind, display: Display) -> MetricDef:
+def _dev(name: str, help_: str, unit: str, kind: Kind, display: DisplayByLabel) -> MetricDef:
     return MetricDef(P + "dev_" + name, help_ + " of one meter (/api/meters/<category> Cached_readings)", kind, unit,
                      False, (), _M, display)
 
 
-def _dev_display(what: str, unit: str, precision: int, **kw: Any) -> Display:
-    return Display(name=f"Meter {{serial}} {what}", unit=unit, precision=precision, enabled=False, **kw)
+def _dev_display(what: str, unit: str, precision: int, **kw: Any) -> DisplayByLabel:
+    """A meter's readings repeat the aggregates (Grid power is the site meter's power): disabled.
+    A meter with a serial is its own device ("Power"); one without is on the gateway's."""
+    own = _rare(what[:1].upper() + what[1:], unit=unit, precision=precision, **kw)
+    return DisplayByLabel("serial", {"": _rare(f"{{category}} meter {what}", unit=unit, precision=precision,
+                                               words=_CAT, **kw)}, default=own)
 
 
 DEV_POWER = _dev("instant_power_watts", "Real power", "watts", Kind.GAUGE, _dev_display("power", "W", 0))
 DEV_REACTIVE = _dev("instant_reactive_power_volt_amperes_reactive", "Reactive power", "volt_amperes", Kind.GAUGE,
-                    _dev_display("reactive power", "var", 0, device_class="reactive_power", diagnostic=True))
+                    _dev_display("reactive power", "var", 0, device_class="reactive_power"))
 DEV_APPARENT = _dev("instant_apparent_power_volt_amperes", "Apparent power", "volt_amperes", Kind.GAUGE,
-                    _dev_display("apparent power", "VA", 0, diagnostic=True))
+                    _dev_display("apparent power", "VA", 0))
 DEV_FREQUENCY = _dev("frequency_hertz", "AC frequency (absent while 0)", "hertz", Kind.GAUGE,
-                     _dev_display("frequency", "Hz", 3, diagnostic=True))
-DEV_VOLTS = _dev("instant_average_volts", "Average voltage", "volts", Kind.GAUGE,
-                 _dev_display("voltage", "V", 1, diagnostic=True))
+                     _dev_display("frequency", "Hz", 3))
+DEV_VOLTS = _dev("instant_average_volts", "Average voltage", "volts", Kind.GAUGE, _dev_display("voltage", "V", 1))
 DEV_AVERAGE_AMPERES = _dev("instant_average_amperes", "Average current", "amperes", Kind.GAUGE,
-                           _dev_display("current", "A", 2, diagnostic=True))
+                           _dev_display("current", "A", 2))
 DEV_TOTAL_AMPERES = _dev("instant_total_amperes", "Total current", "amperes", Kind.GAUGE,
-                         _dev_display("total current", "A", 2, diagnostic=True))
+                         _dev_display("total current", "A", 2))
 DEV_EXPORTED = _dev("exported_joules_total", "Energy exported (absent while 0)", "joules", Kind.COUNTER,
                     _dev_display("energy exported", "kWh", 2, device_class="energy", state_class="total_increasing"))
 DEV_IMPORTED = _dev("imported_joules_total", "Energy imported (absent while 0)", "joules", Kind.COUNTER,
                     _dev_display("energy imported", "kWh", 2, device_class="energy", state_class="total_increasing"))
 
 _N = ("type", "name")
+#: Network interfaces as a person calls them; a gateway has one of each.
+NETWORK_WORDS = {"type": {"EthType": "Ethernet", "WifiType": "Wi-Fi", "GsmType": "Cellular"}}
 NETWORK_ENABLED = _gauge("network_enabled", "1 if the network interface is enabled (label type: EthType, "
                          "WifiType, GsmType)", labels=_N, integer=True,
-                         display=_diag("Network {name} enabled", binary="", enabled=False))
+                         display=_rare("{type} enabled", binary="", words=NETWORK_WORDS))
 NETWORK_ACTIVE = _gauge("network_active", "1 if the network interface is active", labels=_N, integer=True,
-                        display=_diag("Network {name}", binary="connectivity"))
+                        display=_diag("{type}", binary="connectivity", words=NETWORK_WORDS))
 NETWORK_PRIMARY = _gauge("network_primary", "1 for the primary network interface", labels=_N, integer=True,
-                         display=_diag("Network {name} primary", binary="", enabled=False))
+                         display=_rare("{type} primary", binary="", words=NETWORK_WORDS))
 NETWORK_STATE = _gauge("network_state", "Interface state and the reason of its last change (labels state, "
                        "reason); always 1", labels=("type", "name", "state", "reason"), integer=True,
-                       display=_diag("Network {name} {state}", binary="", enabled=False))
+                       display=_rare("{type} {state}", binary="", words=NETWORK_WORDS))
 NETWORK_SIGNAL = _gauge("network_signal_strength", "Wireless signal strength as the gateway reports it "
                         "(absent while 0)", labels=_N, integer=True,
-                        display=_diag("Network {name} signal strength", precision=0))
+                        display=_diag("{type} signal strength", precision=0, state_class="measurement",
+                                      words=NETWORK_WORDS))
 ENDPOINT_OK = _gauge("endpoint_ok", "1 if the last read of this API endpoint gave a usable answer, 0 if not "
                      "(502 while the sitemaster is stopped, say)", labels=("endpoint",), integer=True,
-                     display=_diag("API {endpoint}", binary="", enabled=False))
+                     display=_rare("API {endpoint}", binary=""))
 
 DEVICE_METRICS: tuple[MetricDef, ...] = (
     INFO, UPTIME, COMMISSIONS, CHARGE, APP_CHARGE, OPERATION_MODE, RESERVE, APP_RESERVE, SITEMASTER_RUNNING,
@@ -239,7 +274,7 @@ DEVICE_METRICS: tuple[MetricDef, ...] = (
     BATTERY_BACKUP_READY, BATTERY_PINV_STATE, BATTERY_PINV_GRID_STATE, BATTERY_OPSEQ_STATE, BATTERY_CHARGED,
     BATTERY_DISCHARGED, INSTANT_POWER, REACTIVE_POWER, APPARENT_POWER, FREQUENCY, AVERAGE_VOLTS, AVERAGE_AMPERES,
     TOTAL_AMPERES, EXPORTED, IMPORTED, DEV_POWER, DEV_REACTIVE, DEV_APPARENT, DEV_FREQUENCY, DEV_VOLTS,
-    DEV_AVERAGE_AMPERES, DEV_TOTAL_AMPERES, DEV_EXPORTED, DEV_IMPORTED, NETWORK_ENABLED, NETWORK_ACTIVE,
+    DEV_AVERAGE_AMPERES, DEV_TOTAL_AMPERES, DEV_EXPORTED, DEV_IMPORTED, METER_INFO, NETWORK_ENABLED, NETWORK_ACTIVE,
     NETWORK_PRIMARY, NETWORK_STATE, NETWORK_SIGNAL, ENDPOINT_OK,
 )
 
@@ -368,8 +403,12 @@ def status_metrics(doc: Any) -> list[Metric]:
     d = _object(doc, "status")
     out: list[Metric] = []
     version, git_hash = _text(d, "version", "status"), _text(d, "git_hash", "status")
-    if version is not None or git_hash is not None:
-        out.append(INFO(1, version=version or "", git_hash=git_hash or ""))
+    din = _text(d, "din", "status")
+    if version is not None or git_hash is not None or din is not None:
+        part, _, serial = (din or "").partition("--")
+        out.append(INFO(1, version=version or "", git_hash=git_hash or "", manufacturer=MANUFACTURER,
+                        model=gateway_model(part, _text(d, "device_type", "status")), serial_number=serial,
+                        firmware=version or ""))
     uptime = _field(d, "up_time_seconds")
     if uptime is not None:
         try:
@@ -379,6 +418,14 @@ def status_metrics(doc: Any) -> list[Metric]:
     count = _number(d, "commission_count", "status")
     _out(out, COMMISSIONS, int(count) if count is not None else None)
     return out
+
+
+def gateway_model(part_number: str, device_type: str | None) -> str:
+    """What the gateway is, from its part number (the DIN before "--") or else its device_type."""
+    found = GATEWAY_MODELS.get(part_number.split("-")[0])
+    if found:
+        return found
+    return "Energy Gateway" if device_type == "teg" else ""
 
 
 def soe_metrics(doc: Any) -> list[Metric]:
@@ -458,7 +505,8 @@ def _battery_block(b: Mapping[str, Any], where: str, seen: set[str],
         return []
     seen.add(serial)
     out = [BATTERY_INFO(1, serial=serial, partno=_text(b, "PackagePartNumber", where) or "",
-                        version=_text(b, "version", where) or "")]
+                        version=_text(b, "version", where) or "", name=f"Battery {len(seen)}", model="Powerwall",
+                        manufacturer=MANUFACTURER)]
 
     def num(key: str) -> float | None:
         return _number(b, key, where)
@@ -537,8 +585,14 @@ def meters_metrics(category: str, doc: Any) -> list[Metric]:
         readings = _field(m, "Cached_readings")
         if readings is None:
             continue
+        kind = _text(m, "type", where) or ""
+        if serial:
+            maker, model = METER_MODELS.get(kind, (MANUFACTURER, kind))
+            word = CATEGORY_WORDS["category"].get(category, category.replace("_", " "))
+            out.append(METER_INFO(1, category=category, type=kind, serial=serial, name=f"{word.capitalize()} meter",
+                                  model=model, manufacturer=maker))
         out += _readings(_object(readings, f"{where}[{i}].Cached_readings"), f"{where}[{i}].Cached_readings", True,
-                         category=category, type=_text(m, "type", where) or "", serial=serial or "")
+                         category=category, type=kind, serial=serial or "")
     return out
 
 
@@ -623,4 +677,4 @@ SEED_NAMES: dict[str, str] = {
     "powerwall_dev_instant_total_amps": DEV_TOTAL_AMPERES.name,
 }
 #: Series gridtap adds to the seed's (README "Added").
-ADDED: tuple[MetricDef, ...] = (APP_CHARGE, APP_RESERVE, GRID_CONNECTED, BATTERY_WATTS, ENDPOINT_OK)
+ADDED: tuple[MetricDef, ...] = (APP_CHARGE, APP_RESERVE, GRID_CONNECTED, BATTERY_WATTS, ENDPOINT_OK, METER_INFO)

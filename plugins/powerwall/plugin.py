@@ -68,6 +68,8 @@ class PowerwallPlugin(Plugin):
     metrics = m.ALL
     default_interval: ClassVar[float] = 15.0
     default_listen: ClassVar[str | None] = ":9871"  # foogod/powerwall_exporter's port
+    #: Each battery block and each meter with a serial is a physical device of its own (Home Assistant).
+    subdevice_labels: ClassVar[tuple[str, ...]] = ("serial",)
     commands = {"fetchcert": Command("write the gateway's TLS certificate to tls_cert_file, to pin it",
                                      "gridtap_plugins.powerwall.fetchcert")}
 

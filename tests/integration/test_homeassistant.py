@@ -267,6 +267,8 @@ class Case:
     partner: str | None = None
     #: Checks this plugin does not pass yet, each with why (reported, to be fixed in the plugin).
     known_issues: dict[str, str] = field(default_factory=dict)
+    #: "<device> <entity name>" of energy entities outside ``energy`` that must have long-term sums.
+    sums: list[str] = field(default_factory=list)
 
 
 CASES: dict[str, Case] = {
@@ -324,8 +326,6 @@ CASES: dict[str, Case] = {
         binary_uids=r"_up$",
         settle=40.0,
     ),
-    # The plugins below have their own helpers' display hints; they are held to the structure,
-    # units, energy and availability, not (yet) to a dashboard list.
     "growatt": Case(
         make=growatt_process,
         # A plant and three inverters behind the account, the SPH's battery via the SPH; the classic
@@ -371,31 +371,56 @@ CASES: dict[str, Case] = {
     ),
     "powerwall": Case(
         make=powerwall_process,
-        devices={"{name}": ("Powerwall", None, None)},
+        # the gateway, and each battery block and meter with a serial behind it (subdevice_labels)
+        devices={"{name}": ("Tesla", "Backup Gateway 2", None),
+                 "Battery 1": ("Tesla", "Powerwall", "{name}"),
+                 "Battery 2": ("Tesla", "Powerwall", "{name}"),
+                 "Grid meter": ("Tesla", "Synchrometer X", "{name}")},
         domains={"sensor": 72, "binary_sensor": 41},
-        dashboard=None,
-        units={"Battery charge": "%", "Grid import": "kWh", "Solar production": "kWh"},
-        device_classes={"Battery charge": "battery", "Grid import": "energy", "Connected": "connectivity"},
+        # plugins/powerwall/README.md, "Home Assistant", says why each is there
+        dashboard={*(f"{{name}} {n}" for n in (
+            "Grid power", "Home power", "Solar power", "Battery power", "Battery charge", "Backup reserve",
+            "Battery stored energy", "Grid", "Grid import", "Grid export", "Solar production", "Home consumption",
+            "Battery energy in", "Battery energy out")),
+            *(f"Battery {i} {n}" for i in (1, 2) for n in ("Stored energy", "Energy charged", "Energy discharged"))},
+        units={"Battery charge": "%", "Grid import": "kWh", "Solar production": "kWh", "Grid power": "W",
+               "Battery stored energy": "kWh", "Uptime": "h", "Grid voltage": "V"},
+        device_classes={"Battery charge": "battery", "Grid import": "energy", "Connected": "connectivity",
+                        "Grid": "connectivity", "Battery stored energy": "energy_storage", "Ethernet": "connectivity"},
         energy=[("grid", "flow_from", "{name} Grid import"), ("grid", "flow_to", "{name} Grid export"),
                 ("solar", "stat_energy_from", "{name} Solar production"),
                 ("battery", "stat_energy_to", "{name} Battery energy in"),
                 ("battery", "stat_energy_from", "{name} Battery energy out")],
-        binary_uids=r"_up$",
-        known_issues={"serials in names": "per-battery entities are named 'Battery <serial> ...' on the gateway's "
-                                          "device (no subdevice_labels for the batteries yet)"},
+        texts={"Grid": "on"},
+        binary_uids=r"_up$|_grid_connected$|_battery_off_grid$|_network_active_",
         partner="intergas",  # the simulator's gateway serial is fixed: a second one would be the same gateway
     ),
     "isg": Case(
         make=isg_process,
-        devices={"{name}": ("Isg", None, None)},
+        devices={"{name}": ("Stiebel Eltron", "WPM 3", None)},
         domains={"sensor": 54, "binary_sensor": 48},
-        dashboard=None,
-        units={"Flow temperature": "°C", "Heating pressure": "bar", "Heating flow rate": "L/min"},
+        # plugins/isg/README.md, "Home Assistant", says why each is there
+        dashboard={f"{{name}} {n}" for n in (
+            "Outside temperature", "Flow temperature", "Return temperature", "Heating circuit 1 temperature",
+            "Heating circuit 2 temperature", "Hot water temperature", "Hot water set temperature",
+            "Room temperature (circuit 1)", "Room humidity (circuit 1)", "Heating pressure", "Operating mode",
+            "Fault", "Compressor", "Heating", "Hot water heating", "Defrost", "Electric booster", "SG Ready state",
+            "Inverter 1 power", "Heat produced today for heating", "Heat produced today for hot water",
+            "Electricity used today for heating", "Electricity used today for hot water")},
+        units={"Flow temperature": "°C", "Heating pressure": "bar", "Heating flow rate": "L/min",
+               "Electricity used today for heating": "kWh", "Room humidity (circuit 1)": "%",
+               "Heat pump 1 compressor 1 runtime for heating": "h", "Inverter 1 power": "W"},
         device_classes={"Flow temperature": "temperature", "Fault": "problem", "Compressor": "running",
-                        "Operating mode": "enum", "Connected": "connectivity"},
-        energy=[("device", "stat_consumption", "{name} Electricity heating"),
-                ("device", "stat_consumption", "{name} Electricity hot water")],
-        binary_uids=r"_up$",
+                        "Operating mode": "enum", "Connected": "connectivity", "Room humidity (circuit 1)": "humidity",
+                        "Electricity used today for heating": "energy", "Heating pressure": "pressure"},
+        # the day counters: the totals lag up to a day (README); heat has long-term sums too
+        energy=[("device", "stat_consumption", "{name} Electricity used today for heating"),
+                ("device", "stat_consumption", "{name} Electricity used today for hot water")],
+        sums=["{name} Heat produced today for heating", "{name} Heat produced today for hot water",
+              "{name} Heat produced for heating", "{name} Electricity used for heating"],
+        values={"Heating pressure": ("heating_pressure_pascals", 1e-5)},
+        texts={"Operating mode": "Automatic", "Fault": "off"},
+        binary_uids=r"_up$|_status_flag_|_fault$|_defrost$|_sgready_input_",
     ),
 }
 
@@ -642,7 +667,7 @@ def test_plugin_in_home_assistant(rig: Rig, plugin: str, tmp_path: Path) -> None
                     if issue["type"] != "statistics_not_defined"]  # statistics come at the recorder's 5-min tick
         assert problems == [], problems
         summed = {i["statistic_id"]: i for i in ids}
-        for _kind, _field, lbl in energy:
+        for lbl in [lbl for _kind, _field, lbl in energy] + [lbl.format(name=a.name) for lbl in case.sums]:
             assert labels[lbl]["entity_id"] in summed, lbl  # Home Assistant keeps long-term sums of it
         print(f"{plugin}: energy sources accepted: {[s['type'] for s in energy_sources]}"
               f"{f', {len(consumption)} devices' if consumption else ''}")

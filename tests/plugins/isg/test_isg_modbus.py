@@ -35,7 +35,8 @@ def test_wpm_values_sentinels_and_controller_detection():
         assert isinstance(v[("isg_heating_pressure_pascals", ())], float)
         assert v[("isg_heat_joules_total", (("use", "heating"),))] == model["heat_heating_total"] * KWH
         assert v[("isg_operating_mode", ())] == "automatic"
-        assert v[("isg_controller_info", (("controller", "WPM 3"), ("family", "wpm"), ("id", "390")))] == 1
+        assert v[("isg_controller_info", (("controller", "WPM 3"), ("family", "wpm"), ("id", "390"),
+                                          ("manufacturer", "Stiebel Eltron"), ("model", "WPM 3")))] == 1
         assert v[("isg_status_flag", (("flag", "hc1_pump"),))] == 1
         assert v[("isg_sgready_state", ())] == 2
         # 0x9000 at 1508: fixed-value operation off, no 3686.4 °C (nor -2867.2)

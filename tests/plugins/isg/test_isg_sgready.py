@@ -332,13 +332,27 @@ def test_reassert_failures_are_logged_once(caplog):
         sim.stop()
         dev.link().close()
         dev.start()
+        def attempts() -> int:
+            return sum("re-asserted" in r.getMessage() for r in caplog.records)
+
         with caplog.at_level(logging.DEBUG, logger="gridtap.isg"):
-            for _ in range(3):
+            for i in range(3):
                 make_due(dev)  # an attempt puts the next one a period (30 s) ahead
                 assert wait_for(lambda: dev._next_reassert > time.monotonic() + 20)
+                assert wait_for(lambda n=i + 1: attempts() >= n)  # its line is logged after the period is set
         warnings = [r for r in caplog.records if "could not be re-asserted" in r.getMessage()]
         retries = [r for r in caplog.records if "still not re-asserted" in r.getMessage()]
         assert len(warnings) == 1 and len(retries) == 2
         assert dev.requested == 1  # still wanted: tried again every period
     finally:
         dev.close()
+
+
+def test_the_default_period_is_the_floor_shorter_than_the_isg_reverts():
+    """The ISG reverts an input 30-60 s after it was written (spec §3.3): re-asserted every 30 s by
+    default, a wanted state holds; every 5 min it would hold a fraction of the time."""
+    dev = devices.device_spec(IsgPlugin, {"mode": "modbus", "host": "h", "sgready_enable": True}, where="isg",
+                              default_interval=60).create()
+    assert float(dev.config.sgready_reassert) == 30.0
+    assert dev.status()["sgready"]["reassert_every_seconds"] == 30.0
+    assert float(IsgSimulator().sgready_revert) > 30.0  # the simulated ISG reverts after 45 s, as a real one may

@@ -1,20 +1,77 @@
-"""What the isg plugin ships beside its code: display hints on every metric (and that they read
-as names on real samples), and the example alert rules that drive the webhook."""
+"""What the isg plugin ships beside its code: display hints on every metric (and how they read in
+Home Assistant on real samples of the simulator, through the MQTT output), and the example alert
+rules that drive the webhook."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from gridtap import devices
+from gridtap import devices, schedule
 from gridtap.model import display_of
+from gridtap.outputs import mqtt
 from gridtap_plugins.isg import metrics as m
+from gridtap_plugins.isg import page as pages
 from gridtap_plugins.isg.plugin import IsgPlugin
 from gridtap_plugins.isg.simulator import IsgSimulator
 from tests.conftest import ROOT
+
+
+class _Client:
+    """Stands in for paho: keeps what the MQTT output publishes."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def publish(self, topic: str, payload: Any, qos: int = 0, retain: bool = False, properties: Any = None) -> Any:
+        self.sent.append((topic, payload.decode() if isinstance(payload, bytes) else payload))
+
+        class Info:
+            rc = 0
+
+            def wait_for_publish(self, timeout: float = 0) -> None:
+                pass
+
+        return Info()
+
+
+def entities(mode: str, controller: str = "wpm") -> list[dict[str, Any]]:
+    """Home Assistant discovery configs of one simulated heat pump, as ``gridtap run isg --output mqtt``
+    publishes them (two collections: the optional blocks are known after the first)."""
+    with IsgSimulator(password=None, controller=controller) as sim:
+        raw = {"mode": mode, "url": sim.url, "host": "127.0.0.1", "modbus_port": sim.modbus_port_bound}
+        dev = devices.device_spec(IsgPlugin, raw, where="isg", default_interval=60).create()
+        pub = mqtt.MqttPublisher("127.0.0.1", 1, devices=[("isg", "heatpump")])
+        pub._client = _Client()  # type: ignore[assignment]
+        collector = schedule.Collector(dev, 60.0)
+        try:
+            for _ in range(2):
+                batch = collector.collect_once()
+                assert batch.ok, batch.error
+                batch.device = "heatpump"
+                pub.publish([batch])
+        finally:
+            dev.close()
+    configs = {}
+    for topic, payload in pub._client.sent:  # type: ignore[attr-defined]
+        if topic.endswith("/config") and payload:
+            cfg = json.loads(payload)
+            configs[cfg["unique_id"]] = {**cfg, "component": topic.split("/")[1]}
+    return list(configs.values())
+
+
+def dashboard(configs: list[dict[str, Any]]) -> set[str]:
+    return {c["name"] for c in configs if "entity_category" not in c and c.get("enabled_by_default", True)}
+
+
+def by_name(configs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in configs}
 
 
 def test_every_metric_declares_how_a_person_reads_it():
@@ -23,33 +80,71 @@ def test_every_metric_declares_how_a_person_reads_it():
     assert len(names) == len(set(names))
 
 
-@pytest.mark.parametrize("mode", ["modbus", "web"])
-def test_display_names_of_real_samples(mode):
-    with IsgSimulator(password=None, controller="wpm") as sim:
-        raw = {"mode": mode, "url": sim.url, "host": "127.0.0.1", "modbus_port": sim.modbus_port_bound}
-        dev = devices.device_spec(IsgPlugin, raw, where="isg", default_interval=60).create()
-        samples = dev.collect() + dev.diagnostics()
-        dev.close()
-    titles = {}
-    for s in samples:
-        labels = dict(s.labels)
-        hint = display_of(s.definition, labels)
-        if hint.hidden:
-            continue  # not an entity (the controller info)
-        title = hint.title(labels)
-        assert title and "{" not in title and title[0].isupper(), (s.name, labels, title)
-        titles[(s.name, s.labels)] = title
-    if mode == "modbus":
-        assert titles[("isg_outside_temperature_celsius", ())] == "Outside temperature"
-        assert titles[("isg_heating_circuit_temperature_celsius", (("circuit", "1"), ("type", "actual")))] == \
-            "Heating circuit 1 actual temperature"
-        assert titles[("isg_status_flag", (("flag", "hc1_pump"),))] == "Heating circuit 1 pump"
-        assert display_of(m.MODBUS_BY_STEM["heating_pressure_pascals"], {}).unit == "bar"
-    else:
-        assert titles[("isg_web_temperature_celsius", (("name", "aussentemperatur"), ("section", "heizung")))] == \
-            "Outside temperature"
-        hint = display_of(m.WEB_FLAG, {"name": "verdichter", "section": "status"})
-        assert hint.binary == "running" and hint.name == "Verdichter"
+#: The WPM simulator's dashboard (plugins/isg/README.md, "Home Assistant", says why each is there).
+WPM_DASHBOARD = {
+    "Outside temperature", "Flow temperature", "Return temperature", "Heating circuit 1 temperature",
+    "Heating circuit 2 temperature", "Hot water temperature", "Hot water set temperature",
+    "Room temperature (circuit 1)", "Room humidity (circuit 1)", "Heating pressure", "Operating mode", "Fault",
+    "Compressor", "Heating", "Hot water heating", "Defrost", "Electric booster", "SG Ready state",
+    "Inverter 1 power", "Heat produced today for heating", "Heat produced today for hot water",
+    "Electricity used today for heating", "Electricity used today for hot water",
+}
+
+
+def test_modbus_entities_a_person_would_design():
+    configs = entities("modbus")
+    names = Counter(c["name"] for c in configs)
+    assert [n for n, k in names.items() if k > 1] == []  # "Defrost" once: the other is "Defrost initiated"
+    assert dashboard(configs) == WPM_DASHBOARD
+    assert len(configs) == 102 and Counter(c["component"] for c in configs) == {"sensor": 54, "binary_sensor": 48}
+    e = by_name(configs)
+    assert e["Operating mode"]["device_class"] == "enum" and "Automatic" in e["Operating mode"]["options"]
+    assert e["Defrost"]["device_class"] == "running" and e["Defrost initiated"]["entity_category"] == "diagnostic"
+    assert (e["Fault"]["component"], e["Fault"]["device_class"]) == ("binary_sensor", "problem")
+    assert e["Heating pressure"]["unit_of_measurement"] == "bar"
+    assert e["Room humidity (circuit 1)"]["device_class"] == "humidity"
+    assert "state_class" not in e["SG Ready state"]  # a code, not a quantity to average
+    assert "state_class" not in e["Hot water comfort temperature (setting)"]  # settings keep no statistics
+    for name in ("Electricity used today for heating", "Heat produced today for hot water"):
+        assert (e[name]["device_class"], e[name]["state_class"], e[name]["unit_of_measurement"]) == \
+            ("energy", "total_increasing", "kWh")
+    # the totals lag up to a day (spec §2.7): diagnostics; the day counters feed the Energy dashboard
+    assert e["Electricity used for heating"]["entity_category"] == "diagnostic"
+    # repeats and internals exist but are disabled
+    for name in ("Compressor 2", "Controller id", "Block system values read", "Heat pump 1 heat produced for heating"):
+        assert e[name]["enabled_by_default"] is False, name
+    device = e["Outside temperature"]["device"]
+    assert (device["manufacturer"], device["model"]) == ("Stiebel Eltron", "WPM 3")
+
+
+def test_lwz_entities_have_distinct_names_and_a_short_dashboard():
+    configs = entities("modbus", "lwz")
+    assert [n for n, k in Counter(c["name"] for c in configs).items() if k > 1] == []
+    board = dashboard(configs)
+    assert {"Filter change", "Extract air humidity", "Defrost", "Electric booster", "Compressor"} <= board
+    assert len(board) <= 25, sorted(board)
+    assert by_name(configs)["Filter change"]["device_class"] == "problem"
+
+
+@pytest.mark.parametrize("controller", ["wpm", "lwz"])
+def test_web_entities_have_english_distinct_names(controller):
+    configs = entities("web", controller)
+    assert [n for n, k in Counter(c["name"] for c in configs).items() if k > 1] == []
+    e = by_name(configs)
+    assert {"Outside temperature", "Flow temperature", "Hot water temperature", "Compressor", "Heating",
+            "Electricity used today for heating"} <= dashboard(configs)
+    assert e["Hot water flow rate"]["name"] != e["Heating flow rate"]["name"]  # one label, two sections
+    assert e["ISG clock"]["enabled_by_default"] is False  # a time of day is no quantity
+    assert e["Outside temperature"]["device"]["manufacturer"] == "Stiebel Eltron"
+
+
+def test_a_tecalor_ui_names_the_manufacturer():
+    page = ('<form id="werte"><table class="info"><tr><th class="round-top">STATUS</th></tr>'
+            '<tr class="even"><td class="key">VERDICHTER</td><td class="value">'
+            '<img src="./pics/tec-symbol_an-97b765.png"/></td></tr></table></form>')
+    assert pages.parse_page(page).brand == "Tecalor"
+    assert pages.parse_page(page.replace("tec-symbol", "ste-symbol")).brand == "Stiebel Eltron"
+    assert pages.parse_page(page.replace("tec-symbol_an-97b765.png", "x.png")).brand is None
 
 
 @pytest.mark.parametrize(("flag", "device_class"), [
@@ -64,7 +159,7 @@ def test_status_flags_are_binary_sensors_of_the_right_class(flag, device_class):
 
 def test_clock_values_read_in_hours_like_the_isg_shows_them():
     hint = display_of(m.WEB_TIME_OF_DAY, {"name": "aktuelle_zeit", "section": "allgemein"})
-    assert (hint.unit, hint.precision) == ("h", 2)
+    assert (hint.unit, hint.precision, hint.enabled, hint.state_class) == ("h", 2, False, "")
 
 
 def test_alert_rules_pass_promtool_and_fire_as_documented(tmp_path: Path):
@@ -108,4 +203,4 @@ def test_the_sample_config_loads():
     dev = found.spec.create()
     assert (found.spec.name, dev.config.mode, dev.modbus_host) == ("heatpump", "modbus", "192.168.1.50")
     assert dev.pages == ["1,0", "1,1", "2,0", "2,1", "2,3", "2,4", "4,7"]
-    assert float(dev.config.sgready_reassert) == 300.0
+    assert float(dev.config.sgready_reassert) == 30.0  # the ISG reverts after 30-60 s: 30 s holds a state

@@ -21,6 +21,9 @@ from gridtap_plugins.powerwall.simulator import PowerwallSimulator
 from tests.conftest import FIXTURES, ROOT, fixture_path
 
 PASSWORD = "replay-password"
+#: The seed's labels of the info metrics gridtap adds labels to.
+SEED_INFO_LABELS = {"powerwall_info": ("version", "git_hash"),
+                    "powerwall_battery_info": ("serial", "partno", "version")}
 SETS = ("fw21.39.1-running", "fw21.44-running", "fw21.44-stopped", "pypowerwall-fw23.28", "pwsimulator-fw23.44")
 
 
@@ -57,10 +60,18 @@ def test_fw21_44_running_gives_the_expected_exposition(tmp_path):
     expected = parse(fixture_path("powerwall", "expected", "fw21.44-running.prom").read_text())
     metrics, sim = collect_replay(folder, tmp_path)
     got = parse(exposition(metrics))
+    # Info metrics carry the seed's labels and more (what names the Home Assistant device): a
+    # join on the seed's labels still finds them.
+    got_info = {(name, frozenset(kv for kv in labels if kv[0] in SEED_INFO_LABELS.get(name, ()))): (name, labels)
+                for name, labels in got if name in SEED_INFO_LABELS}
     mapped = {(m.SEED_NAMES.get(name, name), labels): value for (name, labels), value in expected.items()}
+    mapped = {got_info.get(key, key): value for key, value in mapped.items()}
     for key, value in mapped.items():
         assert key in got, f"missing {key}"
         assert math.isclose(got[key], value, rel_tol=1e-6, abs_tol=1e-12), (key, got[key], value)
+    (info,) = [dict(labels) for name, labels in got if name == "powerwall_info"]
+    assert (info["manufacturer"], info["model"], info["serial_number"], info["firmware"]) == \
+        ("Tesla", "Backup Gateway 2", "<<GATEWAY_TSN>>", "21.44 223a56cd")
     # nothing the seed exports appears that the expectation lacks (no zero frequency, no 0 counters...)
     seed_names = {name for name, _ in mapped}
     extra = {k for k in got if k[0] in seed_names and k not in mapped}
@@ -107,12 +118,15 @@ def test_duplicate_battery_serials_keep_the_first_block(tmp_path, caplog):
     infos = [k for k in got if k[0] == "powerwall_battery_info"]
     assert infos == [("powerwall_battery_info", frozenset({("serial", "TG123456789012"),
                                                             ("partno", "2012170-25-E"),
-                                                            ("version", "27626f98a66cad")}))]
+                                                            ("version", "27626f98a66cad"), ("name", "Battery 1"),
+                                                            ("model", "Powerwall"), ("manufacturer", "Tesla")}))]
     assert got[("powerwall_battery_remaining_joules", frozenset({("serial", "TG123456789012")}))] == 8528 * 3600
     assert "TG123456789012" in caplog.text
     # meters/site is a synchrometer; meters/solar answers null (no meter): nothing, no error
     site = frozenset({("category", "site"), ("type", "synchrometerX"), ("serial", "JBL12345Y1F012synchrometerX")})
     assert got[("powerwall_dev_instant_power_watts", site)] == 2495
+    assert got[("powerwall_meter_info", site | {("name", "Grid meter"), ("model", "Synchrometer X"),
+                                                ("manufacturer", "Tesla")})] == 1
     assert got[("powerwall_dev_imported_joules_total", site)] == pytest.approx(6995047.554439916 * 3600, rel=1e-12)
     assert got[("powerwall_endpoint_ok", frozenset({("endpoint", "meters/solar")}))] == 1
 
@@ -155,8 +169,9 @@ def expected_count(endpoint: str, doc) -> int:
         return n
     if endpoint == "meters/aggregates":
         return sum(_readings_expected(r) for r in doc.values())
-    if endpoint.startswith("meters/"):
-        return sum(_readings_expected(e["Cached_readings"]) for e in doc or [])
+    if endpoint.startswith("meters/"):  # and an info sample per meter with a serial (its own device)
+        return sum(_readings_expected(e["Cached_readings"]) + bool(e.get("connection", {}).get("device_serial"))
+                   for e in doc or [])
     if endpoint == "networks":
         n = 0
         for e in doc:
