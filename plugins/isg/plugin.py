@@ -8,7 +8,8 @@ Gateway), read through its web UI or its Modbus TCP service, with the SGReady wr
   optional block the firmware lacks (exception 02) is marked unsupported; the rest is published.
 * SGReady: ``gridtap sgready set|get`` (sgready_cli.py) and, with ``sgready_enable``, the
   Alertmanager webhook ``POST /webhooks/alertmanager`` on the /metrics listener; the requested
-  state (unless it is normal, the ISG's own fallback) is re-asserted every ``sgready_reassert``
+  state (unless it is normal, the ISG's own fallback) is re-written when the read-back shows the ISG
+  reverted it, and at the latest every ``sgready_reassert``
   because the ISG does not latch it.
 """
 
@@ -48,11 +49,17 @@ DEFAULT_PAGES = "1,0 1,1 2,0 2,1 2,3 2,4 4,7"
 _PAGE_RE = re.compile(r"^\d{1,2}(,\d{1,2}){1,2}$")
 _HOST_PORT = re.compile(r"^[^:]+:\d+$")
 _BACKOFF_NOTE = re.compile(r" \(next try in \d+s\)$")
-#: The re-assertion period by default and at least: the ISG reverts an input 30-60 s after it was
-#: written (spec §3.3), so only a period at the short end holds a state; every write lands in the
-#: ISG's flash (rated ~10^6 cycles), and a typo like ``sgready_reassert: 5`` (seconds) would wear it
-#: out within weeks. README "SGReady" has the arithmetic.
+#: Re-assertion. The ISG may revert an input 30-60 s after it was written (spec §3.3), and every
+#: write lands in its flash (rated ~10^6 cycles), so a requested state is re-written when the ISG is
+#: seen to have reverted it (its inputs are read back every ``SGREADY_CHECK`` seconds: reads cost
+#: no flash), and otherwise every ``sgready_reassert``: by default ``REASSERT_READABLE`` where the
+#: inputs read back (a revert the read-back cannot see is the only thing left to guard against),
+#: ``MIN_REASSERT`` where they read as 0x8000 (then the period is all there is). The floor keeps a
+#: typo like ``sgready_reassert: 5`` (seconds) from wearing the flash out within weeks. README
+#: "SGReady" has the arithmetic.
 MIN_REASSERT = 30.0
+REASSERT_READABLE = 300.0
+SGREADY_CHECK = 10.0
 #: Whose heat pump it is (Home Assistant's device): Modbus cannot tell a Tecalor from a Stiebel Eltron;
 #: the web UI can (its status icons, page.BRANDS), see ``_collect_web``.
 MANUFACTURER = "Stiebel Eltron"
@@ -85,11 +92,11 @@ class IsgConfig:
     sgready_enable: bool = setting(False, help="take SGReady requests: POST /webhooks/alertmanager on the "
                                                "/metrics listener; the state is re-asserted every sgready_reassert")
     sgready_switch_on: bool = setting(False, help="switch SG Ready on (holding 4001 = 1) before writing the inputs")
-    sgready_reassert: Duration = setting(Duration(MIN_REASSERT), help="re-write a requested SGReady state (other "
-                                                                      "than 2, normal: the ISG falls back to it) "
-                                                                      "this often; the ISG reverts inputs after "
-                                                                      "30-60 s (30s or more; each write is one "
-                                                                      "flash write: 120 an hour at 30s)")
+    sgready_reassert: Duration | None = setting(
+        None, help="re-write a requested SGReady state (other than 2, normal: the ISG falls back to it) this often "
+                   "even when no revert is seen (a revert seen on the read-back is re-written at once); default 5m "
+                   "where the inputs read back, 30s where they read as unavailable; 30s or more (each write is a "
+                   "flash write)")
 
 
 class IsgPlugin(Plugin):
@@ -125,7 +132,7 @@ class IsgPlugin(Plugin):
             raise ConfigError(f"{where}.unit_id", f"must be 0-247, got {config.unit_id}")
         if config.session_rollover < 1:
             raise ConfigError(f"{where}.session_rollover", "must be 1 or more")
-        if float(config.sgready_reassert) < MIN_REASSERT:
+        if config.sgready_reassert is not None and float(config.sgready_reassert) < MIN_REASSERT:
             raise ConfigError(f"{where}.sgready_reassert", f"must be {MIN_REASSERT:g}s or more, got "
                                                            f"{float(config.sgready_reassert):g}s: each re-assertion is "
                                                            "a write to the ISG's flash memory")
@@ -155,6 +162,10 @@ class IsgPlugin(Plugin):
         self._written_wall = 0.0
         self._written_at: float | None = None
         self._next_reassert = 0.0
+        self._next_check = 0.0
+        #: Whether the ISG's inputs read back (None: not known yet); decides the default period.
+        self.readback: bool | None = None
+        self.sg_reverts = 0  # reverts seen on the read-back and written again
         self._sg_lock = threading.Lock()
         self.sg_actions: Counter[str] = Counter()
         self.sg_errors = 0
@@ -355,13 +366,18 @@ class IsgPlugin(Plugin):
                 "requested_state": self.requested,
                 "last_write": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._written_wall))
                 if self._written_wall else None,
-                "reassert_every_seconds": float(self.config.sgready_reassert),
+                "reassert_every_seconds": self.reassert_period(),
+                "inputs_read_back": self.readback,
+                "reverts_seen": self.sg_reverts,
                 "reassert_error": self._reassert_error or None,
                 "note": self._sg_note or None,
             }
         return facts
 
     # --- SGReady -------------------------------------------------------------------------------------
+    #: Seconds between read-backs of the SGReady inputs while a state is wanted (tests shorten it).
+    sgready_check_every: float = SGREADY_CHECK
+
     def sgready_family(self) -> str | None:
         if self._compiled is not None:
             return self._compiled.family
@@ -373,7 +389,7 @@ class IsgPlugin(Plugin):
         from . import sgready
 
         with self._sg_lock:
-            period = float(self.config.sgready_reassert)
+            period = self.reassert_period()
             age = None if self._written_at is None else time.monotonic() - self._written_at
             if state == self.requested and age is not None and age < period and not self._reassert_error:
                 return False, [f"SGReady {sgready.describe_state(state)} was written {age:.0f}s ago; not written "
@@ -382,6 +398,7 @@ class IsgPlugin(Plugin):
                                    family=self.sgready_family())
             self.requested = state
             self._reassert_error = ""
+            self.readback = result.status.inputs is not None
             self._mark_written()
             self._sg_note = next((line for line in result.status.lines() if line.startswith("note:")), "")
             return True, result.lines()
@@ -389,25 +406,55 @@ class IsgPlugin(Plugin):
     def _mark_written(self) -> None:
         self._written_wall = time.time()
         self._written_at = time.monotonic()
-        self._next_reassert = self._written_at + float(self.config.sgready_reassert)
+        self._next_reassert = self._written_at + self.reassert_period()
+        self._next_check = self._written_at + self.sgready_check_every
         self.sg_writes += 1
 
-    def _reassert_loop(self) -> None:
-        """Write the requested state again every period (the ISG does not latch it). Normal is
-        not re-asserted: it is where the ISG falls back by itself."""
+    def reassert_period(self) -> float:
+        """Seconds between re-writes of a wanted state when no revert is seen (see REASSERT_READABLE)."""
+        if self.config.sgready_reassert is not None:
+            return float(self.config.sgready_reassert)
+        return MIN_REASSERT if self.readback is False else REASSERT_READABLE
+
+    def _reverted(self, state: int) -> bool:
+        """Whether the ISG's inputs read back as something other than ``state`` (a read costs no
+        flash); False when they cannot be read (then only the period re-writes)."""
         from . import sgready
 
-        period = float(self.config.sgready_reassert)
-        while not self._stop.wait(1.0):  # a cheap clock check; the writes are a period apart
+        link = self.link()
+        with link.lock:
+            regs = sgready._one(link, "holding", sgready.INPUT_1, 2)
+        if regs is None or sgready.NOT_AVAILABLE in regs:
+            self.readback = False
+            return False
+        self.readback = True
+        return tuple(regs) != sgready.INPUTS[state]
+
+    def _reassert_loop(self) -> None:
+        """Keep a wanted state (the ISG does not latch it): read the inputs back every
+        ``sgready_check_every`` seconds and write the state again when the ISG reverted it, and
+        at the latest every :meth:`reassert_period`. Normal is not re-asserted: it is where the
+        ISG falls back by itself."""
+        from . import sgready
+
+        while not self._stop.wait(1.0):  # a cheap clock check; reads are seconds apart, writes minutes
             with self._sg_lock:
                 state = self.requested
-                if state is None or state == NORMAL or time.monotonic() < self._next_reassert:
+                now = time.monotonic()
+                if state is None or state == NORMAL or (now < self._next_reassert and now < self._next_check):
                     continue
                 try:
+                    if now < self._next_reassert:
+                        self._next_check = now + self.sgready_check_every
+                        if self.readback is False or not self._reverted(state):
+                            continue  # no read-back on this model: the period does it all
+                        self.sg_reverts += 1
+                        log.info("the ISG reverted SGReady %s; writing it again", sgready.describe_state(state))
                     sgready.apply(self.link(), state, switch_on=self.config.sgready_switch_on,
                                   family=self.sgready_family())
                 except Exception as e:  # noqa: BLE001 - the thread must live on: log, try next period
-                    self._next_reassert = time.monotonic() + period  # not in a loop
+                    self._next_reassert = time.monotonic() + self.reassert_period()  # not in a loop
+                    self._next_check = self._next_reassert
                     why = _BACKOFF_NOTE.sub("", str(e)) or type(e).__name__
                     if why != self._reassert_error:
                         log.warning("SGReady %s could not be re-asserted: %s", sgready.describe_state(state), why)

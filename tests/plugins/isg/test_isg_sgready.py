@@ -348,11 +348,46 @@ def test_reassert_failures_are_logged_once(caplog):
         dev.close()
 
 
-def test_the_default_period_is_the_floor_shorter_than_the_isg_reverts():
-    """The ISG reverts an input 30-60 s after it was written (spec §3.3): re-asserted every 30 s by
-    default, a wanted state holds; every 5 min it would hold a fraction of the time."""
+def test_a_revert_seen_on_the_read_back_is_written_again_and_nothing_else_is():
+    """Reads cost no flash: the inputs are read back, and the state is written again only when
+    the ISG reverted it (or at the latest every period), not every 30 s whether needed or not."""
+    with IsgSimulator(sgready_revert=1.0) as sim:
+        dev = sgready_device(sim, sgready_reassert="1h")
+        dev.sgready_check_every = 0.3
+        dev.start()
+        try:
+            assert dev.request_sgready(3)[0]
+            assert wait_for(lambda: len(sim.store.writes) >= 2, timeout=6)  # reverted after 1 s, written again
+            assert [w.values for w in sim.store.writes][:2] == [[1, 0], [1, 0]]
+            assert dev.status()["sgready"]["reverts_seen"] >= 1
+            assert dev.status()["sgready"]["inputs_read_back"] is True
+        finally:
+            dev.close()
+    with IsgSimulator(sgready_revert=3600.0) as sim:  # an ISG that keeps the inputs
+        dev = sgready_device(sim, sgready_reassert="1h")
+        dev.sgready_check_every = 0.3
+        dev.start()
+        try:
+            assert dev.request_sgready(1)[0]
+            time.sleep(2.5)  # ~8 read-backs
+            assert [w.values for w in sim.store.writes] == [[0, 1]]  # written once, never again
+        finally:
+            dev.close()
+
+
+def test_the_default_period_depends_on_the_read_back():
+    """Where the inputs read back, a revert is seen and written again within seconds, so the
+    unconditional re-write can be rare (5 min, the spec's "every few minutes"); where they read as
+    0x8000, the period is all there is, and 30 s holds a state the ISG reverts after 30-60 s."""
     dev = devices.device_spec(IsgPlugin, {"mode": "modbus", "host": "h", "sgready_enable": True}, where="isg",
                               default_interval=60).create()
-    assert float(dev.config.sgready_reassert) == 30.0
+    assert dev.reassert_period() == 300.0
+    dev.readback = False
+    assert dev.reassert_period() == 30.0
     assert dev.status()["sgready"]["reassert_every_seconds"] == 30.0
+    set_explicitly = devices.device_spec(IsgPlugin, {"mode": "modbus", "host": "h", "sgready_enable": True,
+                                                     "sgready_reassert": "2m"}, where="isg",
+                                         default_interval=60).create()
+    set_explicitly.readback = False
+    assert set_explicitly.reassert_period() == 120.0
     assert float(IsgSimulator().sgready_revert) > 30.0  # the simulated ISG reverts after 45 s, as a real one may
