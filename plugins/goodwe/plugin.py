@@ -15,7 +15,6 @@ import os
 import socket
 import threading
 import time
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -109,6 +108,7 @@ class GoodwePlugin(Plugin):
     name = "goodwe"
     description = "Goodwe inverters, ET hybrids and HomeKit meters via a SEMS-portal proxy"
     config_schema = GoodweConfig
+    simulator_module = ".simulator"
     metrics = METRICS
     default_interval = 10.0
     once_wait = 300.0  # devices upload every 1-5 minutes; `run --once` waits for one
@@ -289,23 +289,3 @@ class GoodwePlugin(Plugin):
             hint = "" if bad or data.startswith(want.encode()) else "; a frame body alone needs --body TYPE"
             raise InputError(f"goodwe: nothing decoded in {len(data)} bytes: {found}{hint}")
         return _decoded_metrics(decoded)
-
-    # --- gridtap simulate goodwe ---------------------------------------------------------
-    @classmethod
-    def add_simulate_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        from . import simulator  # noqa: PLC0415 - only `simulate` needs it
-
-        simulator.add_arguments(parser)
-
-    @classmethod
-    def simulate(cls, args: argparse.Namespace) -> int:
-        from . import simulator  # noqa: PLC0415
-
-        return simulator.main(args)
-
-    # --- gridtap demo ----------------------------------------------------------------------
-    @classmethod
-    def demo(cls) -> AbstractContextManager[dict[str, object]]:
-        from . import simulator  # noqa: PLC0415
-
-        return simulator.demo_setup()

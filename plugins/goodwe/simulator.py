@@ -393,7 +393,7 @@ def _device_from_args(args: argparse.Namespace) -> DeviceSimulator:
                            count=args.count, replay=replay, finish=True, cached=args.cached)
 
 
-def main(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run a simulator in the foreground; exit 0 on SIGTERM/SIGINT.
 
     The device role also exits 0 by itself after ``--count`` data uploads or the last

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import logging
 import urllib.parse
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -86,6 +85,7 @@ class GrowattPlugin(Plugin):
     name: ClassVar[str] = "growatt"
     description: ClassVar[str] = "Growatt inverters (MIN/TLX, SPH/MIX, classic) via the Growatt cloud OpenAPI v1"
     config_schema: ClassVar[type] = GrowattConfig
+    simulator_module = ".simulator"
     metrics = m.METRICS
     default_interval: ClassVar[float] = 300.0
     default_listen: ClassVar[str | None] = "127.0.0.1:9120"
@@ -170,23 +170,3 @@ class GrowattPlugin(Plugin):
         if zone is None:
             raise ConfigError("--timezone", f"unknown time zone {args.timezone!r}")
         return [x for record in grott.decode_all(data) for x in grott.record_metrics(record, zone)]
-
-    # --- gridtap simulate growatt ----------------------------------------------------------------
-    @classmethod
-    def add_simulate_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        from . import simulator
-
-        simulator.add_arguments(parser)
-
-    @classmethod
-    def simulate(cls, args: argparse.Namespace) -> int:
-        from . import simulator
-
-        return simulator.main(args)
-
-    # --- gridtap demo ------------------------------------------------------------------------------
-    @classmethod
-    def demo(cls) -> AbstractContextManager[dict[str, object]]:
-        from . import simulator
-
-        return simulator.demo_setup()

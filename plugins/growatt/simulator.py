@@ -789,7 +789,7 @@ def from_args(args: argparse.Namespace) -> GrowattSimulator:
                             replay=args.replay, count_mismatch=args.count_mismatch)
 
 
-def main(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     sim = from_args(args)
     return run_in_foreground(sim, lambda: sim.url)
 

@@ -13,7 +13,6 @@ import logging
 import math
 import threading
 import urllib.parse
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Literal
 
@@ -89,6 +88,7 @@ class IntergasPlugin(Plugin):
     name: ClassVar[str] = "intergas"
     description: ClassVar[str] = "Intergas gas boilers via the service port (tty/TCP) or a LAN2RF gateway"
     config_schema: ClassVar[type] = IntergasConfig
+    simulator_module = ".simulator"
     metrics = m.ALL
     default_interval: ClassVar[float] = 10.0
 
@@ -206,27 +206,6 @@ class IntergasPlugin(Plugin):
         reference = getattr(args, "flag_bit_order", "normative") == "reference"
         return m.block_metrics(block, decode_block(block, data, reference))
 
-    # ------------------------------------------------------------------ gridtap simulate
-    @classmethod
-    def add_simulate_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        from . import simulator
-
-        simulator.add_arguments(parser)
-
-    @classmethod
-    def simulate(cls, args: argparse.Namespace) -> int:
-        from . import simulator
-
-        return simulator.run(args)
-
     def __repr__(self) -> str:
         where = self.config.port or self.config.gateway_url
         return f"IntergasPlugin(device={self.device!r}, at={where!r})"
-
-
-    # --- gridtap demo ----------------------------------------------------------------------
-    @classmethod
-    def demo(cls) -> AbstractContextManager[dict[str, object]]:
-        from . import simulator
-
-        return simulator.demo_setup()

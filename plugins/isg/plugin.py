@@ -23,7 +23,6 @@ import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -103,6 +102,7 @@ class IsgPlugin(Plugin):
     name: ClassVar[str] = "isg"
     description: ClassVar[str] = "Stiebel Eltron / Tecalor heat pumps via the ISG web UI or Modbus TCP, with SGReady"
     config_schema: ClassVar[type] = IsgConfig
+    simulator_module = ".simulator"
     metrics = m.ALL
     default_interval: ClassVar[float] = 60.0  # the seed's; the ISG is slow and single-threaded
     default_listen: ClassVar[str | None] = "127.0.0.1:8080"  # the seed's port (it listened on every address)
@@ -574,25 +574,6 @@ class IsgPlugin(Plugin):
             out += native.metrics(i, registers[offset: offset + read.count])
             offset += read.count
         return out
-
-    # --- gridtap simulate isg -------------------------------------------------------------------------
-    @classmethod
-    def add_simulate_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        from . import simulator
-
-        simulator.add_arguments(parser)
-
-    @classmethod
-    def simulate(cls, args: argparse.Namespace) -> int:
-        from . import simulator
-
-        return simulator.run(args)
-
-    @classmethod
-    def demo(cls) -> AbstractContextManager[dict[str, object]]:
-        from . import simulator
-
-        return simulator.demo_setup()
 
     def __repr__(self) -> str:
         return f"IsgPlugin(device={self.device!r}, mode={self.config.mode!r})"

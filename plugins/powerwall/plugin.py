@@ -18,7 +18,6 @@ import argparse
 import json
 import logging
 import threading
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -65,6 +64,7 @@ class PowerwallPlugin(Plugin):
     name: ClassVar[str] = "powerwall"
     description: ClassVar[str] = "Tesla Powerwall 2 / Powerwall+ via the gateway's local HTTPS API"
     config_schema: ClassVar[type] = PowerwallConfig
+    simulator_module = ".simulator"
     metrics = m.ALL
     default_interval: ClassVar[float] = 15.0
     default_listen: ClassVar[str | None] = ":9871"  # foogod/powerwall_exporter's port
@@ -314,24 +314,6 @@ class PowerwallPlugin(Plugin):
         except m.DocumentError as e:
             raise InputError(f"powerwall: {e}") from None
 
-    # ------------------------------------------------------------------ gridtap simulate / demo
-    @classmethod
-    def add_simulate_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        from . import simulator
-
-        simulator.add_arguments(parser)
-
-    @classmethod
-    def simulate(cls, args: argparse.Namespace) -> int:
-        from . import simulator
-
-        return simulator.main(args)
-
-    @classmethod
-    def demo(cls) -> AbstractContextManager[dict[str, object]]:
-        from . import simulator
-
-        return simulator.demo_setup()
 
 
 def endpoint_from_filename(name: str) -> str | None:

@@ -568,7 +568,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="plain-HTTP control endpoint on loopback (GET /counters, POST /control, POST /reset)")
 
 
-def main(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from gridtap.config import Duration
 
     host, port = _host_port("--tcp", args.listen)

@@ -138,26 +138,42 @@ class Plugin(ABC):
         """Decode a capture given on the command line into samples."""
         raise NotImplementedError(f"{cls.name} has no capture decoder")
 
-    # --- `gridtap simulate DEVICE` ----------------------------------------------------
+    # --- `gridtap simulate DEVICE` and `gridtap demo` ------------------------------------
+    #: The plugin's simulator module, relative to the plugin's package (``".simulator"``). It
+    #: defines ``add_arguments(parser)``, ``run(args) -> int`` and, for ``gridtap demo``,
+    #: ``demo_setup()``; it is imported only by those two commands, never by a collecting process.
+    simulator_module: ClassVar[str | None] = None
+
     @classmethod
-    def add_simulate_arguments(cls, parser: argparse.ArgumentParser) -> None:  # noqa: B027
-        """Add plugin-specific options of ``gridtap simulate``."""
+    def _simulator(cls) -> Any:
+        import importlib
+
+        if cls.simulator_module is None:
+            raise NotImplementedError(f"{cls.name} has no simulator")
+        return importlib.import_module(cls.simulator_module, cls.__module__.rpartition(".")[0])
+
+    @classmethod
+    def add_simulate_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Add plugin-specific options of ``gridtap simulate`` (the simulator module's)."""
+        if cls.simulator_module is not None:
+            cls._simulator().add_arguments(parser)
 
     @classmethod
     def simulate(cls, args: argparse.Namespace) -> int:
         """Run the device simulator in the foreground until interrupted; return exit code."""
-        raise NotImplementedError(f"{cls.name} has no simulator")
+        return int(cls._simulator().run(args))
 
-
-    # --- `gridtap demo` ----------------------------------------------------------------
     @classmethod
     def demo(cls) -> AbstractContextManager[dict[str, Any]] | None:
         """A running simulator and the settings that read it, for ``gridtap demo``.
 
-        Return a context manager that starts the simulator on loopback and yields the
-        device settings (as a config mapping); None when the plugin has no demo.
+        A context manager that starts the simulator on loopback and yields the device settings
+        (as a config mapping); None when the plugin has no demo.
         """
-        return None
+        if cls.simulator_module is None:
+            return None
+        setup = getattr(cls._simulator(), "demo_setup", None)
+        return setup() if setup is not None else None
 
 
 def _nothing() -> None:

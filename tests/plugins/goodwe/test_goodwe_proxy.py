@@ -179,7 +179,7 @@ def test_decode_cli_hook() -> None:
 @pytest.mark.timeout(30)
 def test_simulator_command_line_ready_and_sigterm() -> None:
     code = ("import argparse,sys; from gridtap_plugins.goodwe import simulator as s; p=argparse.ArgumentParser();"
-            "s.add_arguments(p); sys.exit(s.main(p.parse_args(sys.argv[1:])))")
+            "s.add_arguments(p); sys.exit(s.run(p.parse_args(sys.argv[1:])))")
     sems = subprocess.Popen([sys.executable, "-c", code, "--role", "sems", "--listen", "127.0.0.1:0"],
                             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     dev = None
