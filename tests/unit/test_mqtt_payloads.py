@@ -18,6 +18,7 @@ import pytest
 from gridtap.health import health_defs
 from gridtap.model import Batch, Display, DisplayByLabel, Kind, MetricDef
 from gridtap.outputs import ha, mqtt
+from tests.mqtt_recorder import RecordingClient
 
 P = "demo"
 TEMP = MetricDef(f"{P}_temperature_celsius", "Temperature", unit="celsius", label_names=("sensor",),
@@ -50,25 +51,9 @@ DEVICE_INFO = MetricDef(f"{P}_device_info", "Device", kind=Kind.INFO)
 UP, LAST, DURATION = health_defs(P)
 
 
-class FakeClient:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str, bool, Any]] = []
-
-    def publish(self, topic: str, payload: Any, qos: int = 0, retain: bool = False, properties: Any = None) -> Any:
-        self.sent.append((topic, payload.decode() if isinstance(payload, bytes) else payload, retain, properties))
-
-        class Info:
-            rc = 0
-
-            def wait_for_publish(self, timeout: float = 0) -> None:
-                pass
-
-        return Info()
-
-
 def publisher(device: str = "boiler", **kw: Any) -> mqtt.MqttPublisher:
     pub = mqtt.MqttPublisher("127.0.0.1", 1, devices=[(P, device)], **kw)
-    pub._client = FakeClient()  # type: ignore[assignment]
+    pub._client = RecordingClient()  # type: ignore[assignment]
     return pub
 
 

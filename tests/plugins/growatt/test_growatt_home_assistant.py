@@ -20,6 +20,7 @@ from gridtap.model import Batch
 from gridtap.outputs import mqtt
 from gridtap_plugins.growatt.plugin import GrowattConfig, GrowattPlugin
 from gridtap_plugins.growatt.simulator import DEVICES, GrowattSimulator
+from tests.mqtt_recorder import RecordingClient
 
 NOON = dt.datetime(2026, 6, 21, 12, 2, tzinfo=dt.timezone(dt.timedelta(hours=1))).timestamp()
 MIN, SPH, INV = "Inverter MIN 5000TL-X", "Inverter SPH 3000", "Inverter"
@@ -38,22 +39,6 @@ DASHBOARD = {
 }
 #: units a person reads; never the metric model's base units (J, ratio, Pa, seconds for ages)
 UNITS = {"W", "kW", "kWh", "V", "A", "Hz", "°C", "%", "h", "min", "s", "VA"}
-
-
-class FakeClient:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str]] = []
-
-    def publish(self, topic: str, payload: Any, qos: int = 0, retain: bool = False, properties: Any = None) -> Any:
-        self.sent.append((topic, payload))
-
-        class Info:
-            rc = 0
-
-            def wait_for_publish(self, timeout: float = 0) -> None:
-                pass
-
-        return Info()
 
 
 class SharedClock(ManualClock):
@@ -79,7 +64,7 @@ def configs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, di
                             rate_window=Duration(1.0), call_spacing=Duration(0.05))
         plugin = GrowattPlugin(cfg, ACCOUNT, clock=clock)
         pub = mqtt.MqttPublisher("127.0.0.1", 1, devices=[("growatt", ACCOUNT)])
-        pub._client = FakeClient()  # type: ignore[assignment]
+        pub._client = RecordingClient()  # type: ignore[assignment]
         up, last, duration = health_defs("growatt")
         for _ in range(6):
             samples = plugin.collect() + plugin.diagnostics() + [up(1), last(clock.time()), duration(0.2)]
@@ -90,7 +75,7 @@ def configs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, di
     finally:
         sim.stop()
     out = {}
-    for topic, payload in pub._client.sent:  # type: ignore[attr-defined]
+    for topic, payload, *_ in pub._client.sent:  # type: ignore[attr-defined]
         if topic.startswith("homeassistant/") and payload:
             c = json.loads(payload)
             out[c["unique_id"]] = (topic.split("/")[1], c)

@@ -21,24 +21,7 @@ from gridtap_plugins.isg import page as pages
 from gridtap_plugins.isg.plugin import IsgPlugin
 from gridtap_plugins.isg.simulator import IsgSimulator
 from tests.conftest import ROOT
-
-
-class _Client:
-    """Stands in for paho: keeps what the MQTT output publishes."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str]] = []
-
-    def publish(self, topic: str, payload: Any, qos: int = 0, retain: bool = False, properties: Any = None) -> Any:
-        self.sent.append((topic, payload.decode() if isinstance(payload, bytes) else payload))
-
-        class Info:
-            rc = 0
-
-            def wait_for_publish(self, timeout: float = 0) -> None:
-                pass
-
-        return Info()
+from tests.mqtt_recorder import RecordingClient
 
 
 def entities(mode: str, controller: str = "wpm") -> list[dict[str, Any]]:
@@ -48,7 +31,7 @@ def entities(mode: str, controller: str = "wpm") -> list[dict[str, Any]]:
         raw = {"mode": mode, "url": sim.url, "host": "127.0.0.1", "modbus_port": sim.modbus_port_bound}
         dev = devices.device_spec(IsgPlugin, raw, where="isg", default_interval=60).create()
         pub = mqtt.MqttPublisher("127.0.0.1", 1, devices=[("isg", "heatpump")])
-        pub._client = _Client()  # type: ignore[assignment]
+        pub._client = RecordingClient()  # type: ignore[assignment]
         collector = schedule.Collector(dev, 60.0)
         try:
             for _ in range(2):
@@ -59,7 +42,7 @@ def entities(mode: str, controller: str = "wpm") -> list[dict[str, Any]]:
         finally:
             dev.close()
     configs = {}
-    for topic, payload in pub._client.sent:  # type: ignore[attr-defined]
+    for topic, payload, *_ in pub._client.sent:  # type: ignore[attr-defined]
         if topic.endswith("/config") and payload:
             cfg = json.loads(payload)
             configs[cfg["unique_id"]] = {**cfg, "component": topic.split("/")[1]}

@@ -11,35 +11,18 @@ from typing import Any
 
 from gridtap import schedule
 from gridtap.outputs import mqtt
-
-
-class _Client:
-    """Stands in for paho: keeps what the MQTT output publishes."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str]] = []
-
-    def publish(self, topic: str, payload: Any, qos: int = 0, retain: bool = False, properties: Any = None) -> Any:
-        self.sent.append((topic, payload.decode() if isinstance(payload, bytes) else payload))
-
-        class Info:
-            rc = 0
-
-            def wait_for_publish(self, timeout: float = 0) -> None:
-                pass
-
-        return Info()
+from tests.mqtt_recorder import RecordingClient
 
 
 def configs_of(plugin: Any) -> list[dict[str, Any]]:
     pub = mqtt.MqttPublisher("127.0.0.1", 1, devices=[("powerwall", "home")])
-    pub._client = _Client()  # type: ignore[assignment]
+    pub._client = RecordingClient()  # type: ignore[assignment]
     batch = schedule.Collector(plugin, 15.0).collect_once()
     assert batch.ok, batch.error
     batch.device = "home"
     pub.publish([batch])
     out = {}
-    for topic, payload in pub._client.sent:  # type: ignore[attr-defined]
+    for topic, payload, *_ in pub._client.sent:  # type: ignore[attr-defined]
         if topic.endswith("/config") and payload:
             cfg = json.loads(payload)
             out[cfg["unique_id"]] = {**cfg, "component": topic.split("/")[1]}
