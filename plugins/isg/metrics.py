@@ -41,7 +41,7 @@ def family(stem: str, help: str, *labels: str, title: str | None = None, integer
            unit: str | None = None, precision: int | None = None, binary: str | None = None,
            states: tuple[str, ...] = (), diagnostic: bool = False, enabled: bool = True,
            state_class: str | None = None, words: Mapping[str, Mapping[str, str]] | None = None,
-           hidden: bool = False, device_class: str | None = None,
+           hidden: bool = False, device_class: str | None = None, codes: Mapping[int, str] | None = None,
            by: tuple[str, Mapping[str, Mapping[str, object]]] | None = None) -> MetricDef:
     """A MetricDef named ``isg_<stem>``: the unit from the name, counter if it ends ``_total``.
 
@@ -55,7 +55,7 @@ def family(stem: str, help: str, *labels: str, title: str | None = None, integer
     display: Display | DisplayByLabel = Display(
         name=title, unit=unit or shown, precision=precision if precision is not None else digits, binary=binary,
         diagnostic=diagnostic, enabled=enabled, state_class=state_class, words=words or {}, hidden=hidden,
-        device_class=device_class)
+        device_class=device_class, codes=codes or {})
     if by is not None:
         label, changes = by
         display = DisplayByLabel(label, {v: dataclasses.replace(display, **c) for v, c in changes.items()},
@@ -70,6 +70,9 @@ def family(stem: str, help: str, *labels: str, title: str | None = None, integer
 # registers, named "(setting)", without statistics) and the ISG's internals are diagnostics; raw
 # codes, rolling-period values and detail that repeats another entity are disabled until enabled.
 _DIAG = {"diagnostic": True}
+#: SG Ready states 1-4 as the sgready CLI and the webhook name them (Home Assistant shows the words).
+SGREADY_STATE_WORDS = {1: "Lock", 2: "Normal", 3: "Active", 4: "Force"}
+_BUS_STATUS_WORDS = {0: "OK", -1: "Status error", -2: "Error passive", -3: "Bus off", -4: "Physical error"}
 _RARE = {"diagnostic": True, "enabled": False}
 _SETTING = {"diagnostic": True, "state_class": ""}
 _USE = {"use": {"heating": "for heating", "dhw": "for hot water", "cooling": "for cooling"}}
@@ -278,7 +281,7 @@ MODBUS: tuple[MetricDef, ...] = (
     family("fault", "1 while the controller reports a system fault.", integer=True, binary="problem",
            title="Fault"),
     family("bus_status", "CAN bus status: 0 ok, -1 status error, -2 error passive, -3 bus off, -4 physical error.",
-           integer=True, title="Bus status", diagnostic=True, state_class=""),
+           integer=True, title="Bus status", diagnostic=True, state_class="", codes=_BUS_STATUS_WORDS),
     family("defrost", "1 while a defrost is initiated.", integer=True, binary="", title="Defrost initiated",
            **_DIAG),
     family("active_fault_code", "Number of the active fault (0: none).", integer=True, title="Fault code",
@@ -339,7 +342,7 @@ MODBUS: tuple[MetricDef, ...] = (
     family("sgready_input", "SG Ready input (1|2): 1 switched, 0 open (holding 4002/4003).", "input",
            integer=True, binary="", title="SG Ready input {input}", **_DIAG),
     family("sgready_state", "SG Ready operating state 1-4 (input 5001).", integer=True,
-           title="SG Ready state", state_class=""),
+           title="SG Ready state", state_class="", codes=SGREADY_STATE_WORDS),
     family("controller_id", "Controller identification (input 5002: 103/104/551 LWZ, 390 WPM 3, 391 WPM 3i, "
            "449 WPMsystem).", integer=True, title="Controller id", state_class="", **_RARE),
     family("sgready_enabled_setting", "SG Ready enabled (newer firmware, raw).", integer=True,
@@ -595,7 +598,7 @@ SGREADY_ERROR = family("sgready_error_total", "SGReady webhook requests that fai
                        "the device did not take).", integer=True, title="SG Ready errors", **_DIAG)
 SGREADY_REQUESTED = family("sgready_requested_state", "The SGReady state (1-4) this process keeps asserting; "
                            "absent while nothing was requested.", integer=True, title="SG Ready requested state",
-                           state_class="", **_DIAG)
+                           state_class="", codes=SGREADY_STATE_WORDS, **_DIAG)
 SGREADY_WRITES = family("sgready_writes_total", "SGReady input writes that the device acknowledged (requests "
                         "and periodic re-assertions).", integer=True, title="SG Ready writes", **_DIAG)
 

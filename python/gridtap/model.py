@@ -48,6 +48,9 @@ class Display:
     * ``component``: the part of the physical device this metric belongs to ("battery" of a
       hybrid inverter): Home Assistant shows it as its own device, "<device> <component>",
       connected via the physical device.
+    * ``codes``: an integer gauge that is a code, not a quantity ({1: "Lock", 2: "Normal"}): Home
+      Assistant shows the words as an enum sensor, and a code outside the map as unknown (the
+      number stays in every other output).
     """
 
     name: str | None = None
@@ -61,6 +64,7 @@ class Display:
     state_class: str | None = None
     component: str | None = None
     words: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    codes: Mapping[int, str] = field(default_factory=dict)
 
     def for_labels(self, _labels: Mapping[str, str]) -> Display:
         return self

@@ -411,7 +411,8 @@ CASES: dict[str, Case] = {
                "Electricity used today for heating": "kWh", "Room humidity (circuit 1)": "%",
                "Heat pump 1 compressor 1 runtime for heating": "h", "Inverter 1 power": "W"},
         device_classes={"Flow temperature": "temperature", "Fault": "problem", "Compressor": "running",
-                        "Operating mode": "enum", "Connected": "connectivity", "Room humidity (circuit 1)": "humidity",
+                        "Operating mode": "enum", "SG Ready state": "enum", "Connected": "connectivity",
+                        "Room humidity (circuit 1)": "humidity",
                         "Electricity used today for heating": "energy", "Heating pressure": "pressure"},
         # the day counters: the totals lag up to a day (README); heat has long-term sums too
         energy=[("device", "stat_consumption", "{name} Electricity used today for heating"),
@@ -419,7 +420,7 @@ CASES: dict[str, Case] = {
         sums=["{name} Heat produced today for heating", "{name} Heat produced today for hot water",
               "{name} Heat produced for heating", "{name} Electricity used for heating"],
         values={"Heating pressure": ("heating_pressure_pascals", 1e-5)},
-        texts={"Operating mode": "Automatic", "Fault": "off"},
+        texts={"Operating mode": "Automatic", "SG Ready state": "Normal", "Fault": "off"},
         binary_uids=r"_up$|_status_flag_|_fault$|_defrost$|_sgready_input_",
     ),
 }

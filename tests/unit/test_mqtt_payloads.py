@@ -194,6 +194,18 @@ def test_enum_sensor_has_the_states_in_words_as_options_and_refuses_others(boile
     assert design is not None and design.fields["options"] == ["Alpha", "B"]
 
 
+def test_a_code_with_words_is_an_enum_sensor_and_an_unmapped_code_is_unknown() -> None:
+    coded = MetricDef(f"{P}_bus_status", "Bus status", integer=True,
+                      display=Display(name="Bus status", codes={0: "OK", -3: "Bus off", 7: "OK"}))
+    design = ha.design(P, coded(-3), "bus_status", [])
+    assert design is not None and design.component == "sensor"
+    assert design.fields["device_class"] == "enum" and design.fields["options"] == ["OK", "Bus off"]
+    assert "unit_of_measurement" not in design.fields and "state_class" not in design.fields
+    cfg = {"value_template": design.fields["value_template"]}
+    assert [render(cfg, {"bus_status": v}) for v in (0, -3, 7, 5, 2.5, None)] == \
+        ["OK", "Bus off", "OK", "None", "None", "None"]
+
+
 def test_no_float_noise_in_any_rendered_value(boiler: tuple[dict, dict]) -> None:
     configs, state = boiler
     for key, cfg in configs.items():

@@ -5,9 +5,9 @@ Everything here is derived from a :class:`~gridtap.model.MetricDef` (name, kind,
 sample's labels), never from knowledge of a device, so a new plugin gets sensible entities by
 declaring hints next to its metrics:
 
-* ``Display.binary`` -> a ``binary_sensor`` (the value is its device class), a state set -> an
-  ``enum`` sensor with the states (in words) as options, ``*_timestamp_seconds`` -> a timestamp sensor,
-  everything else -> a numeric ``sensor``.
+* ``Display.binary`` -> a ``binary_sensor`` (the value is its device class), a state set or
+  ``Display.codes`` -> an ``enum`` sensor with the states or codes (in words) as options,
+  ``*_timestamp_seconds`` -> a timestamp sensor, everything else -> a numeric ``sensor``.
 * Units: the state topic carries base units (what Prometheus and line protocol show); the
   entity's ``value_template`` converts to the unit a person reads (:data:`CONVERSIONS`) and
   rounds to the display precision, so HA never shows "171000.0 Pa" or float noise.
@@ -308,6 +308,16 @@ def design(plugin: str, metric: Metric, key: str, key_values: list[str]) -> Enti
         fields["device_class"] = "enum"
         fields["options"] = list(dict.fromkeys(shown.values()))
         fields["value_template"] = f"{{{{ {shown!r}[{v}] if {v} in {list(shown)!r} else None }}}}"
+        return EntityDesign("sensor", name, fields, disp.diagnostic, disp.enabled,
+                            not (disp.diagnostic or health))
+    if disp.codes:
+        # A code is a word, not a number (no unit, no statistics); one the map lacks is unknown,
+        # because HA refuses an enum state outside its options.
+        codes = {int(code): word for code, word in disp.codes.items()}
+        fields["device_class"] = "enum"
+        fields["options"] = list(dict.fromkeys(codes.values()))
+        fields["value_template"] = (f"{{{{ {codes!r}[{v} | int] if {v} is number and {v} == {v} | int "
+                                    f"and ({v} | int) in {list(codes)!r} else None }}}}")
         return EntityDesign("sensor", name, fields, disp.diagnostic, disp.enabled,
                             not (disp.diagnostic or health))
     if d.unit == "seconds" and d.kind is Kind.GAUGE and d.name.endswith("_timestamp_seconds"):

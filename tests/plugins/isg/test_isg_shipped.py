@@ -87,6 +87,9 @@ def test_modbus_entities_a_person_would_design():
     assert e["Heating pressure"]["unit_of_measurement"] == "bar"
     assert e["Room humidity (circuit 1)"]["device_class"] == "humidity"
     assert "state_class" not in e["SG Ready state"]  # a code, not a quantity to average
+    assert (e["SG Ready state"]["device_class"], e["SG Ready state"]["options"]) == \
+        ("enum", ["Lock", "Normal", "Active", "Force"])
+    assert e["Bus status"]["options"][:2] == ["OK", "Status error"]
     assert "state_class" not in e["Hot water comfort temperature (setting)"]  # settings keep no statistics
     for name in ("Electricity used today for heating", "Heat produced today for hot water"):
         assert (e[name]["device_class"], e[name]["state_class"], e[name]["unit_of_measurement"]) == \
