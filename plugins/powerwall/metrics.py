@@ -25,8 +25,9 @@ WH = 3600.0  # joules per watt-hour
 #: Categories of /api/meters/aggregates, as a person reads them.
 CATEGORY_WORDS = {"category": {"site": "grid", "battery": "battery", "load": "home", "solar": "solar",
                                "busway": "busway", "frequency": "frequency", "generator": "generator"}}
-MODE_WORDS = {"mode": {"self_consumption": "self-powered", "autonomous": "time-based control",
-                       "backup": "backup only", "scheduler": "scheduler"}}
+#: The Tesla app's names of the operation modes (what Home Assistant shows).
+MODE_WORDS = {"mode": {"self_consumption": "Self-Powered", "autonomous": "Time-Based Control",
+                       "backup": "Backup Only", "scheduler": "Scheduler"}}
 
 
 class DocumentError(ValueError):
@@ -82,7 +83,7 @@ APP_CHARGE = _gauge("app_charge_ratio", "Stored energy as the Tesla app shows it
                                     state_class="measurement"))
 OPERATION_MODE = _gauge("operation_mode", "Operation mode (label mode: self_consumption, autonomous, backup, "
                         "scheduler); always 1", labels=("mode",), integer=True,
-                        display=_rare("Operation mode {mode}", binary="", words=MODE_WORDS))
+                        display=_diag("Operation mode", state_label="mode", words=MODE_WORDS))
 RESERVE = _gauge("reserve_ratio", "Backup reserve, raw gateway scale (backup_reserve_percent / 100)", "ratio",
                  display=Display(name="Backup reserve (gateway scale)", unit="%", precision=1, diagnostic=True))
 APP_RESERVE = _gauge("app_reserve_ratio", "Backup reserve as the Tesla app shows it: (raw - 5 %) / 0.95, "
@@ -107,7 +108,7 @@ REMAINING = _gauge("remaining_joules", "Energy stored in all batteries (nominal_
                    display=Display(name="Battery stored energy", **_STORED))
 ISLAND_STATE = _gauge("island_state", "Grid connection state (label state: SystemGridConnected, "
                       "SystemIslandedActive, SystemTransitionToGrid, ...); always 1", labels=("state",),
-                      integer=True, display=_rare("Island state {state}", binary=""))
+                      integer=True, display=_rare("Island state", state_label="state"))
 GRID_CONNECTED = _gauge("grid_connected", "1 while system_island_state is SystemGridConnected", integer=True,
                         display=Display(name="Grid", binary="connectivity"))
 BATTERY_INFO = MetricDef(P + "battery_info", "A battery block: serial, part number, firmware; always 1. Labels "
@@ -141,13 +142,13 @@ BATTERY_BACKUP_READY = _gauge("battery_backup_ready", "1 when the battery is rea
                               integer=True, display=_diag("Backup ready", binary=""))
 BATTERY_PINV_STATE = _gauge("battery_pinv_state", "Battery inverter state (label state); always 1",
                             labels=("serial", "state"), integer=True,
-                            display=_rare("Inverter {state}", binary=""))
+                            display=_rare("Inverter state", state_label="state"))
 BATTERY_PINV_GRID_STATE = _gauge("battery_pinv_grid_state", "Battery inverter grid state (label state); always 1",
                                  labels=("serial", "state"), integer=True,
-                                 display=_rare("Inverter grid {state}", binary=""))
+                                 display=_rare("Inverter grid state", state_label="state"))
 BATTERY_OPSEQ_STATE = _gauge("battery_opseq_state", "Battery operation sequence state (label state); always 1",
                              labels=("serial", "state"), integer=True,
-                             display=_rare("Operation sequence {state}", binary=""))
+                             display=_rare("Operation sequence", state_label="state"))
 BATTERY_CHARGED = _counter("battery_charged_joules_total", "Energy charged into one battery over its lifetime "
                            "(energy_charged; absent while the gateway reports 0)", "joules", _B,
                            display=Display(name="Energy charged", unit="kWh", precision=2,

@@ -51,6 +51,10 @@ class Display:
     * ``codes``: an integer gauge that is a code, not a quantity ({1: "Lock", 2: "Normal"}): Home
       Assistant shows the words as an enum sensor, and a code outside the map as unknown (the
       number stays in every other output).
+    * ``state_label``: a gauge that is always 1 and says its state in this label
+      (``operation_mode{mode="backup"} 1``, as Prometheus exporters do): Home Assistant shows one
+      text sensor whose state is the label's value, in ``words[state_label]`` where it has one
+      (the device's own string otherwise: the set of states is the device's, not ours).
     """
 
     name: str | None = None
@@ -65,6 +69,7 @@ class Display:
     component: str | None = None
     words: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     codes: Mapping[int, str] = field(default_factory=dict)
+    state_label: str | None = None
 
     def for_labels(self, _labels: Mapping[str, str]) -> Display:
         return self

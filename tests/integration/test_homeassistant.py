@@ -376,7 +376,7 @@ CASES: dict[str, Case] = {
                  "Battery 1": ("Tesla", "Powerwall", "{name}"),
                  "Battery 2": ("Tesla", "Powerwall", "{name}"),
                  "Grid meter": ("Tesla", "Synchrometer X", "{name}")},
-        domains={"sensor": 72, "binary_sensor": 41},
+        domains={"sensor": 80, "binary_sensor": 33},
         # plugins/powerwall/README.md, "Home Assistant", says why each is there
         dashboard={*(f"{{name}} {n}" for n in (
             "Grid power", "Home power", "Solar power", "Battery power", "Battery charge", "Backup reserve",
@@ -391,7 +391,7 @@ CASES: dict[str, Case] = {
                 ("solar", "stat_energy_from", "{name} Solar production"),
                 ("battery", "stat_energy_to", "{name} Battery energy in"),
                 ("battery", "stat_energy_from", "{name} Battery energy out")],
-        texts={"Grid": "on"},
+        texts={"Grid": "on", "Operation mode": "Self-Powered"},
         binary_uids=r"_up$|_grid_connected$|_battery_off_grid$|_network_active_",
         partner="intergas",  # the simulator's gateway serial is fixed: a second one would be the same gateway
     ),

@@ -206,6 +206,27 @@ def test_a_code_with_words_is_an_enum_sensor_and_an_unmapped_code_is_unknown() -
         ["OK", "Bus off", "OK", "None", "None", "None"]
 
 
+def test_a_state_in_a_label_is_one_text_sensor_that_follows_the_label() -> None:
+    operation = MetricDef(f"{P}_operation_mode", "Operation mode; always 1", integer=True, label_names=("mode",),
+                          display=Display(name="Operation mode", state_label="mode",
+                                          words={"mode": {"self_consumption": "Self-Powered"}}))
+    pub = publisher()
+    pub.publish([Batch(P, "boiler", 1, [operation(1, mode="self_consumption"), UP(1)])])
+    pub.publish([Batch(P, "boiler", 2, [operation(1, mode="backup"), UP(1)])])  # the owner switched modes
+    configs, states = published(pub)
+    modes = [c for c in configs.values() if c["name"] == "Operation mode"]
+    assert len(modes) == 1  # one entity, not one per mode ever seen
+    cfg = modes[0]
+    assert cfg["_topic"] == "homeassistant/sensor/gridtap_demo_boiler_operation_mode/config"
+    assert "device_class" not in cfg and "unit_of_measurement" not in cfg and "state_class" not in cfg
+    assert states["gridtap/demo/boiler/state"]["operation_mode"] == "backup"
+    assert render(cfg, {"operation_mode": "self_consumption"}) == "Self-Powered"
+    assert render(cfg, {"operation_mode": "backup"}) == "backup"  # the device's own word where we have none
+    assert render(cfg, {"operation_mode": None}) == "None"
+    pub.publish([Batch(P, "boiler", 3, [operation(0, mode="backup"), UP(1)])])
+    assert published(pub)[1]["gridtap/demo/boiler/state"]["operation_mode"] is None  # 0: no state
+
+
 def test_no_float_noise_in_any_rendered_value(boiler: tuple[dict, dict]) -> None:
     configs, state = boiler
     for key, cfg in configs.items():

@@ -7,7 +7,8 @@ declaring hints next to its metrics:
 
 * ``Display.binary`` -> a ``binary_sensor`` (the value is its device class), a state set or
   ``Display.codes`` -> an ``enum`` sensor with the states or codes (in words) as options,
-  ``*_timestamp_seconds`` -> a timestamp sensor, everything else -> a numeric ``sensor``.
+  ``Display.state_label`` -> a text sensor showing that label's value, ``*_timestamp_seconds`` ->
+  a timestamp sensor, everything else -> a numeric ``sensor``.
 * Units: the state topic carries base units (what Prometheus and line protocol show); the
   entity's ``value_template`` converts to the unit a person reads (:data:`CONVERSIONS`) and
   rounds to the display precision, so HA never shows "171000.0 Pa" or float noise.
@@ -299,6 +300,14 @@ def design(plugin: str, metric: Metric, key: str, key_values: list[str]) -> Enti
             fields["device_class"] = disp.binary
         fields["value_template"] = f"{{{{ ('ON' if {v} else 'OFF') if {v} is number else None }}}}"
         return EntityDesign("binary_sensor", name, fields, disp.diagnostic, disp.enabled,
+                            not (disp.diagnostic or health))
+    if disp.state_label is not None:
+        # The device names its states (a Powerwall's operation mode): a text sensor, in words
+        # where the plugin has them, else the device's own string; no options to go stale.
+        words = dict(disp.words.get(disp.state_label, {}))
+        fields["value_template"] = (f"{{{{ ({words!r}[{v}] if {v} in {list(words)!r} else {v}) "
+                                    f"if {v} is string else None }}}}")
+        return EntityDesign("sensor", name, fields, disp.diagnostic, disp.enabled,
                             not (disp.diagnostic or health))
     if d.kind is Kind.STATESET:
         # HA shows an enum's options as they are: the human words (``words["state"]``, else the

@@ -58,7 +58,7 @@ from typing import Any
 from .. import __version__
 from ..config import Secret
 from ..errors import OutputError
-from ..model import Batch, Kind, Metric
+from ..model import Batch, Kind, Metric, display_of
 from . import ha
 from .ha import DeviceRef, sanitize
 
@@ -121,6 +121,10 @@ def origin() -> dict[str, str]:
 def json_value(metric: Metric) -> float | int | str | None:
     """A sample's value for the state JSON (NaN/Inf -> null: JSON has no such numbers)."""
     v = metric.value
+    if metric.definition.display is not None:
+        label = display_of(metric.definition, dict(metric.labels)).state_label
+        if label is not None:  # the state is the label's value; a 0 sample says no state
+            return dict(metric.labels).get(label) if v else None
     if metric.definition.kind is Kind.STATESET or isinstance(v, str):
         return str(v)
     if isinstance(v, bool):
@@ -181,9 +185,11 @@ class _Device:
 
 
 def _key_values(metric: Metric, subdevice_labels: tuple[str, ...]) -> list[str]:
-    """Label values that tell a sample apart from its siblings on one HA device."""
+    """Label values that tell a sample apart from its siblings on one HA device (a state label
+    does not: it is the entity's value)."""
+    state = display_of(metric.definition, dict(metric.labels)).state_label if metric.definition.display else None
     return [v for k, v in metric.labels
-            if k not in ha.METADATA_LABELS and k != "device" and k not in subdevice_labels]
+            if k not in ha.METADATA_LABELS and k != "device" and k not in subdevice_labels and k != state]
 
 
 def sample_key(plugin: str, metric: Metric, subdevice_labels: tuple[str, ...] = ()) -> str:
