@@ -8,8 +8,8 @@ Gateway), read through its web UI or its Modbus TCP service, with the SGReady wr
   optional block the firmware lacks (exception 02) is marked unsupported; the rest is published.
 * SGReady: ``gridtap sgready set|get`` (sgready_cli.py) and, with ``sgready_enable``, the
   Alertmanager webhook ``POST /webhooks/alertmanager`` on the /metrics listener; the requested
-  state (unless it is normal, the ISG's own fallback) is re-written when the read-back shows the ISG
-  reverted it, and at the latest every ``sgready_reassert``
+  state (unless it is normal, the ISG's own fallback) is kept by sgready_keeper.py: re-written
+  when the read-back shows the ISG reverted it, and at the latest every ``sgready_reassert``,
   because the ISG does not latch it.
 """
 
@@ -19,9 +19,7 @@ import argparse
 import logging
 import re
 import threading
-import time
 import urllib.parse
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -32,9 +30,10 @@ from gridtap.model import Metric
 from gridtap.plugin import Command, Plugin
 
 from . import metrics as m
+from .sgready_keeper import MIN_REASSERT, SgreadyKeeper
 
 if TYPE_CHECKING:
-    from gridtap.routes import Request, Response, Route
+    from gridtap.routes import Route
 
     from .catalogue import Compiled, UserMap
     from .modbus import ModbusLink
@@ -47,24 +46,9 @@ log = logging.getLogger("gridtap.isg")
 DEFAULT_PAGES = "1,0 1,1 2,0 2,1 2,3 2,4 4,7"
 _PAGE_RE = re.compile(r"^\d{1,2}(,\d{1,2}){1,2}$")
 _HOST_PORT = re.compile(r"^[^:]+:\d+$")
-_BACKOFF_NOTE = re.compile(r" \(next try in \d+s\)$")
-#: Re-assertion. The ISG may revert an input 30-60 s after it was written (spec §3.3), and every
-#: write lands in its flash (rated ~10^6 cycles), so a requested state is re-written when the ISG is
-#: seen to have reverted it (its inputs are read back every ``SGREADY_CHECK`` seconds: reads cost
-#: no flash), and otherwise every ``sgready_reassert``: by default ``REASSERT_READABLE`` where the
-#: inputs read back (a revert the read-back cannot see is the only thing left to guard against),
-#: ``MIN_REASSERT`` where they read as 0x8000 (then the period is all there is). The floor keeps a
-#: typo like ``sgready_reassert: 5`` (seconds) from wearing the flash out within weeks. README
-#: "SGReady" has the arithmetic.
-MIN_REASSERT = 30.0
-REASSERT_READABLE = 300.0
-SGREADY_CHECK = 10.0
 #: Whose heat pump it is (Home Assistant's device): Modbus cannot tell a Tecalor from a Stiebel Eltron;
 #: the web UI can (its status icons, page.BRANDS), see ``_collect_web``.
 MANUFACTURER = "Stiebel Eltron"
-#: SGReady "normal": what the ISG falls back to by itself, so it is written once, not re-asserted.
-NORMAL = 2
-
 
 @dataclass
 class IsgConfig:
@@ -156,24 +140,12 @@ class IsgPlugin(Plugin):
         self.known_flags: dict[str, set[tuple[str, str]]] = {}
         #: The web UI's brand once a page showed a status icon (Stiebel Eltron or Tecalor).
         self.brand: str | None = None
-        # SGReady: the state asked for, when it was last written (wall clock for /status,
-        # monotonic for the schedule) and when the next re-assertion is due.
-        self.requested: int | None = None
-        self._written_wall = 0.0
-        self._written_at: float | None = None
-        self._next_reassert = 0.0
-        self._next_check = 0.0
-        #: Whether the ISG's inputs read back (None: not known yet); decides the default period.
-        self.readback: bool | None = None
-        self.sg_reverts = 0  # reverts seen on the read-back and written again
-        self._sg_lock = threading.Lock()
-        self.sg_actions: Counter[str] = Counter()
-        self.sg_errors = 0
-        self.sg_writes = 0
-        self._sg_note = ""
-        self._stop = threading.Event()
-        self._reasserter: threading.Thread | None = None
-        self._reassert_error = ""
+        #: Keeps a requested SGReady state (None unless sgready_enable).
+        self.sgready: SgreadyKeeper | None = None
+        if config.sgready_enable:
+            reassert = float(config.sgready_reassert) if config.sgready_reassert is not None else None
+            self.sgready = SgreadyKeeper(device, self.link, self.sgready_family, switch_on=config.sgready_switch_on,
+                                         reassert=reassert)
 
     # --- connections -----------------------------------------------------------------------------
     def web(self) -> IsgWebClient:
@@ -200,16 +172,12 @@ class IsgPlugin(Plugin):
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
-        if self.config.sgready_enable and self._reasserter is None:
-            self._reasserter = threading.Thread(target=self._reassert_loop, name=f"isg-sgready-{self.device}",
-                                                daemon=True)
-            self._reasserter.start()
+        if self.sgready is not None:
+            self.sgready.start()
 
     def close(self) -> None:
-        self._stop.set()
-        if self._reasserter is not None:
-            self._reasserter.join(5)
-            self._reasserter = None
+        if self.sgready is not None:
+            self.sgready.close()
         if self._web is not None:
             self._web.close()
         if self._link is not None:
@@ -344,13 +312,8 @@ class IsgPlugin(Plugin):
             out += [m.BLOCK_SUPPORTED(0 if b in self.unsupported else 1, block=b) for b in optional]
         if self._web is not None:
             out.append(m.WEB_LOGINS(self._web.logins))
-        if self.config.sgready_enable:
-            for action in ("lock", "normal", "active", "force", "unknown"):
-                out.append(m.SGREADY_ACTION(self.sg_actions[action], action=action))
-            out.append(m.SGREADY_ERROR(self.sg_errors))
-            out.append(m.SGREADY_WRITES(self.sg_writes))
-            if self.requested is not None:
-                out.append(m.SGREADY_REQUESTED(self.requested))
+        if self.sgready is not None:
+            out += self.sgready.diagnostics()
         return out
 
     def status(self) -> dict[str, Any]:
@@ -361,151 +324,24 @@ class IsgPlugin(Plugin):
             facts["controller"] = {"family": self._compiled.family, "id": self._compiled.controller,
                                    "name": self._controller_name(self._compiled)}
             facts["unsupported_blocks"] = sorted(self.unsupported)
-        if self.config.sgready_enable:
-            facts["sgready"] = {
-                "requested_state": self.requested,
-                "last_write": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._written_wall))
-                if self._written_wall else None,
-                "reassert_every_seconds": self.reassert_period(),
-                "inputs_read_back": self.readback,
-                "reverts_seen": self.sg_reverts,
-                "reassert_error": self._reassert_error or None,
-                "note": self._sg_note or None,
-            }
+        if self.sgready is not None:
+            facts["sgready"] = self.sgready.status()
         return facts
 
     # --- SGReady -------------------------------------------------------------------------------------
-    #: Seconds between read-backs of the SGReady inputs while a state is wanted (tests shorten it).
-    sgready_check_every: float = SGREADY_CHECK
-
     def sgready_family(self) -> str | None:
         if self._compiled is not None:
             return self._compiled.family
         return None if self.config.controller == "auto" else self.config.controller
 
-    def request_sgready(self, state: int) -> tuple[bool, list[str]]:
-        """Ask for ``state``: written now, unless the same state was written successfully within
-        the re-assert period (Alertmanager repeats its notifications). Returns (written, lines)."""
-        from . import sgready
-
-        with self._sg_lock:
-            period = self.reassert_period()
-            age = None if self._written_at is None else time.monotonic() - self._written_at
-            if state == self.requested and age is not None and age < period and not self._reassert_error:
-                return False, [f"SGReady {sgready.describe_state(state)} was written {age:.0f}s ago; not written "
-                               "again" + ("" if state == NORMAL else f" (re-asserted every {period:g}s)")]
-            result = sgready.apply(self.link(), state, switch_on=self.config.sgready_switch_on,
-                                   family=self.sgready_family())
-            self.requested = state
-            self._reassert_error = ""
-            self.readback = result.status.inputs is not None
-            self._mark_written()
-            self._sg_note = next((line for line in result.status.lines() if line.startswith("note:")), "")
-            return True, result.lines()
-
-    def _mark_written(self) -> None:
-        self._written_wall = time.time()
-        self._written_at = time.monotonic()
-        self._next_reassert = self._written_at + self.reassert_period()
-        self._next_check = self._written_at + self.sgready_check_every
-        self.sg_writes += 1
-
-    def reassert_period(self) -> float:
-        """Seconds between re-writes of a wanted state when no revert is seen (see REASSERT_READABLE)."""
-        if self.config.sgready_reassert is not None:
-            return float(self.config.sgready_reassert)
-        return MIN_REASSERT if self.readback is False else REASSERT_READABLE
-
-    def _reverted(self, state: int) -> bool:
-        """Whether the ISG's inputs read back as something other than ``state`` (a read costs no
-        flash); False when they cannot be read (then only the period re-writes)."""
-        from . import sgready
-
-        link = self.link()
-        with link.lock:
-            regs = sgready._one(link, "holding", sgready.INPUT_1, 2)
-        if regs is None or sgready.NOT_AVAILABLE in regs:
-            self.readback = False
-            return False
-        self.readback = True
-        return tuple(regs) != sgready.INPUTS[state]
-
-    def _reassert_loop(self) -> None:
-        """Keep a wanted state (the ISG does not latch it): read the inputs back every
-        ``sgready_check_every`` seconds and write the state again when the ISG reverted it, and
-        at the latest every :meth:`reassert_period`. Normal is not re-asserted: it is where the
-        ISG falls back by itself."""
-        from . import sgready
-
-        while not self._stop.wait(1.0):  # a cheap clock check; reads are seconds apart, writes minutes
-            with self._sg_lock:
-                state = self.requested
-                now = time.monotonic()
-                if state is None or state == NORMAL or (now < self._next_reassert and now < self._next_check):
-                    continue
-                try:
-                    if now < self._next_reassert:
-                        self._next_check = now + self.sgready_check_every
-                        if self.readback is False or not self._reverted(state):
-                            continue  # no read-back on this model: the period does it all
-                        self.sg_reverts += 1
-                        log.info("the ISG reverted SGReady %s; writing it again", sgready.describe_state(state))
-                    sgready.apply(self.link(), state, switch_on=self.config.sgready_switch_on,
-                                  family=self.sgready_family())
-                except Exception as e:  # noqa: BLE001 - the thread must live on: log, try next period
-                    self._next_reassert = time.monotonic() + self.reassert_period()  # not in a loop
-                    self._next_check = self._next_reassert
-                    why = _BACKOFF_NOTE.sub("", str(e)) or type(e).__name__
-                    if why != self._reassert_error:
-                        log.warning("SGReady %s could not be re-asserted: %s", sgready.describe_state(state), why)
-                    else:
-                        log.debug("SGReady %s still not re-asserted: %s", sgready.describe_state(state), why)
-                    self._reassert_error = why
-                    continue
-                self._mark_written()
-                if self._reassert_error:
-                    log.info("SGReady %s re-asserted again", sgready.describe_state(state))
-                self._reassert_error = ""
-
     def routes(self) -> Sequence[Route]:
-        if not self.config.sgready_enable:
+        if self.sgready is None:
             return ()
         from gridtap.routes import Route
 
-        return (Route("POST", "/webhooks/alertmanager", self._alertmanager, acts=True, max_body=256 * 1024,
+        return (Route("POST", "/webhooks/alertmanager", self.sgready.alertmanager, acts=True, max_body=256 * 1024,
                       description="Alertmanager webhook: firing target=active -> SGReady 3, target=inactive -> 1, "
                                   "resolved -> 2"),)
-
-    def _alertmanager(self, request: Request) -> Response:
-        from gridtap.routes import Response
-
-        from . import webhook
-        from .modbus import BlockError, LinkError
-
-        try:
-            decision = webhook.decide(request.json())
-        except ValueError as e:  # not JSON, or not a webhook payload
-            self.sg_errors += 1
-            return Response.json({"error": str(e)}, 400)
-        if decision.state is None:
-            self.sg_actions["unknown"] += 1
-            return Response.json({"status": "webhook received", "action": "unknown",
-                                  "note": "no alert carries a target or sgready label; nothing written"})
-        try:
-            written, lines = self.request_sgready(decision.state)
-        except LinkError as e:
-            self.sg_errors += 1
-            log.warning("webhook: SGReady %s not written: %s", decision.action, e)
-            return Response.json({"error": str(e)}, 503)
-        except BlockError as e:
-            self.sg_errors += 1
-            log.warning("webhook: SGReady %s not written: %s", decision.action, e)
-            return Response.json({"error": str(e)}, 502 if e.code in (1, 2, 3, 0) else 503)
-        self.sg_actions[decision.action] += 1
-        log.info("webhook: SGReady %s (%d firing, %d resolved)%s", decision.action, decision.firing,
-                 decision.resolved, "" if written else ", unchanged")
-        return Response.json({"status": "webhook received", "action": decision.action, "state": decision.state,
-                              "written": written, "details": lines})
 
     # --- the seed's flag spellings ------------------------------------------------------------------
     @classmethod

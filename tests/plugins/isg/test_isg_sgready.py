@@ -243,7 +243,7 @@ def sgready_device(sim: IsgSimulator, **settings: object) -> IsgPlugin:
 
 def make_due(dev: IsgPlugin) -> None:
     """Let the re-assert period pass without waiting 30 s for it."""
-    dev._next_reassert = time.monotonic()
+    dev.sgready._next_reassert = time.monotonic()
 
 
 def wait_for(condition, timeout: float = 5.0) -> bool:
@@ -258,7 +258,7 @@ def test_the_requested_state_is_reasserted_after_the_isg_reverted_it():
         dev = sgready_device(sim)
         dev.start()
         try:
-            assert dev.request_sgready(3)[0]
+            assert dev.sgready.request(3)[0]
             assert wait_for(lambda: sim.store.sgready_state() == 2)  # the ISG fell back
             time.sleep(2.5)
             assert len(sim.store.writes) == 1  # the period has not passed: nothing written
@@ -278,11 +278,11 @@ def test_normal_is_written_once_and_not_reasserted():
         dev = sgready_device(sim)
         dev.start()
         try:
-            assert dev.request_sgready(2)[0]
+            assert dev.sgready.request(2)[0]
             make_due(dev)
             time.sleep(2.5)
             assert [w.values for w in sim.store.writes] == [[0, 0]]
-            assert dev.request_sgready(3)[0]  # asking for another state changes what is re-asserted
+            assert dev.sgready.request(3)[0]  # asking for another state changes what is re-asserted
             make_due(dev)
             assert wait_for(lambda: len(sim.store.writes) == 3)
             assert [w.values for w in sim.store.writes] == [[0, 0], [1, 0], [1, 0]]
@@ -304,12 +304,12 @@ def test_after_a_failed_reassertion_a_request_writes_again():
         dev = sgready_device(sim)
         dev.start()
         try:
-            assert dev.request_sgready(3)[0]
+            assert dev.sgready.request(3)[0]
             sim.store.busy.add("energy_management")  # the read-back answers 06: the re-assertion fails
             make_due(dev)
             assert wait_for(lambda: dev.status()["sgready"]["reassert_error"] is not None)
             sim.store.busy.clear()
-            written, lines = dev.request_sgready(3)
+            written, lines = dev.sgready.request(3)
             assert written, lines
             assert dev.status()["sgready"]["reassert_error"] is None
         finally:
@@ -320,15 +320,15 @@ def test_a_write_that_cannot_reach_the_device_requests_nothing():
     raw = {"mode": "modbus", "host": "127.0.0.1", "modbus_port": 1, "sgready_enable": True}
     dev = devices.device_spec(IsgPlugin, raw, where="isg", default_interval=60).create()
     with pytest.raises(LinkError):
-        dev.request_sgready(3)
-    assert dev.requested is None  # nothing was written, nothing is pretended
+        dev.sgready.request(3)
+    assert dev.sgready.requested is None  # nothing was written, nothing is pretended
 
 
 def test_reassert_failures_are_logged_once(caplog):
     sim = IsgSimulator().start()
     dev = sgready_device(sim)
     try:
-        dev.request_sgready(1)
+        dev.sgready.request(1)
         sim.stop()
         dev.link().close()
         dev.start()
@@ -338,12 +338,12 @@ def test_reassert_failures_are_logged_once(caplog):
         with caplog.at_level(logging.DEBUG, logger="gridtap.isg"):
             for i in range(3):
                 make_due(dev)  # an attempt puts the next one a period (30 s) ahead
-                assert wait_for(lambda: dev._next_reassert > time.monotonic() + 20)
+                assert wait_for(lambda: dev.sgready._next_reassert > time.monotonic() + 20)
                 assert wait_for(lambda n=i + 1: attempts() >= n)  # its line is logged after the period is set
         warnings = [r for r in caplog.records if "could not be re-asserted" in r.getMessage()]
         retries = [r for r in caplog.records if "still not re-asserted" in r.getMessage()]
         assert len(warnings) == 1 and len(retries) == 2
-        assert dev.requested == 1  # still wanted: tried again every period
+        assert dev.sgready.requested == 1  # still wanted: tried again every period
     finally:
         dev.close()
 
@@ -353,10 +353,10 @@ def test_a_revert_seen_on_the_read_back_is_written_again_and_nothing_else_is():
     the ISG reverted it (or at the latest every period), not every 30 s whether needed or not."""
     with IsgSimulator(sgready_revert=1.0) as sim:
         dev = sgready_device(sim, sgready_reassert="1h")
-        dev.sgready_check_every = 0.3
+        dev.sgready.check_every = 0.3
         dev.start()
         try:
-            assert dev.request_sgready(3)[0]
+            assert dev.sgready.request(3)[0]
             assert wait_for(lambda: len(sim.store.writes) >= 2, timeout=6)  # reverted after 1 s, written again
             assert [w.values for w in sim.store.writes][:2] == [[1, 0], [1, 0]]
             assert dev.status()["sgready"]["reverts_seen"] >= 1
@@ -365,10 +365,10 @@ def test_a_revert_seen_on_the_read_back_is_written_again_and_nothing_else_is():
             dev.close()
     with IsgSimulator(sgready_revert=3600.0) as sim:  # an ISG that keeps the inputs
         dev = sgready_device(sim, sgready_reassert="1h")
-        dev.sgready_check_every = 0.3
+        dev.sgready.check_every = 0.3
         dev.start()
         try:
-            assert dev.request_sgready(1)[0]
+            assert dev.sgready.request(1)[0]
             time.sleep(2.5)  # ~8 read-backs
             assert [w.values for w in sim.store.writes] == [[0, 1]]  # written once, never again
         finally:
@@ -381,13 +381,13 @@ def test_the_default_period_depends_on_the_read_back():
     0x8000, the period is all there is, and 30 s holds a state the ISG reverts after 30-60 s."""
     dev = devices.device_spec(IsgPlugin, {"mode": "modbus", "host": "h", "sgready_enable": True}, where="isg",
                               default_interval=60).create()
-    assert dev.reassert_period() == 300.0
-    dev.readback = False
-    assert dev.reassert_period() == 30.0
+    assert dev.sgready.reassert_period() == 300.0
+    dev.sgready.readback = False
+    assert dev.sgready.reassert_period() == 30.0
     assert dev.status()["sgready"]["reassert_every_seconds"] == 30.0
     set_explicitly = devices.device_spec(IsgPlugin, {"mode": "modbus", "host": "h", "sgready_enable": True,
                                                      "sgready_reassert": "2m"}, where="isg",
                                          default_interval=60).create()
-    set_explicitly.readback = False
-    assert set_explicitly.reassert_period() == 120.0
+    set_explicitly.sgready.readback = False
+    assert set_explicitly.sgready.reassert_period() == 120.0
     assert float(IsgSimulator().sgready_revert) > 30.0  # the simulated ISG reverts after 45 s, as a real one may

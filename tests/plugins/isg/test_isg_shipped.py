@@ -189,4 +189,4 @@ def test_the_sample_config_loads():
     dev = found.spec.create()
     assert (found.spec.name, dev.config.mode, dev.modbus_host) == ("heatpump", "modbus", "192.168.1.50")
     assert dev.pages == ["1,0", "1,1", "2,0", "2,1", "2,3", "2,4", "4,7"]
-    assert dev.config.sgready_reassert is None and dev.reassert_period() == 300.0  # reverts are seen on the read-back
+    assert dev.config.sgready_reassert is None and dev.sgready is None  # nothing kept until sgready_enable
