@@ -16,11 +16,14 @@ Its layout::
 Like Go's ``yaml.UnmarshalStrict`` into string fields: unknown keys are an error, and a
 scalar is taken as written (``login_password: 01234`` is the text ``01234``, not an octal
 number), so the file is read again without YAML's type guessing. Durations are Go's
-(``1m30s``, ``500ms``); 0 or less turns retries off, as in the seed.
+(``1m30s``, ``500ms``); 0 or less turns retries off, as in the seed. A bare number
+(``retry_timeout: 30``) is what yaml.v2 makes of it, nanoseconds, with a warning that says so.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,8 @@ import yaml
 from gridtap.errors import ConfigError
 
 from .metrics import parse_go_duration
+
+log = logging.getLogger("gridtap.powerwall")
 
 WEB_KEYS = ("listen_address", "metrics_path")
 DEVICE_KEYS = ("gateway_address", "login_email", "login_password", "tls_cert_file", "retry_interval",
@@ -65,7 +70,17 @@ def _section(doc: dict[str, Any], name: str, allowed: tuple[str, ...]) -> dict[s
     return section
 
 
+_YAML_INT = re.compile(r"^[-+]?[0-9][0-9_]*$")
+
+
 def _seconds(key: str, text: str) -> float:
+    if _YAML_INT.match(text) and text.strip("+-0_"):
+        # yaml.v2 puts a YAML integer into a time.Duration as is: nanoseconds. The file works as it
+        # did under the seed, and its owner learns why the retries never happened.
+        nanoseconds = int(text.replace("_", ""))
+        log.warning("%s: %s has no unit, so powerwall_exporter read it as %d ns and gridtap does too; write "
+                    "%ss for %s seconds", key, text, nanoseconds, text, text)
+        return nanoseconds / 1e9
     try:
         return parse_go_duration(text)
     except ValueError:

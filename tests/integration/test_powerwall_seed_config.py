@@ -120,6 +120,26 @@ def test_default_port_comes_from_the_seed(workdir, sim):
     assert ":9871" in line and "cannot listen" in line
 
 
+def test_a_bare_number_is_nanoseconds_as_in_the_seed_and_says_so(workdir, sim):
+    """yaml.v2 reads ``retry_timeout: 30`` into a Go duration as 30 ns: the seed never retried.
+    The file works unchanged, with the same meaning, and one warning tells the owner."""
+    from gridtap_plugins.powerwall import seedconfig
+
+    cfg = seed_file(workdir / "powerwall_exporter.yaml", sim).read_text().replace("retry_timeout: 0s",
+                                                                                  "retry_timeout: 30")
+    path = workdir / "bare.yaml"
+    path.write_text(cfg)
+    device = seedconfig.adapt(str(path))["devices"][0]
+    assert device["retry_timeout"] == pytest.approx(30e-9)
+    res = subprocess.run([servers.gridtap_bin(), "run", "powerwall", "--config", str(path), "--once", "--output",
+                          "influx"], capture_output=True, timeout=60, env=env(workdir))
+    assert res.returncode == 0, res.stderr.decode()
+    warnings = [line for line in res.stderr.decode().splitlines() if "no unit" in line]
+    assert len(warnings) == 1 and "device.retry_timeout" in warnings[0] and "30 ns" in warnings[0] \
+        and "write 30s" in warnings[0], res.stderr.decode()
+    assert " app_charge_ratio=" in res.stdout.decode() or ",app_charge_ratio=" in res.stdout.decode()
+
+
 @pytest.mark.parametrize("extra,key", [("  listen_port: 1\n", "device.listen_port"),
                                        ("  retry_timeout: 5d\n", "device.retry_timeout"),
                                        ("  retry_timeout: 3000000h\n", "device.retry_timeout")])
