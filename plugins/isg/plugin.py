@@ -50,6 +50,7 @@ _HOST_PORT = re.compile(r"^[^:]+:\d+$")
 #: the web UI can (its status icons, page.BRANDS), see ``_collect_web``.
 MANUFACTURER = "Stiebel Eltron"
 
+
 @dataclass
 class IsgConfig:
     mode: Literal["web", "modbus"] = setting("web", help="web: scrape the ISG's web UI; modbus: its Modbus TCP service")
