@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from gridtap.captures import read_hex_file
+from gridtap.config import parse_host_port
 from gridtap.errors import ConfigError, InputError
 from gridtap.simulate import run_in_foreground
 
@@ -370,14 +371,6 @@ class _Lan2rfServer:
         self._thread.join(timeout=2)
 
 
-def _host_port(flag: str, text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (empty host = 127.0.0.1, port 0 = any free port), or a ConfigError."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise ConfigError(flag, f"expected HOST:PORT with a port 0-65535, got {text!r}")
-    return host or "127.0.0.1", int(port)
-
-
 def _check_auth(auth: str) -> None:
     # The value holds a password: it is never echoed.
     user, sep, _password = auth.partition(":")
@@ -406,8 +399,8 @@ class IntergasSimulator:
         if sum(x is not None for x in (pty, tcp, lan2rf)) != 1:
             raise ValueError("give exactly one of pty, tcp, lan2rf")
         # Checked here, before anything listens, so a mistake is one config error (exit 2).
-        self._tcp = _host_port("--tcp", tcp) if tcp is not None else None
-        self._lan2rf = _host_port("--lan2rf", lan2rf) if lan2rf is not None else None
+        self._tcp = parse_host_port("--tcp", tcp, "127.0.0.1") if tcp is not None else None
+        self._lan2rf = parse_host_port("--lan2rf", lan2rf, "127.0.0.1") if lan2rf is not None else None
         if auth is not None:
             if lan2rf is None:
                 raise ConfigError("--auth", "only the LAN2RF gateway (--lan2rf) has authentication")

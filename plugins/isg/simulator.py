@@ -40,6 +40,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from gridtap.config import parse_host_port
 from gridtap.errors import ConfigError, InputError
 from gridtap.simulate import run_in_foreground
 
@@ -851,13 +852,6 @@ class IsgSimulator:
 
 
 # --- CLI --------------------------------------------------------------------------------------
-def _host_port(flag: str, text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(flag, f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--web", "--tcp", dest="web", metavar="HOST:PORT", default="127.0.0.1:0",
                         help="address of the web UI (default 127.0.0.1:0 = any free port)")
@@ -889,8 +883,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def from_args(args: argparse.Namespace) -> IsgSimulator:
-    web = _host_port("--web", args.web)
-    modbus = _host_port("--modbus", args.modbus)
+    web = parse_host_port("--web", args.web, "127.0.0.1")
+    modbus = parse_host_port("--modbus", args.modbus, "127.0.0.1")
     if args.session_pages is not None and args.session_pages < 1:
         raise ConfigError("--session-pages", "must be 1 or more")
     if args.idle_reset is not None and not args.idle_reset > 0:

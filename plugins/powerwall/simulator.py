@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from gridtap.config import parse_host_port
 from gridtap.errors import ConfigError, InputError
 from gridtap.simulate import run_in_foreground
 
@@ -543,13 +544,6 @@ class _ControlHandler(BaseHTTPRequestHandler):
 
 
 # ----------------------------------------------------------------------------- CLI
-def _host_port(flag: str, text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(flag, f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tcp", "--listen", dest="listen", metavar="HOST:PORT", default="127.0.0.1:8443",
                         help="HTTPS address of the simulated gateway (default 127.0.0.1:8443; port 0 = any)")
@@ -571,8 +565,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from gridtap.config import Duration
 
-    host, port = _host_port("--tcp", args.listen)
-    control = _host_port("--control", args.control) if args.control else None
+    host, port = parse_host_port("--tcp", args.listen, "127.0.0.1")
+    control = parse_host_port("--control", args.control, "127.0.0.1") if args.control else None
     if control is not None and control[0] not in ("127.0.0.1", "localhost", "::1"):
         raise ConfigError("--control", "the control endpoint only listens on loopback")
     durations = {}

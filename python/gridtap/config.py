@@ -270,6 +270,15 @@ def check_port(key: str, port: int, lowest: int = 1) -> None:
         raise ConfigError(key, f"port must be {lowest}-65535, got {port}")
 
 
+def parse_host_port(key: str, text: str, default_host: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:80`` too; an empty host is ``default_host``, port 0 any free port),
+    or a ConfigError naming ``key``."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(key, f"expected HOST:PORT with a port 0-65535, got {text!r}")
+    return host.strip("[]") or default_host, int(port)
+
+
 def check_http_url(key: str, url: str, example: str = "http://192.168.1.60") -> None:
     """ConfigError naming ``key`` unless ``url`` is an http(s) URL with a host and a port
     1-65535 (if any). A ``user:password@`` part is never echoed."""

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import console
-from .config import Duration
+from .config import Duration, parse_host_port
 from .errors import ConfigError
 from .model import Batch
 
@@ -201,10 +201,7 @@ def run_push(collectors: Sequence[Collector], interval: float, delivery: Deliver
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ConfigError("listen", f"expected HOST:PORT, got {listen!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    return parse_host_port("listen", listen, "0.0.0.0")
 
 
 def open_metrics_server(listen: str, collectors: Sequence[Collector], auth: Any = None,

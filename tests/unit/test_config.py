@@ -199,3 +199,15 @@ def test_a_secret_in_the_wrong_key_is_not_echoed_by_that_keys_error() -> None:
             config.build(Schema, "dev", ({"token": pasted, **wrong}, False))
         assert pasted in str(e.value)  # what the error says...
         assert pasted not in logs.redact(str(e.value))  # ...and what gridtap prints
+
+
+@pytest.mark.parametrize(("text", "expected"), [("127.0.0.1:8080", ("127.0.0.1", 8080)), (":0", ("dflt", 0)),
+                                                 ("[::1]:9100", ("::1", 9100)), ("host:65535", ("host", 65535))])
+def test_host_port_is_split_at_the_last_colon(text: str, expected: tuple[str, int]) -> None:
+    assert config.parse_host_port("listen", text, "dflt") == expected
+
+
+@pytest.mark.parametrize("text", ["8080", "host:", "host:http", "host:65536", "host:-1"])
+def test_a_bad_host_port_names_the_setting(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"--tcp: expected HOST:PORT with a port 0-65535, got"):
+        config.parse_host_port("--tcp", text, "127.0.0.1")
