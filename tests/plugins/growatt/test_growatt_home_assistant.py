@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from gridtap.budget import ManualClock
 from gridtap.config import Duration, Secret
 from gridtap.health import health_defs
 from gridtap.model import Batch
@@ -21,6 +20,7 @@ from gridtap.outputs import mqtt
 from gridtap_plugins.growatt.plugin import GrowattConfig, GrowattPlugin
 from gridtap_plugins.growatt.simulator import DEVICES, GrowattSimulator
 from tests.mqtt_recorder import RecordingClient
+from tests.plugins.growatt.shared_clock import SharedClock
 
 NOON = dt.datetime(2026, 6, 21, 12, 2, tzinfo=dt.timezone(dt.timedelta(hours=1))).timestamp()
 MIN, SPH, INV = "Inverter MIN 5000TL-X", "Inverter SPH 3000", "Inverter"
@@ -39,17 +39,6 @@ DASHBOARD = {
 }
 #: units a person reads; never the metric model's base units (J, ratio, Pa, seconds for ages)
 UNITS = {"W", "kW", "kWh", "V", "A", "Hz", "°C", "%", "h", "min", "s", "VA"}
-
-
-class SharedClock(ManualClock):
-    def __init__(self, sim: GrowattSimulator) -> None:
-        super().__init__(sim.now())
-        self.sim = sim
-
-    def advance(self, seconds: float) -> float:
-        t = super().advance(seconds)
-        self.sim.set_time(t)
-        return t
 
 
 @pytest.fixture(scope="module")

@@ -16,26 +16,10 @@ from gridtap.config import Duration, Secret
 from gridtap.errors import DeviceError
 from gridtap_plugins.growatt.plugin import GrowattConfig, GrowattPlugin
 from gridtap_plugins.growatt.simulator import DEVICES, GrowattSimulator
+from tests.plugins.growatt.shared_clock import SharedClock
 
 NOON = dt.datetime(2026, 6, 21, 12, 2, tzinfo=dt.timezone(dt.timedelta(hours=1))).timestamp()
 MIN_SN, MIX_SN, INV_SN = DEVICES["min"].sn, DEVICES["mix"].sn, DEVICES["inverter"].sn
-
-
-class SharedClock(ManualClock):
-    """The test's clock, mirrored into the simulator on every move (sleeps included)."""
-
-    def __init__(self, sim: GrowattSimulator) -> None:
-        super().__init__(sim.now())
-        self.sim = sim
-
-    def advance(self, seconds: float) -> float:
-        t = super().advance(seconds)
-        self.sim.set_time(t)
-        return t
-
-    def set(self, now: float) -> None:
-        super().set(now)
-        self.sim.set_time(now)
 
 
 @pytest.fixture
