@@ -12,7 +12,7 @@
 //! first appearance; the field key is the metric name without the `<plugin>_` prefix.
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyList, PyString, PyTuple};
 use pyo3::intern;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -268,6 +268,9 @@ pub struct BatchEncoder {
     /// Escaped field keys, interned: a field is its key's id.
     keys: Vec<Vec<u8>>,
     key_ids: FxMap<Vec<u8>, u32>,
+    /// Lines of earlier batches, emptied: their buffers are reused, so a batch allocates
+    /// nothing for lines the one before had (most batches repeat the previous one's shape).
+    spare: Vec<Line>,
 }
 
 impl BatchEncoder {
@@ -286,6 +289,7 @@ impl BatchEncoder {
             raw_index: FxMap::default(),
             keys: Vec::new(),
             key_ids: FxMap::default(),
+            spare: Vec::new(),
         }
     }
 
@@ -314,7 +318,7 @@ impl BatchEncoder {
         }
         let mut series = self.measurement.clone();
         push_tags(&mut series, tags);
-        let idx = self.line_for_series(series, 16, 256);
+        let idx = self.line_for_series(&series, 16, 256);
         if let Some(k) = raw_key {
             self.raw_index.insert(k.to_vec(), idx);
         }
@@ -323,8 +327,8 @@ impl BatchEncoder {
 
     /// The line whose escaped series text is `series`, created on first sight with room for
     /// `fields` fields and `bytes` bytes of values.
-    pub fn line_for_series(&mut self, series: Vec<u8>, fields: usize, bytes: usize) -> usize {
-        let hash = fx_hash(&series);
+    pub fn line_for_series(&mut self, series: &[u8], fields: usize, bytes: usize) -> usize {
+        let hash = fx_hash(series);
         let first = self.index.get(&hash).copied();
         let mut at = first;
         while let Some(i) = at {
@@ -333,13 +337,25 @@ impl BatchEncoder {
             }
             at = self.lines[i].next;
         }
-        self.lines.push(Line {
-            series,
-            fields: Vec::with_capacity(fields),
-            values: Vec::with_capacity(bytes),
-            seen: 0,
-            next: first,
-        });
+        let line = match self.spare.pop() {
+            Some(mut line) => {
+                line.series.clear();
+                line.series.extend_from_slice(series);
+                line.fields.clear();
+                line.values.clear();
+                line.seen = 0;
+                line.next = first;
+                line
+            }
+            None => Line {
+                series: series.to_vec(),
+                fields: Vec::with_capacity(fields),
+                values: Vec::with_capacity(bytes),
+                seen: 0,
+                next: first,
+            },
+        };
+        self.lines.push(line);
         let idx = self.lines.len() - 1;
         self.index.insert(hash, idx);
         idx
@@ -389,6 +405,7 @@ impl BatchEncoder {
         self.raw_index.clear();
         for line in self.lines.drain(..) {
             if line.fields.is_empty() {
+                self.spare.push(line);
                 continue;
             }
             out.extend_from_slice(&line.series);
@@ -406,6 +423,7 @@ impl BatchEncoder {
                 out.extend_from_slice(ts.as_bytes());
             }
             out.push(b'\n');
+            self.spare.push(line);
         }
     }
 }
@@ -475,6 +493,23 @@ fn label_items<'py>(labels: &Bound<'py, PyAny>) -> PyResult<Vec<(Bound<'py, PyAn
     Ok(items)
 }
 
+/// The escaped series of each declared state of a (label tuple, state set, device), kept for
+/// the whole call: devices report the same label sets every collection, so a state set's tags
+/// are escaped once, not once per batch (that was most of its cost). The label tuples are held,
+/// so no cached address can be freed and reused by another tuple while the call runs.
+#[derive(Default)]
+struct StatesetSeries {
+    series: FxMap<(usize, usize, usize), Vec<Vec<u8>>>,
+    held: Vec<Py<PyAny>>,
+}
+
+impl StatesetSeries {
+    fn clear(&mut self) {
+        self.series.clear();
+        self.held.clear();
+    }
+}
+
 /// A state set becomes one line per state: the labels plus `<family>=<state>`, field 1i for
 /// the current state and 0i for the others. Telegraf's `outputs.prometheus_client` turns
 /// that into exactly the samples gridtap's own /metrics serves (it drops string fields, so
@@ -486,8 +521,8 @@ fn put_stateset(
     field: u32,
     value: &Bound<'_, PyAny>,
     labels: &Bound<'_, PyAny>,
-    device: &str,
-    lines: &mut FxMap<(usize, usize, usize), usize>,
+    device: (&str, usize),
+    cache: &mut StatesetSeries,
 ) -> PyResult<()> {
     let (set_id, set) = set;
     let current = value.cast::<PyString>().map_err(|_| {
@@ -495,14 +530,15 @@ fn put_stateset(
     })?;
     let current = current.to_str()?;
     let declared = set.states.iter().position(|s| s == current);
-    // The lines of a (label tuple, state set) pair are made once per batch: devices report the
-    // same label sets every time, and escaping them per state was most of the cost.
-    let key = |i: usize| (labels.as_ptr() as usize, set_id, i);
-    if declared.is_some() && !set.states.is_empty() && lines.contains_key(&key(0)) {
-        for i in 0..set.states.len() {
-            enc.put(lines[&key(i)], field, &FieldValue::Int(i64::from(Some(i) == declared)));
+    let key = (labels.as_ptr() as usize, set_id, device.1);
+    if declared.is_some() {
+        if let Some(series) = cache.series.get(&key) {
+            for (i, series) in series.iter().enumerate() {
+                let line = enc.line_for_series(series, 1, 4);
+                enc.put(line, field, &FieldValue::Int(i64::from(Some(i) == declared)));
+            }
+            return Ok(());
         }
-        return Ok(());
     }
     let items = label_items(labels)?;
     let mut base: Vec<(&str, &str)> = Vec::with_capacity(items.len() + 2);
@@ -513,7 +549,7 @@ fn put_stateset(
         base.push((k, v.cast::<PyString>()?.to_str()?));
     }
     if !has_device {
-        base.push(("device", device));
+        base.push(("device", device.0));
     }
     base.retain(|(k, _)| *k != set.family);
     base.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
@@ -524,16 +560,21 @@ fn put_stateset(
     let mut after = Vec::new();
     push_tags(&mut after, &base[at..]);
     let extra = declared.is_none().then_some(current);
+    let mut made = Vec::with_capacity(set.states.len());
     for (i, state) in set.states.iter().map(String::as_str).chain(extra).enumerate() {
         let mut series = Vec::with_capacity(before.len() + after.len() + set.family.len() + state.len() + 2);
         series.extend_from_slice(&before);
         push_tags(&mut series, &[(set.family.as_str(), state)]);
         series.extend_from_slice(&after);
-        let line = enc.line_for_series(series, 1, 4);
-        if i < set.states.len() {
-            lines.insert(key(i), line);
-        }
+        let line = enc.line_for_series(&series, 1, 4);
         enc.put(line, field, &FieldValue::Int(i64::from(state == current)));
+        if i < set.states.len() {
+            made.push(series);
+        }
+    }
+    if let std::collections::hash_map::Entry::Vacant(slot) = cache.series.entry(key) {
+        slot.insert(made);
+        cache.held.push(labels.to_owned().unbind());
     }
     Ok(())
 }
@@ -546,8 +587,26 @@ fn put_stateset(
 /// be reused), label tuples for one batch (the batch keeps them alive meanwhile).
 #[pyfunction]
 #[pyo3(signature = (batches, uint=false))]
-fn encode(py: Python<'_>, batches: &Bound<'_, PyAny>, uint: bool) -> PyResult<Vec<u8>> {
-    let mut out = Vec::with_capacity(4096);
+fn encode<'py>(py: Python<'py>, batches: &Bound<'py, PyAny>, uint: bool) -> PyResult<Bound<'py, PyBytes>> {
+    // The output buffer is kept between calls (up to OUT_KEPT bytes): a collection writes about
+    // as much as the one before, and a fresh large buffer cost its growth copies and a page
+    // fault per 4 KiB every call.
+    let mut out = OUT.with(|kept| std::mem::take(&mut *kept.borrow_mut()));
+    out.clear();
+    let result = encode_into(py, batches, uint, &mut out).map(|()| PyBytes::new(py, &out));
+    if out.capacity() <= OUT_KEPT {
+        OUT.with(|kept| *kept.borrow_mut() = out);
+    }
+    result
+}
+
+const OUT_KEPT: usize = 8 << 20;
+
+thread_local! {
+    static OUT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn encode_into(py: Python<'_>, batches: &Bound<'_, PyAny>, uint: bool, out: &mut Vec<u8>) -> PyResult<()> {
     let mut raw_key: Vec<u8> = Vec::with_capacity(64);
     let mut enc: Option<BatchEncoder> = None;
     let mut defs: FxMap<usize, DefInfo> = FxMap::with_capacity_and_hasher(64, Default::default());
@@ -555,7 +614,8 @@ fn encode(py: Python<'_>, batches: &Bound<'_, PyAny>, uint: bool) -> PyResult<Ve
     // another object while this call runs (batches may come from a generator).
     let mut held_defs: Vec<Py<PyAny>> = Vec::new();
     let mut label_lines: FxMap<usize, usize> = FxMap::with_capacity_and_hasher(64, Default::default());
-    let mut stateset_lines: FxMap<(usize, usize, usize), usize> = FxMap::default();
+    let mut stateset_series = StatesetSeries::default();
+    let mut device_ids: FxMap<String, usize> = FxMap::default();
     let mut statesets: Vec<StateSet> = Vec::new();
     for batch in batches.try_iter()? {
         let batch = batch?;
@@ -570,10 +630,12 @@ fn encode(py: Python<'_>, batches: &Bound<'_, PyAny>, uint: bool) -> PyResult<Ve
         if enc.as_ref().is_none_or(|e| e.plugin_prefix().strip_suffix('_') != Some(plugin.as_str())) {
             enc = Some(BatchEncoder::new(&plugin));
             defs.clear();
+            stateset_series.clear(); // its series start with the measurement
         }
+        let next_id = device_ids.len();
+        let device_id = *device_ids.entry(device.clone()).or_insert(next_id);
         let enc = enc.as_mut().expect("set above");
         label_lines.clear();
-        stateset_lines.clear();
         for m in metrics.iter() {
             // gridtap.model.Metric is a NamedTuple: read it by position, borrowing the items
             // (no reference-count traffic); anything else with the three attributes works
@@ -625,7 +687,8 @@ fn encode(py: Python<'_>, batches: &Bound<'_, PyAny>, uint: bool) -> PyResult<Ve
             };
             if let Some(set) = info.stateset {
                 let Some(field) = info.field else { continue };
-                put_stateset(enc, (set, &statesets[set]), field, &value, &labels, &device, &mut stateset_lines)?;
+                put_stateset(enc, (set, &statesets[set]), field, &value, &labels, (&device, device_id),
+                             &mut stateset_series)?;
                 continue;
             }
             let fv = field_value(&value, info.integer, uint)?;
@@ -662,9 +725,9 @@ fn encode(py: Python<'_>, batches: &Bound<'_, PyAny>, uint: bool) -> PyResult<Ve
             };
             enc.put(line, field, &fv);
         }
-        enc.finish(&mut out, ts);
+        enc.finish(out, ts);
     }
-    Ok(out)
+    Ok(())
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
