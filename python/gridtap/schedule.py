@@ -40,6 +40,14 @@ class Collector:
 
     #: Pushed readings closer together than this are collected once (a burst of uploads).
     min_push_gap = 0.005
+    #: Pushed collections (their outputs included) may keep this process busy a share of the
+    #: time of ``push_cost_budget`` / the last one's duration: a 1 ms collection can follow the
+    #: next upload 5 ms later, a 15 ms one (a proxy of 1,000 devices, 21,000 samples to render)
+    #: waits 450 ms. Long collections are what another thread of the process feels (a relay
+    #: waiting for the GIL), so they are made rare, not merely spaced.
+    push_cost_budget = 0.0005
+    #: The longest a pushed reading waits for its collection.
+    max_push_gap = 1.0
 
     def __init__(self, plugin: Plugin, interval: float) -> None:
         self.plugin = plugin
@@ -180,11 +188,14 @@ class Collector:
             watchdog = threading.Timer(self.interval, self._overdue, args=(self._generation + 1,))
             watchdog.daemon = True
             watchdog.start()
+            started = time.monotonic()
             try:
                 self.collect_once()
             finally:
                 watchdog.cancel()
             now = time.monotonic()
+            cost = now - started
+            push_gap = min(self.max_push_gap, max(self.min_push_gap, cost * cost / self.push_cost_budget))
             if next_due <= now:  # a tick (not a pushed reading): keep the cadence, unless far behind
                 next_due += self.interval
                 if next_due <= now:
@@ -192,7 +203,7 @@ class Collector:
             # Sleep until the next tick, or until the plugin reports a pushed reading.
             while not self._stop.is_set():
                 if self._wake.wait(max(0.0, next_due - time.monotonic())):
-                    self._stop.wait(self.min_push_gap)  # let a burst of uploads settle into one collection
+                    self._stop.wait(push_gap)  # let a burst of uploads settle into one collection
                     break
                 if time.monotonic() >= next_due:
                     break

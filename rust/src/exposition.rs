@@ -522,7 +522,17 @@ struct Renderer<'py> {
     /// reused by another object meanwhile (batches may come from a generator).
     held: Vec<Py<PyAny>>,
     scratch: Vec<u8>,
+    /// Samples since the clock was last looked at, and when the GIL was last let go.
+    since_check: u32,
+    last_yield: std::time::Instant,
 }
+
+/// A render holds the GIL while it reads the samples; one of 20,000 samples takes ~10 ms,
+/// which a proxy relaying uploads in another thread would see as added latency. So it lets
+/// go of the GIL about every `YIELD_EVERY` (waiting threads run), and small renders never do.
+const YIELD_EVERY: std::time::Duration = std::time::Duration::from_millis(1);
+const YIELD_FOR: std::time::Duration = std::time::Duration::from_micros(50);
+const CHECK_EVERY: u32 = 256;
 
 impl<'py> Renderer<'py> {
     fn new(py: Python<'py>, openmetrics: bool) -> Self {
@@ -533,6 +543,24 @@ impl<'py> Renderer<'py> {
             labels: AddrMap::default(),
             held: Vec::new(),
             scratch: Vec::with_capacity(256),
+            since_check: 0,
+            last_yield: std::time::Instant::now(),
+        }
+    }
+
+    /// Let other Python threads run when this render has held the GIL for `YIELD_EVERY`. The
+    /// samples read so far are held (`held`, the batches' lists), so nothing they point to
+    /// can go away meanwhile.
+    fn maybe_yield(&mut self) {
+        self.since_check += 1;
+        if self.since_check < CHECK_EVERY {
+            return;
+        }
+        self.since_check = 0;
+        if self.last_yield.elapsed() >= YIELD_EVERY {
+            // A bare release is re-taken before a waiting thread wakes up; a short pause is not.
+            self.py.detach(|| std::thread::sleep(YIELD_FOR));
+            self.last_yield = std::time::Instant::now();
         }
     }
 
@@ -659,10 +687,12 @@ impl<'py> Renderer<'py> {
         if let Ok(list) = metrics.cast::<PyList>() {
             for m in list.iter() {
                 self.metric(&m, device.as_ref())?;
+                self.maybe_yield();
             }
         } else {
             for m in metrics.try_iter()? {
                 self.metric(&m?, device.as_ref())?;
+                self.maybe_yield();
             }
         }
         Ok(())

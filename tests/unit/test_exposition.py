@@ -268,3 +268,34 @@ def test_rust_equals_reference_equals_prometheus_client(batches, openmetrics, bu
 def test_values_are_float_to_go_string(x):
     line = exposition.render([Batch("m", "d", 0, [UP(x)])], build_info=False).decode().splitlines()[-1]
     assert line == f'm_up{{device="d"}} {floatToGoString(x)}'
+
+
+def test_a_long_render_lets_other_threads_run():
+    """A render of 40,000 samples holds the GIL for many milliseconds; it lets go about every
+    millisecond, so a relay thread of the same process is not held up for the whole render."""
+    import threading
+    import time
+
+    gauge = MetricDef("big_value", "v", label_names=("n",))
+    batch = Batch("big", "d", 0, [gauge(float(i), n=str(i)) for i in range(40_000)])
+    ran, stop = [], threading.Event()
+
+    def other() -> None:
+        while not stop.is_set():
+            ran.append(time.monotonic())
+            time.sleep(0.0002)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    time.sleep(0.01)
+    try:
+        t0 = time.monotonic()
+        exposition.render([batch])
+        t1 = time.monotonic()
+    finally:
+        stop.set()
+        thread.join()
+    if t1 - t0 < 0.004:
+        pytest.skip(f"the render took {(t1 - t0) * 1e3:.1f} ms: too short to see yields")
+    during = [t for t in ran if t0 < t < t1]
+    assert len(during) >= 2, f"the other thread ran {len(during)} times in a {(t1 - t0) * 1e3:.1f} ms render"

@@ -137,6 +137,43 @@ def test_a_pushed_reading_is_collected_and_handed_on_at_once() -> None:
     assert [(m.name, m.value) for m in batch.metrics if m.name == "unit_value_watts"] == [("unit_value_watts", 1234.5)]
 
 
+class SlowPushingDevice(PushingDevice):
+    """Each collection takes 30 ms (a proxy of a thousand devices rendering its samples)."""
+
+    def collect(self):
+        time.sleep(0.03)
+        return super().collect()
+
+
+def test_slow_pushed_collections_are_made_rare_and_fast_ones_are_not() -> None:
+    """A 30 ms collection may follow a push only after (0.03 s)^2 / push_cost_budget = 1.8 s, cut to
+    max_push_gap (1 s); the uploads meanwhile are one collection. A fast one follows at once."""
+    for device, fastest, slowest in ((PushingDevice(), 0.0, 0.1), (SlowPushingDevice(), 0.9, 2.0)):
+        collector = Collector(device, interval=3600.0)
+        seen: list[float] = []
+        collector.subscribe(lambda _batch, seen=seen: seen.append(time.monotonic()))
+        device.arrive(1.0)
+        collector.start()
+        try:
+            deadline = time.monotonic() + 5
+            while not seen and time.monotonic() < deadline:
+                time.sleep(0.002)
+            t0 = time.monotonic()
+            for value in (2.0, 3.0, 4.0):  # a burst of uploads
+                device.arrive(value)
+                time.sleep(0.01)
+            while len(seen) < 2 and time.monotonic() < deadline:
+                time.sleep(0.002)
+            time.sleep(0.05 if fastest == 0.0 else 0.3)
+        finally:
+            collector.stop()
+        assert len(seen) >= 2
+        waited = seen[1] - t0
+        assert fastest <= waited < slowest, (type(device).__name__, waited)
+        if fastest:
+            assert len(seen) == 2  # the burst was one collection
+
+
 def test_waiting_is_not_down_and_diagnostics_stay(caplog) -> None:
     device = PushingDevice()
     collector = Collector(device, interval=1.0)
