@@ -7,7 +7,6 @@ the devices and their names, units and classes."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections import Counter
 from typing import Any
 
@@ -63,12 +62,7 @@ def configs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, di
         plugin.close()
     finally:
         sim.stop()
-    out = {}
-    for topic, payload, *_ in pub._client.sent:  # type: ignore[attr-defined]
-        if topic.startswith("homeassistant/") and payload:
-            c = json.loads(payload)
-            out[c["unique_id"]] = (topic.split("/")[1], c)
-    return out
+    return {c["unique_id"]: (c.pop("component"), c) for c in pub._client.discovery()}  # type: ignore[attr-defined]
 
 
 def on_dashboard(c: dict[str, Any]) -> bool:

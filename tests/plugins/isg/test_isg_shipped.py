@@ -4,7 +4,6 @@ rules that drive the webhook."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from collections import Counter
@@ -41,12 +40,7 @@ def entities(mode: str, controller: str = "wpm") -> list[dict[str, Any]]:
                 pub.publish([batch])
         finally:
             dev.close()
-    configs = {}
-    for topic, payload, *_ in pub._client.sent:  # type: ignore[attr-defined]
-        if topic.endswith("/config") and payload:
-            cfg = json.loads(payload)
-            configs[cfg["unique_id"]] = {**cfg, "component": topic.split("/")[1]}
-    return list(configs.values())
+    return pub._client.discovery()  # type: ignore[attr-defined]
 
 
 def dashboard(configs: list[dict[str, Any]]) -> set[str]:

@@ -4,7 +4,6 @@ Assistant user would design (plugins/powerwall/README.md, "Home Assistant")."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from typing import Any
@@ -21,12 +20,7 @@ def configs_of(plugin: Any) -> list[dict[str, Any]]:
     assert batch.ok, batch.error
     batch.device = "home"
     pub.publish([batch])
-    out = {}
-    for topic, payload, *_ in pub._client.sent:  # type: ignore[attr-defined]
-        if topic.endswith("/config") and payload:
-            cfg = json.loads(payload)
-            out[cfg["unique_id"]] = {**cfg, "component": topic.split("/")[1]}
-    return list(out.values())
+    return pub._client.discovery()  # type: ignore[attr-defined]
 
 
 def on_dashboard(c: dict[str, Any]) -> bool:
